@@ -1,0 +1,26 @@
+"""``batos``: the entry point. Dispatches to one module per command group."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import image
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batos", description="a live, persistent object image")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    image.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The UVM: the living image and the kernel that runs messages against it.
+
+Layers, bottom up (each imports only those below it):
+
+    errors, selectors          vocabulary
+    obj                        UvmObject and delegation lookup
+    methods                    Method: versioned source, restricted compile
+    registry                   uuid/name index; the current message's cycle
+    values                     plain data <-> image values at the boundary
+    primitives, acts           what method code and autopoietic_acts may do
+    kernel, front              one message = one transaction; asyncio front
+    image, genesis             opening storages; bootstrap and verify
+
+The public API is what ``__all__`` lists here.
+"""
+
+from .errors import (
+    BadArguments,
+    DoesNotUnderstand,
+    ImageError,
+    ImageLocked,
+    InvalidAct,
+    InvalidRequest,
+    InvalidValue,
+    MethodFailed,
+    MethodSourceError,
+    RetriesExhausted,
+    TransientError,
+    UnknownTarget,
+    UnserializableResult,
+    UVMError,
+)
+from .front import AsyncKernel
+from .genesis import GENESIS, bootstrap, verify
+from .image import open_db
+from .kernel import Kernel
+from .methods import Method
+from .obj import UvmObject, find_slot
+from .selectors import PARENT_SLOT, selector_for, slot_name
+
+__all__ = [
+    "GENESIS",
+    "PARENT_SLOT",
+    "AsyncKernel",
+    "BadArguments",
+    "DoesNotUnderstand",
+    "ImageError",
+    "ImageLocked",
+    "InvalidAct",
+    "InvalidRequest",
+    "InvalidValue",
+    "Kernel",
+    "Method",
+    "MethodFailed",
+    "MethodSourceError",
+    "RetriesExhausted",
+    "TransientError",
+    "UVMError",
+    "UnknownTarget",
+    "UnserializableResult",
+    "UvmObject",
+    "bootstrap",
+    "find_slot",
+    "open_db",
+    "selector_for",
+    "slot_name",
+    "verify",
+]

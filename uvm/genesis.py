@@ -1,0 +1,292 @@
+"""The Genesis bootstrap and the Phase 1 check, from one table.
+
+``GENESIS`` is the seed's slot table made concrete: the objects bootstrap
+plants, each with its name, parent and slots. Method slots are given as
+source (author ``genesis``); data slots as values. ``bootstrap`` creates what
+is missing and nothing else, so running it twice changes nothing (not even a
+new transaction), and it never overwrites a slot the image has since
+redefined. ``verify`` reads the image in a separate connection and reports
+everything the table requires that is missing or does not compile.
+
+Objects, by name:
+
+    traits   behaviour common to all objects (clone, setSlot:value:, ...)
+    genesis  the primordial prototype; parent* -> traits
+    true     ifTrue:ifFalse:, ifTrue:, ifFalse:, not; truthValue = True
+    false    the same with the branches swapped; truthValue = False
+    nil      isNil -> True
+    block    value (answers nil; clones redefine it) and whileTrue:
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import transaction
+
+from .errors import UnknownTarget
+from .methods import Method, compile_method
+from .obj import UvmObject, write_slot
+from .registry import Registry
+from .selectors import PARENT_SLOT
+
+__all__ = ["GENESIS", "GENESIS_VERSION", "BootstrapReport", "bootstrap", "verify"]
+
+GENESIS_VERSION = 1
+META_KEY = "batos.genesis"
+
+
+def _m(source: str) -> str:
+    return source.strip() + "\n"
+
+
+TRAITS_METHODS = {
+    "clone": _m('''
+def clone(self):
+    """A shallow copy of the receiver, registered in the image; its parent is the receiver's."""
+    return clone_object(self)
+'''),
+    "setSlot_value": _m('''
+def setSlot_value(self, name, value):
+    """Add or overwrite a data slot; answers the receiver."""
+    return set_slot(self, name, value)
+'''),
+    "removeSlot": _m('''
+def removeSlot(self, name):
+    return remove_slot(self, name)
+'''),
+    "slotNames": _m('''
+def slotNames(self):
+    return slot_names(self)
+'''),
+    "respondsTo": _m('''
+def respondsTo(self, selector):
+    return object_responds_to(self, selector)
+'''),
+    "printString": _m('''
+def printString(self):
+    return print_object(self)
+'''),
+    "describe": _m('''
+def describe(self):
+    """uuid, names, and each own slot's kind (methods with selector and version)."""
+    return describe_object(self)
+'''),
+    "uuid": _m('''
+def uuid(self):
+    return uuid_of(self)
+'''),
+    "registerAs": _m('''
+def registerAs(self, name):
+    """Make the receiver findable by name; answers the receiver."""
+    return name_object(self, name)
+'''),
+    "defineMethod_source": _m('''
+def defineMethod_source(self, selector, source, reason=""):
+    """Install or redefine a method on the receiver; answers the new version number."""
+    return define_method(self, selector, source, reason)
+'''),
+    "methodHistory": _m('''
+def methodHistory(self, selector):
+    return method_history(self, selector)
+'''),
+    "rollbackMethod_to": _m('''
+def rollbackMethod_to(self, selector, version, reason=""):
+    """Make an earlier version of an own method current again (as a new version)."""
+    return rollback_method(self, selector, version, reason)
+'''),
+    "applyActs": _m('''
+def applyActs(self, acts):
+    """Apply a list of autopoietic_acts atomically."""
+    return apply_acts(self, acts)
+'''),
+    "isNil": _m('''
+def isNil(self):
+    return False
+'''),
+    "doesNotUnderstand": _m('''
+def doesNotUnderstand(self, message):
+    """Default until a mind exists: a clear error naming the selector."""
+    return not_understood(self, message)
+'''),
+}
+
+
+def _boolean(value: bool) -> dict[str, Any]:
+    taken = "trueBlock" if value else "falseBlock"
+    word = "true" if value else "false"
+    return {
+        "name": word,
+        "truthValue": value,
+        "ifTrue_ifFalse": _m(f'''
+def ifTrue_ifFalse(self, trueBlock, falseBlock):
+    return {taken}.value()
+'''),
+        "ifTrue": _m(f'''
+def ifTrue(self, trueBlock):
+    return {"trueBlock.value()" if value else "None"}
+'''),
+        "ifFalse": _m(f'''
+def ifFalse(self, falseBlock):
+    return {"None" if value else "falseBlock.value()"}
+'''),
+        "not": _m(f'''
+def not_(self):
+    return object_named("{"false" if value else "true"}")
+'''),
+        "printString": _m(f'''
+def printString(self):
+    return "{word}"
+'''),
+    }
+
+
+#: name -> (parent name or None, slots). Strings that start with "def " are method sources.
+GENESIS: dict[str, tuple[str | None, dict[str, Any]]] = {
+    "traits": (None, {"name": "traits", **TRAITS_METHODS}),
+    "genesis": ("traits", {
+        "name": "genesis",
+        "description": "The primordial prototype: clone it to make new objects.",
+    }),
+    "true": ("traits", _boolean(True)),
+    "false": ("traits", _boolean(False)),
+    "nil": ("traits", {
+        "name": "nil",
+        "isNil": _m('''
+def isNil(self):
+    return True
+'''),
+        "printString": _m('''
+def printString(self):
+    return "nil"
+'''),
+    }),
+    "block": ("traits", {
+        "name": "block",
+        "maxIterations": 1_000_000,
+        "value": _m('''
+def value(self):
+    """An empty block answers nil; clone the block and redefine value."""
+    return None
+'''),
+        "whileTrue": _m('''
+def whileTrue(self, body):
+    """Send value to body while the receiver's value is true; answers the count."""
+    count = 0
+    while truth(self.value()):
+        body.value()
+        count = count + 1
+        if count >= self.maxIterations:
+            raise RuntimeError("whileTrue: stopped after " + str(count) + " iterations (maxIterations)")
+    return count
+'''),
+    }),
+}
+
+
+def _is_source(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("def ")
+
+
+@dataclass
+class BootstrapReport:
+    created_objects: list[str] = field(default_factory=list)
+    added_slots: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created_objects or self.added_slots)
+
+
+def bootstrap(db: Any) -> BootstrapReport:
+    """Plant whatever of ``GENESIS`` is missing, in one transaction; commit only if anything was."""
+    report = BootstrapReport()
+    tm = transaction.TransactionManager(explicit=True)
+    txn = tm.begin()
+    conn = db.open(transaction_manager=tm)
+    try:
+        root = conn.root()
+        if Registry.ensure(root):
+            report.added_slots.append("registry")
+        registry = Registry(root)
+        objects: dict[str, UvmObject] = {}
+        for name in GENESIS:
+            try:
+                objects[name] = registry.resolve(name)
+            except UnknownTarget:
+                objects[name] = registry.register(UvmObject(), name=name)
+                report.created_objects.append(name)
+        for name, (parent, slots) in GENESIS.items():
+            obj = objects[name]
+            if parent is not None and PARENT_SLOT not in obj._slots:
+                write_slot(obj, PARENT_SLOT, objects[parent])
+                report.added_slots.append(f"{name}.{PARENT_SLOT}")
+            for slot, value in slots.items():
+                if slot in obj._slots:
+                    continue
+                if _is_source(value):
+                    value = Method(value, author="genesis", reason="genesis bootstrap")
+                write_slot(obj, slot, value)
+                report.added_slots.append(f"{name}.{slot}")
+        if report.changed:
+            root[META_KEY] = {"version": GENESIS_VERSION, "bootstrapped": time.time()}
+            txn.setUser("genesis")
+            txn.note("batos bootstrap")
+            tm.commit()
+        else:
+            tm.abort()
+        return report
+    except BaseException:
+        tm.abort()
+        raise
+    finally:
+        conn.close()
+
+
+def verify(db: Any) -> tuple[list[str], dict[str, int]]:
+    """Phase 1 check: (problems, counts). No problems means every Genesis slot is there and
+    every method in the image compiles."""
+    problems: list[str] = []
+    counts = {"objects": 0, "methods": 0, "genesis_slots": 0}
+    tm = transaction.TransactionManager(explicit=True)
+    tm.begin()
+    conn = db.open(transaction_manager=tm)
+    try:
+        root = conn.root()
+        try:
+            registry = Registry(root)
+        except Exception as exc:
+            return [str(exc)], counts
+        for name, (parent, slots) in GENESIS.items():
+            try:
+                obj = registry.resolve(name)
+            except UnknownTarget:
+                problems.append(f"object {name!r} is missing from the registry")
+                continue
+            if parent is not None:
+                want = registry.names.get(parent)
+                got = obj._slots.get(PARENT_SLOT)
+                if not isinstance(got, UvmObject) or got._uuid != want:
+                    problems.append(f"{name}.{PARENT_SLOT} does not point at {parent!r}")
+            for slot, value in slots.items():
+                if slot not in obj._slots:
+                    problems.append(f"slot {name}.{slot} is missing")
+                elif _is_source(value) and not isinstance(obj._slots[slot], Method):
+                    problems.append(f"slot {name}.{slot} should hold a method")
+                else:
+                    counts["genesis_slots"] += 1
+        for uuid, obj in registry.objects.items():
+            counts["objects"] += 1
+            for slot, value in obj._slots.items():
+                if isinstance(value, Method):
+                    counts["methods"] += 1
+                    try:
+                        compile_method(value.source)
+                    except Exception as exc:
+                        problems.append(f"method {slot!r} of object {uuid} does not compile: {exc}")
+        return problems, counts
+    finally:
+        tm.abort()
+        conn.close()

@@ -1,0 +1,160 @@
+"""The message kernel: one message, one ACID transaction.
+
+``Kernel.send(target, selector, args)`` is the seed's transactional cycle:
+
+1. open a connection from the database's pool with this call's own
+   transaction manager (so a connection is never shared between threads);
+2. resolve the target by uuid or registered name;
+3. look the selector's slot up through delegation; a method runs with the
+   receiver and the arguments, a data slot answers its value; when no slot
+   answers, ``doesNotUnderstand:`` is sent to the target with the message
+   ``{"selector", "arguments"}``, inside the same transaction;
+4. turn the result into plain data (``uvm.values``);
+5. commit. Any exception aborts, so nothing of a failed message remains.
+   A ``ConflictError`` (another message committed a change to the same
+   object first) aborts and retries with jittered exponential backoff, up to
+   ``retries`` times, then raises ``RetriesExhausted``.
+
+A message that changes nothing joins no storage and its commit writes
+nothing: read-only messages cost no disk I/O.
+
+Threading: ``send`` is synchronous and may be called from any number of
+threads at once; each call uses its own transaction manager and connection.
+The asyncio front (``uvm.front``) calls it from worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import transaction
+from ZODB.POSException import ConflictError, POSError
+
+from . import primitives as _primitives  # noqa: F401 - installs method globals
+from .errors import (
+    BadArguments,
+    DoesNotUnderstand,
+    ImageError,
+    MethodFailed,
+    RetriesExhausted,
+    UVMError,
+)
+from .methods import Method, check_arity
+from .obj import UvmObject, find_slot
+from .registry import Cycle, Registry, using_cycle
+from .selectors import slot_name
+from .values import from_plain, to_plain
+
+__all__ = ["Kernel", "dispatch"]
+
+log = logging.getLogger("batos.kernel")
+
+DNU = "doesNotUnderstand"
+
+
+def dispatch(receiver: UvmObject, selector: str, args: Sequence[Any]) -> Any:
+    """Send one message inside the current cycle: lookup, run, or doesNotUnderstand:."""
+    try:
+        slot = slot_name(selector)
+    except ValueError as exc:
+        raise BadArguments(str(exc)) from None
+    try:
+        _holder, value = find_slot(receiver, slot)
+    except DoesNotUnderstand:
+        if slot == DNU:
+            raise
+        try:
+            _holder, handler = find_slot(receiver, DNU)
+        except DoesNotUnderstand:
+            raise DoesNotUnderstand(
+                f"{selector!r} is not understood and the receiver has no doesNotUnderstand: "
+                "method either", selector=selector, receiver=receiver._uuid,
+            ) from None
+        return _call(handler, DNU, receiver, [{"selector": selector, "arguments": list(args)}])
+    return _call(value, selector, receiver, args)
+
+
+def _call(value: Any, selector: str, receiver: UvmObject, args: Sequence[Any]) -> Any:
+    if not isinstance(value, Method):
+        if args:
+            raise BadArguments(
+                f"{selector!r} is a data slot and takes no arguments; to change it send "
+                "setSlot:value:"
+            )
+        return value
+    func = value.function()
+    check_arity(func, len(args), selector)
+    try:
+        return func(receiver, *args)
+    except (UVMError, ConflictError):
+        raise
+    except RecursionError as exc:
+        raise MethodFailed(f"{selector!r} recursed too deeply") from exc
+    except Exception as exc:
+        raise MethodFailed(f"{selector!r} raised {type(exc).__name__}: {exc}") from exc
+
+
+class Kernel:
+    """Runs messages against one database, each in its own transaction."""
+
+    def __init__(
+        self, db: Any, *, retries: int = 8, backoff: float = 0.002, author: str = "architect"
+    ) -> None:
+        self.db = db
+        self.retries = retries
+        self.backoff = backoff
+        self.author = author
+
+    def send(
+        self, target: Any, selector: str, args: Sequence[Any] = (), *, author: str | None = None
+    ) -> Any:
+        """Run one message; returns its plain result or raises a ``UVMError``."""
+        if not isinstance(args, list | tuple):
+            raise BadArguments(f"arguments must be a list, got {type(args).__name__}")
+        who = author or self.author
+        for attempt in range(self.retries + 1):
+            try:
+                return self._once(target, selector, args, who)
+            except ConflictError as exc:
+                if attempt == self.retries:
+                    raise RetriesExhausted(
+                        f"{selector!r} to {target!r} conflicted with other messages "
+                        f"{attempt + 1} times; nothing was committed, send it again"
+                    ) from exc
+                delay = self.backoff * (2**attempt) * (0.5 + random.random())
+                log.debug("conflict on %s %s, retry %d in %.4fs", target, selector, attempt + 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _once(self, target: Any, selector: str, args: Sequence[Any], author: str) -> Any:
+        tm = transaction.TransactionManager(explicit=True)
+        txn = tm.begin()
+        try:
+            conn = self.db.open(transaction_manager=tm)
+        except POSError as exc:
+            tm.abort()
+            raise ImageError(f"cannot open a connection to the image: {exc}") from exc
+        try:
+            cycle = Cycle(conn, Registry(conn.root()), author)
+            with using_cycle(cycle):
+                receiver = cycle.registry.resolve(target)
+                result = to_plain(dispatch(receiver, selector, from_plain(args, cycle.registry)))
+            txn.setUser(author)
+            txn.note(f"{target} {selector}"[:200])
+            tm.commit()
+            return result
+        except ConflictError:
+            tm.abort()
+            raise
+        except POSError as exc:
+            tm.abort()
+            raise ImageError(f"the storage failed while committing {selector!r}: {exc}") from exc
+        except BaseException:
+            tm.abort()
+            raise
+        finally:
+            conn.close()

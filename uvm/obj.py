@@ -1,0 +1,193 @@
+"""UvmObject: the one kind of object in the image, and slot lookup by delegation.
+
+An object's state and behaviour live in one ``_slots`` mapping. Data slots
+hold storable values (see ``storable``); method slots hold ``Method`` objects
+(``uvm.methods``). The ``parent*`` slot holds one object or a list of objects
+that lookup delegates to, in order.
+
+Lookup order is depth-first, parents in list order, each object visited once
+(so cycles in the parent graph are harmless): the receiver's own slots first,
+then its first parent and that parent's ancestors, then the second parent, and
+so on. The first slot found wins.
+
+Python attribute syntax maps onto slots: ``obj.x = v`` writes the slot ``x``
+and marks the object changed; ``obj.x`` looks ``x`` up through delegation and
+raises ``DoesNotUnderstand`` (an ``AttributeError``) when the chain is
+exhausted. Names starting with ``_`` are never slots: they are the object's
+own machinery (``_slots``, ``_uuid``, persistence's ``_p_`` and ``_v_``).
+
+This module knows nothing of transactions or of the registry; callers that
+need those (the kernel, the primitives) bring them.
+"""
+
+from __future__ import annotations
+
+import uuid as _uuidlib
+from typing import Any
+
+from persistent import Persistent
+from persistent.list import PersistentList
+from persistent.mapping import PersistentMapping
+
+from .errors import DoesNotUnderstand, InvalidValue
+from .selectors import PARENT_SLOT, slot_name
+
+__all__ = ["UvmObject", "find_slot", "label", "storable", "write_slot"]
+
+_MISSING = object()
+# Single-parent chains are followed without bookkeeping up to this depth;
+# past it (or at the first list of parents) lookup switches to the general,
+# cycle-safe search.
+_FAST_DEPTH = 64
+_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+class UvmObject(Persistent):
+    """A prototype object: slots, and delegation through ``parent*``."""
+
+    def __init__(self, slots: dict[str, Any] | None = None, *, uuid: str | None = None) -> None:
+        Persistent.__setattr__(self, "_slots", {})
+        Persistent.__setattr__(self, "_uuid", uuid or str(_uuidlib.uuid4()))
+        for name, value in (slots or {}).items():
+            write_slot(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            Persistent.__setattr__(self, name, value)
+        else:
+            write_slot(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup failed: never treat machinery
+        # names (pickle and copy probe dunders, _p_/_v_) as slots.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        _holder, value = find_slot(self, slot_name(name))
+        bind = getattr(value, "bind", None)
+        return bind(self) if bind is not None else value
+
+    def __delattr__(self, name: str) -> None:
+        if name.startswith("_"):
+            Persistent.__delattr__(self, name)
+            return
+        slots = self._slots
+        if name not in slots:
+            raise DoesNotUnderstand(
+                f"{label(self)} has no own slot {name!r} to remove", selector=name,
+                receiver=self._uuid,
+            )
+        del slots[name]
+        self._p_changed = True
+
+    def __repr__(self) -> str:
+        try:
+            names = ", ".join(sorted(self._slots))
+        except Exception:  # a ghost whose storage is gone: still printable
+            names = "?"
+        return f"<UvmObject {self._uuid[:8]} [{names}]>"
+
+
+def label(obj: UvmObject) -> str:
+    """A short human name for messages: the ``name`` slot if any, else the uuid."""
+    name = obj._slots.get("name")
+    short = obj._uuid[:8]
+    return f"{name} ({short})" if isinstance(name, str) else f"object {short}"
+
+
+def find_slot(obj: UvmObject, name: str) -> tuple[UvmObject, Any]:
+    """Return ``(holder, value)`` for the first slot ``name`` on ``obj``'s chain."""
+    slots = obj._slots
+    value = slots.get(name, _MISSING)
+    if value is not _MISSING:
+        return obj, value
+    parent = slots.get(PARENT_SLOT)
+    depth = 0
+    while isinstance(parent, UvmObject) and depth < _FAST_DEPTH:
+        slots = parent._slots
+        value = slots.get(name, _MISSING)
+        if value is not _MISSING:
+            return parent, value
+        parent = slots.get(PARENT_SLOT)
+        depth += 1
+    if parent is not None:
+        found = _search(obj, name)
+        if found is not None:
+            return found
+    raise DoesNotUnderstand(
+        f"{label(obj)} does not understand {name!r}: no slot of that name on it or its parents",
+        selector=name, receiver=obj._uuid,
+    )
+
+
+def _search(start: UvmObject, name: str) -> tuple[UvmObject, Any] | None:
+    """Depth-first, parents in order, each object once."""
+    seen: set[int] = set()
+    stack: list[UvmObject] = [start]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        slots = obj._slots
+        value = slots.get(name, _MISSING)
+        if value is not _MISSING:
+            return obj, value
+        parents = slots.get(PARENT_SLOT)
+        if isinstance(parents, UvmObject):
+            stack.append(parents)
+        elif parents is not None:
+            stack.extend(p for p in reversed(parents) if isinstance(p, UvmObject))
+    return None
+
+
+def write_slot(obj: UvmObject, name: str, value: Any) -> None:
+    """Write one slot, converting the value to its stored form, and mark ``obj`` changed."""
+    if not isinstance(name, str) or not name or name.startswith("_"):
+        raise InvalidValue(
+            f"slot name {name!r} is not allowed: a slot name is a non-empty string "
+            "that does not start with '_'"
+        )
+    stored = storable(value)
+    if name == PARENT_SLOT:
+        _check_parents(obj, stored)
+    obj._slots[name] = stored
+    obj._p_changed = True
+
+
+def _check_parents(obj: UvmObject, value: Any) -> None:
+    parents = [value] if not isinstance(value, PersistentList) else list(value)
+    for parent in parents:
+        if not isinstance(parent, UvmObject):
+            raise InvalidValue(
+                f"the {PARENT_SLOT!r} slot of {label(obj)} takes objects, "
+                f"not {type(parent).__name__}"
+            )
+
+
+def storable(value: Any, _depth: int = 0) -> Any:
+    """The stored form of a slot value, or ``InvalidValue`` naming what cannot be stored.
+
+    Lists and dicts become ``PersistentList``/``PersistentMapping`` so that a
+    method mutating them in place is noticed by the transaction; tuples stay
+    tuples of storable values; objects and methods are kept by reference.
+    """
+    if isinstance(value, _SCALARS) or isinstance(value, Persistent):
+        # Persistent covers UvmObject, Method and containers already converted.
+        return value
+    if _depth > 64:
+        raise InvalidValue("value nested deeper than 64 levels cannot be stored")
+    if isinstance(value, list):
+        return PersistentList(storable(v, _depth + 1) for v in value)
+    if isinstance(value, tuple):
+        return tuple(storable(v, _depth + 1) for v in value)
+    if isinstance(value, dict):
+        out = PersistentMapping()
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidValue(f"mapping keys must be strings, got {type(key).__name__}")
+            out[key] = storable(item, _depth + 1)
+        return out
+    raise InvalidValue(
+        f"a value of type {type(value).__name__} cannot be stored in a slot: use None, "
+        "bool, int, float, str, bytes, lists, dicts with string keys, or objects"
+    )

@@ -1,0 +1,220 @@
+"""Primitives: the kernel's physics, the only way method code reaches the image.
+
+Every method's globals hold these functions (and nothing else of the kernel).
+They run inside the current message's transaction (``registry.current()``),
+validate what they are given, and raise the image's own errors. Their names
+are reserved: a method whose function has one of these names is rejected,
+since it would shadow the primitive inside itself.
+
+The genesis methods on ``traits`` are thin sources that call these; a later
+architect or mind can redefine those methods without touching the kernel.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from persistent.list import PersistentList
+from persistent.mapping import PersistentMapping
+
+from . import methods
+from .errors import BadArguments, DoesNotUnderstand
+from .methods import Method
+from .obj import UvmObject, find_slot, label, write_slot
+from .registry import current
+from .selectors import PARENT_SLOT, selector_for, slot_name
+
+__all__ = ["PRIMITIVES"]
+
+
+def _obj(value: Any, what: str = "receiver") -> UvmObject:
+    if not isinstance(value, UvmObject):
+        raise BadArguments(f"the {what} must be an image object, got {type(value).__name__}")
+    return value
+
+
+def clone_object(obj: UvmObject) -> UvmObject:
+    """A shallow copy, registered: shares referenced objects, copies containers and methods."""
+    proto = _obj(obj)
+    new = UvmObject()
+    for name, value in proto._slots.items():
+        if name == "name":
+            continue  # a clone is not its prototype; it may be named anew
+        if isinstance(value, Method):
+            twin = Method.__new__(Method)
+            twin.versions = PersistentList(dict(v) for v in value.versions)
+            value = twin
+        elif isinstance(value, PersistentList | PersistentMapping):
+            value = copy.copy(value)
+        new._slots[name] = value
+    new._slots.setdefault(PARENT_SLOT, proto._slots.get(PARENT_SLOT, proto))
+    cycle = current()
+    cycle.registry.register(new)
+    cycle.created.append(new)
+    return new
+
+
+def set_slot(obj: UvmObject, name: str, value: Any) -> UvmObject:
+    write_slot(_obj(obj), name, value)
+    return obj
+
+
+def remove_slot(obj: UvmObject, name: str) -> UvmObject:
+    o = _obj(obj)
+    if not isinstance(name, str) or not name or name.startswith("_"):
+        raise BadArguments(f"{name!r} is not a slot name")
+    delattr(o, name)
+    return o
+
+
+def slot_names(obj: UvmObject) -> list[str]:
+    return sorted(_obj(obj)._slots)
+
+
+def slot_kind(name: str, value: Any) -> str:
+    if name == PARENT_SLOT:
+        return "parent"
+    if isinstance(value, Method):
+        return "method"
+    if isinstance(value, UvmObject):
+        return "object"
+    if value is None:
+        return "nil"
+    if isinstance(value, PersistentList | tuple):
+        return "list"
+    if isinstance(value, PersistentMapping):
+        return "dict"
+    return type(value).__name__
+
+
+def slot_kinds(obj: UvmObject) -> dict[str, str]:
+    return {name: slot_kind(name, value) for name, value in sorted(_obj(obj)._slots.items())}
+
+
+def object_responds_to(obj: UvmObject, selector: str) -> bool:
+    try:
+        find_slot(_obj(obj), slot_name(selector))
+    except DoesNotUnderstand:
+        return False
+    return True
+
+
+def print_object(obj: UvmObject) -> str:
+    o = _obj(obj)
+    return f"<{label(o)}: {', '.join(sorted(o._slots))}>"
+
+
+def uuid_of(obj: UvmObject) -> str:
+    return _obj(obj)._uuid
+
+
+def describe_object(obj: UvmObject) -> dict[str, Any]:
+    """uuid, names and each own slot's kind; methods with their selector and version."""
+    o = _obj(obj)
+    slots: dict[str, Any] = {}
+    for name, value in sorted(o._slots.items()):
+        entry: dict[str, Any] = {"kind": slot_kind(name, value)}
+        if isinstance(value, Method):
+            nargs = value.function().__code__.co_argcount - 1
+            entry.update(selector=selector_for(name, nargs), version=value.version)
+        slots[name] = entry
+    return {"uuid": o._uuid, "names": current().registry.names_of(o), "slots": slots}
+
+
+def object_named(ref: str) -> UvmObject:
+    return current().registry.resolve(ref)
+
+
+def name_object(obj: UvmObject, name: str) -> UvmObject:
+    current().registry.name(_obj(obj), name)
+    return obj
+
+
+def define_method(obj: UvmObject, selector: str, source: str, reason: str = "") -> int:
+    """Install ``source`` in ``obj``'s own slot for ``selector``; returns the new version number."""
+    o = _obj(obj)
+    if not isinstance(selector, str) or not selector:
+        raise BadArguments("a selector is a non-empty string")
+    slot = slot_name(selector)
+    if slot.startswith("_") or slot == PARENT_SLOT:
+        raise BadArguments(f"{selector!r} cannot name a method slot")
+    if not isinstance(source, str):
+        raise BadArguments(f"method source must be a string, got {type(source).__name__}")
+    author = current().author
+    existing = o._slots.get(slot)
+    if isinstance(existing, Method):
+        version = existing.define(source, author=author, reason=str(reason))
+    else:
+        write_slot(o, slot, Method(source, author=author, reason=str(reason)))
+        version = 1
+    return version
+
+
+def _own_method(obj: UvmObject, selector: str) -> Method:
+    o = _obj(obj)
+    slot = slot_name(selector)
+    holder, value = find_slot(o, slot)
+    if not isinstance(value, Method):
+        raise BadArguments(f"slot {slot!r} of {label(holder)} holds data, not a method")
+    return value
+
+
+def method_history(obj: UvmObject, selector: str) -> list[dict[str, Any]]:
+    """Every version of the method ``obj`` would run for ``selector``, oldest first."""
+    return _own_method(obj, selector).history()
+
+
+def rollback_method(obj: UvmObject, selector: str, version: int, reason: str = "") -> int:
+    o = _obj(obj)
+    slot = slot_name(selector)
+    value = o._slots.get(slot)
+    if not isinstance(value, Method):
+        holder, _ = find_slot(o, slot)
+        raise BadArguments(
+            f"{label(o)} has no own method {slot!r}: it is found on {label(holder)}; "
+            "send the rollback there"
+        )
+    return value.rollback(version, author=current().author, reason=str(reason))
+
+
+def apply_acts(obj: UvmObject, acts: Any) -> dict[str, Any]:
+    from .acts import apply_acts as _apply
+
+    return _apply(_obj(obj), acts)
+
+
+def truth(value: Any) -> bool:
+    """A Python bool, or an object whose ``truthValue`` slot holds one (``true``/``false``)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, UvmObject):
+        try:
+            _h, flag = find_slot(value, "truthValue")
+        except DoesNotUnderstand:
+            flag = None
+        if isinstance(flag, bool):
+            return flag
+    raise BadArguments(f"expected a boolean, got {value!r}")
+
+
+def not_understood(obj: UvmObject, message: Any) -> None:
+    """The default doesNotUnderstand: until a mind exists: a clear error, nothing changed."""
+    selector = message.get("selector", "?") if isinstance(message, dict) else "?"
+    raise DoesNotUnderstand(
+        f"{label(_obj(obj))} does not understand {selector!r}, and no mind is configured to "
+        "create it: define it with defineMethod:source: (or an applyActs: DEFINE_METHOD), "
+        "or configure a mind (weaver)",
+        selector=str(selector), receiver=obj._uuid,
+    )
+
+
+PRIMITIVES: dict[str, Any] = {
+    f.__name__: f
+    for f in (
+        clone_object, set_slot, remove_slot, slot_names, slot_kinds, object_responds_to,
+        print_object, uuid_of, describe_object, object_named, name_object, define_method,
+        method_history, rollback_method, apply_acts, truth, not_understood,
+    )
+}
+methods.method_globals(PRIMITIVES)
