@@ -1,5 +1,37 @@
-"""The bridge: the wire protocol every client and incarnation speaks.
+"""The bridge: the wire protocol every client, the supervisor and incarnations speak.
 
-Not built yet (issue 3): pydantic message models in ``bridge/messages.py``, a
-separate msgpack codec, and ``bridge.Client``. Imports nothing of ``uvm``.
+``bridge.messages`` is the whole schema, ``bridge.codec`` its msgpack
+encoding, ``bridge.client.Client`` the Python client. Imports nothing of the
+UVM, the supervisor or the mind: everything crosses process boundaries here.
 """
+
+from .client import DEFAULT_ENDPOINT, Client, default_endpoint, new_request_id
+from .errors import (
+    BridgeError,
+    FrameTooLarge,
+    InvalidMessage,
+    MalformedFrame,
+    ProtocolError,
+    RemoteError,
+    Timeout,
+    TransientError,
+    UnsupportedVersion,
+)
+from .messages import PROTOCOL_VERSION
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "PROTOCOL_VERSION",
+    "BridgeError",
+    "Client",
+    "FrameTooLarge",
+    "InvalidMessage",
+    "MalformedFrame",
+    "ProtocolError",
+    "RemoteError",
+    "Timeout",
+    "TransientError",
+    "UnsupportedVersion",
+    "default_endpoint",
+    "new_request_id",
+]

@@ -30,6 +30,7 @@ from .errors import UnknownTarget
 from .methods import Method, compile_method
 from .obj import UvmObject, write_slot
 from .registry import Registry
+from .replies import ReplyStore
 from .selectors import PARENT_SLOT
 
 __all__ = ["GENESIS", "GENESIS_VERSION", "BootstrapReport", "bootstrap", "verify"]
@@ -210,6 +211,9 @@ def bootstrap(db: Any) -> BootstrapReport:
         root = conn.root()
         if Registry.ensure(root):
             report.added_slots.append("registry")
+        if not ReplyStore.exists(root):
+            ReplyStore(root)
+            report.added_slots.append("replies")
         registry = Registry(root)
         objects: dict[str, UvmObject] = {}
         for name in GENESIS:

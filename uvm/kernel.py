@@ -46,6 +46,7 @@ from .errors import (
 from .methods import Method, check_arity
 from .obj import UvmObject, find_slot
 from .registry import Cycle, Registry, using_cycle
+from .replies import ReplyStore
 from .selectors import slot_name
 from .values import from_plain, to_plain
 
@@ -98,6 +99,12 @@ def _call(value: Any, selector: str, receiver: UvmObject, args: Sequence[Any]) -
         raise MethodFailed(f"{selector!r} raised {type(exc).__name__}: {exc}") from exc
 
 
+def _changed(conn: Any) -> bool:
+    # ZODB has no public "did this transaction modify anything" query; the
+    # connection's registration list is what its commit itself consults.
+    return bool(getattr(conn, "_registered_objects", True)) or bool(getattr(conn, "_added", False))
+
+
 class Kernel:
     """Runs messages against one database, each in its own transaction."""
 
@@ -110,15 +117,26 @@ class Kernel:
         self.author = author
 
     def send(
-        self, target: Any, selector: str, args: Sequence[Any] = (), *, author: str | None = None
+        self,
+        target: Any,
+        selector: str,
+        args: Sequence[Any] = (),
+        *,
+        author: str | None = None,
+        request_id: str | None = None,
     ) -> Any:
-        """Run one message; returns its plain result or raises a ``UVMError``."""
+        """Run one message; returns its plain result or raises a ``UVMError``.
+
+        With a ``request_id`` the message runs at most once: if a message with
+        that id already committed, its recorded result is returned instead
+        (see ``uvm.replies``).
+        """
         if not isinstance(args, list | tuple):
             raise BadArguments(f"arguments must be a list, got {type(args).__name__}")
         who = author or self.author
         for attempt in range(self.retries + 1):
             try:
-                return self._once(target, selector, args, who)
+                return self._once(target, selector, args, who, request_id)
             except ConflictError as exc:
                 if attempt == self.retries:
                     raise RetriesExhausted(
@@ -130,7 +148,9 @@ class Kernel:
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _once(self, target: Any, selector: str, args: Sequence[Any], author: str) -> Any:
+    def _once(
+        self, target: Any, selector: str, args: Sequence[Any], author: str, request_id: str | None
+    ) -> Any:
         tm = transaction.TransactionManager(explicit=True)
         txn = tm.begin()
         try:
@@ -139,10 +159,20 @@ class Kernel:
             tm.abort()
             raise ImageError(f"cannot open a connection to the image: {exc}") from exc
         try:
-            cycle = Cycle(conn, Registry(conn.root()), author)
+            root = conn.root()
+            replies = None
+            if request_id is not None and ReplyStore.exists(root):
+                replies = ReplyStore(root)
+                stored = replies.get(request_id)
+                if stored is not ReplyStore.MISSING:
+                    tm.abort()
+                    return stored
+            cycle = Cycle(conn, Registry(root), author)
             with using_cycle(cycle):
                 receiver = cycle.registry.resolve(target)
                 result = to_plain(dispatch(receiver, selector, from_plain(args, cycle.registry)))
+            if request_id is not None and _changed(conn):
+                (replies or ReplyStore(root)).record(request_id, result)
             txn.setUser(author)
             txn.note(f"{target} {selector}"[:200])
             tm.commit()

@@ -1,0 +1,156 @@
+"""The whole wire schema: every message that crosses a process boundary.
+
+Three conversations, all msgpack maps with a protocol version ``v``:
+
+* client <-> supervisor (frontend, ZMQ DEALER -> ROUTER): a ``Request``
+  (discriminated on ``kind``) and a ``Reply``. Every request carries a
+  client-chosen ``id`` (a uuid4 by default); the reply carries the same id,
+  ``ok``, and either ``result`` or ``error``.
+* supervisor <-> incarnation (backend, ZMQ DEALER -> ROUTER): ``Ready``,
+  ``Heartbeat`` and ``Bye`` from the incarnation; ``Stop`` from the
+  supervisor; requests and replies travel as the client's own bytes.
+* supervisor -> anyone (event stream, ZMQ PUB): ``Event``.
+
+The frame layout of each conversation is in docs/protocol.md. Codec concerns
+(msgpack, size limits) live in ``bridge.codec``; this module is only schema.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Bye",
+    "Control",
+    "DescribeRequest",
+    "ErrorInfo",
+    "Event",
+    "Heartbeat",
+    "PingRequest",
+    "Ready",
+    "Reply",
+    "Request",
+    "SendRequest",
+    "StatusRequest",
+    "Stop",
+]
+
+PROTOCOL_VERSION = 1
+
+RequestId = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1] = PROTOCOL_VERSION
+
+
+# --- client -> supervisor ---------------------------------------------------------------
+
+
+class SendRequest(_Message):
+    """Send one message to an image object: one transaction in the incarnation."""
+
+    kind: Literal["send"] = "send"
+    id: RequestId
+    target: str = Field(min_length=1, max_length=256)
+    selector: str = Field(min_length=1, max_length=256)
+    args: list[Any] = Field(default_factory=list)
+    author: str | None = Field(default=None, max_length=64)
+
+
+class DescribeRequest(_Message):
+    """An object's uuid, names and slots with their kinds (read-only)."""
+
+    kind: Literal["describe"] = "describe"
+    id: RequestId
+    target: str = Field(default="genesis", min_length=1, max_length=256)
+
+
+class StatusRequest(_Message):
+    """The supervisor's state: incarnations, routing, restarts (answered by the supervisor)."""
+
+    kind: Literal["status"] = "status"
+    id: RequestId
+
+
+class PingRequest(_Message):
+    """Liveness of the supervisor itself (answered without an incarnation)."""
+
+    kind: Literal["ping"] = "ping"
+    id: RequestId
+
+
+Request = Annotated[
+    SendRequest | DescribeRequest | StatusRequest | PingRequest, Field(discriminator="kind")
+]
+#: kinds the supervisor forwards to the active incarnation
+FORWARDED_KINDS = frozenset({"send", "describe"})
+
+
+class ErrorInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: str
+    message: str
+    where: str = ""
+
+
+class Reply(_Message):
+    id: str
+    ok: bool
+    result: Any = None
+    error: ErrorInfo | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Reply:
+        if self.ok == (self.error is not None):
+            raise ValueError("a reply has an error exactly when ok is false")
+        return self
+
+
+# --- incarnation <-> supervisor ---------------------------------------------------------
+
+
+class Ready(_Message):
+    kind: Literal["ready"] = "ready"
+    incarnation: str
+    pid: int
+    env_id: str
+    packages: dict[str, str] = Field(default_factory=dict)
+    python: str = ""
+
+
+class Heartbeat(_Message):
+    kind: Literal["heartbeat"] = "heartbeat"
+    incarnation: str
+    served: int = 0
+    busy: int = 0
+
+
+class Bye(_Message):
+    kind: Literal["bye"] = "bye"
+    incarnation: str
+    reason: str = ""
+
+
+class Stop(_Message):
+    kind: Literal["stop"] = "stop"
+    reason: str = ""
+    grace: float = 10.0
+
+
+Control = Annotated[Ready | Heartbeat | Bye | Stop, Field(discriminator="kind")]
+
+
+# --- supervisor -> event stream ---------------------------------------------------------
+
+
+class Event(_Message):
+    """One event on the PUB stream; the topic frame is ``kind`` up to its first dot."""
+
+    kind: str
+    ts: float
+    data: dict[str, Any] = Field(default_factory=dict)
