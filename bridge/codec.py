@@ -15,7 +15,16 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from .errors import FrameTooLarge, InvalidMessage, MalformedFrame, UnsupportedVersion
 from .messages import PROTOCOL_VERSION, Control, Reply, Request
 
-__all__ = ["MAX_FRAME", "decode_control", "decode_reply", "decode_request", "encode", "peek_id", "unpack"]
+__all__ = [
+    "MAX_FRAME",
+    "decode_control",
+    "decode_reply",
+    "decode_request",
+    "encode",
+    "peek_id",
+    "unpack",
+    "validate_request",
+]
 
 #: Largest frame either side accepts (1 MiB); larger frames get a FrameTooLarge error reply.
 MAX_FRAME = 1 << 20
@@ -67,8 +76,13 @@ def _validate(adapter: TypeAdapter[Any], data: dict[str, Any]) -> Any:
         raise InvalidMessage(f"field {loc!r}: {err['msg']}" if loc else err["msg"]) from None
 
 
+def validate_request(data: dict[str, Any]) -> Any:
+    """An unpacked map -> a ``Request`` model, or ``InvalidMessage`` naming the field."""
+    return _validate(_requests, data)
+
+
 def decode_request(frame: bytes, *, max_size: int = MAX_FRAME) -> Any:
-    return _validate(_requests, unpack(frame, max_size=max_size))
+    return validate_request(unpack(frame, max_size=max_size))
 
 
 def decode_control(frame: bytes) -> Any:

@@ -1,4 +1,4 @@
-"""Image commands: ``batos bootstrap``, ``batos send``, ``batos verify``.
+"""Image commands: ``batos bootstrap``, ``batos verify``, and ``batos send --image``.
 
 They work on an embedded image (a FileStorage file) or, with ``--zeo``, on
 an image served by a ZEO server. Results and errors are printed as JSON:
@@ -16,7 +16,7 @@ from typing import Any
 
 from .home import default_image
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "jsonable", "parse_arg", "send_embedded"]
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -28,14 +28,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bootstrap", help="create the image with the Genesis objects (idempotent)")
     storage_options(p)
     p.set_defaults(func=cmd_bootstrap)
-
-    p = sub.add_parser("send", help="send one message to an object and print the result as JSON")
-    storage_options(p)
-    p.add_argument("--author", default="architect", help="who is acting (recorded in method history)")
-    p.add_argument("target", help="uuid or registered name (genesis, traits, true, false, nil, block)")
-    p.add_argument("selector", help="e.g. printString or setSlot:value: (or setSlot_value)")
-    p.add_argument("args", nargs="*", help="arguments: JSON when valid JSON, else a string")
-    p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("verify", help="check that every Genesis slot is present and every method compiles")
     storage_options(p)
@@ -57,13 +49,13 @@ def parse_arg(text: str) -> Any:
         return text
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"$bytes": base64.b64encode(value).decode("ascii")}
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     return value
 
 
@@ -97,7 +89,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_send(args: argparse.Namespace) -> int:
+def send_embedded(args: argparse.Namespace) -> int:
     from uvm import Kernel, UVMError
 
     try:
@@ -111,7 +103,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         return _fail(exc)
     finally:
         db.close()
-    print(json.dumps(_jsonable(result), indent=None if not isinstance(result, dict | list) else 2))
+    print(json.dumps(jsonable(result), indent=None if not isinstance(result, dict | list) else 2))
     return 0
 
 

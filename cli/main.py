@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import image
+from . import client, image, supervise
 
 __all__ = ["main"]
 
@@ -13,6 +13,8 @@ __all__ = ["main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batos", description="a live, persistent object image")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    supervise.add_commands(sub)
+    client.add_commands(sub)
     image.add_commands(sub)
     return parser
 

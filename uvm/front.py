@@ -51,12 +51,18 @@ class AsyncKernel:
             self._tasks.append(asyncio.create_task(self._work(executor), name=f"batos-worker-{i}"))
 
     async def send(
-        self, target: Any, selector: str, args: Sequence[Any] = (), *, author: str | None = None
+        self,
+        target: Any,
+        selector: str,
+        args: Sequence[Any] = (),
+        *,
+        author: str | None = None,
+        request_id: str | None = None,
     ) -> Any:
         if self._closing or not self._tasks:
             raise ImageError("the kernel front is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put((future, target, selector, tuple(args), author))
+        await self._queue.put((future, target, selector, tuple(args), author, request_id))
         return await future
 
     async def _work(self, executor: ThreadPoolExecutor) -> None:
@@ -66,11 +72,13 @@ class AsyncKernel:
             try:
                 if item is None:
                     return
-                future, target, selector, args, author = item
+                future, target, selector, args, author, request_id = item
                 if future.cancelled():
                     continue
                 try:
-                    call = functools.partial(self.kernel.send, target, selector, args, author=author)
+                    call = functools.partial(
+                        self.kernel.send, target, selector, args, author=author, request_id=request_id
+                    )
                     result = await loop.run_in_executor(executor, call)
                 except Exception as exc:
                     if not future.cancelled():

@@ -1,0 +1,98 @@
+"""Client commands: ``batos send``, ``batos status``, ``batos ping``, through the bridge.
+
+``batos send`` talks to the supervisor at ``--endpoint`` (or
+``$BATOS_ENDPOINT``); with ``--image`` or ``--zeo`` it instead runs the
+message against that image directly (``cli.image``), which needs no
+supervisor. Results print as JSON; ``--json`` prints the whole reply. An
+error reply exits 1, an unreachable supervisor exits 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .image import jsonable, parse_arg, send_embedded
+
+__all__ = ["add_commands"]
+
+
+def _client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--endpoint", help="supervisor frontend (default: $BATOS_ENDPOINT or tcp://127.0.0.1:7719)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt (default 10)")
+    p.add_argument("--json", action="store_true", help="print the whole reply as JSON")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("send", help="send one message to an object and print the result as JSON")
+    _client_options(p)
+    p.add_argument("--image", help="run against this image file directly (no supervisor)")
+    p.add_argument("--home", help="with --image/--zeo: batos home")
+    p.add_argument("--zeo", help="run against the image served by ZEO at HOST:PORT or a socket path")
+    p.add_argument("--author", default="architect", help="who is acting (recorded in method history)")
+    p.add_argument("--id", dest="request_id", help="request id (default: a new uuid4); resending an "
+                   "id that already committed returns its recorded reply")
+    p.add_argument("target", help="uuid or registered name (genesis, traits, true, false, nil, block)")
+    p.add_argument("selector", help="e.g. printString or setSlot:value: (or setSlot_value)")
+    p.add_argument("args", nargs="*", help="arguments: JSON when valid JSON, else a string")
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("status", help="the supervisor's incarnations, routing and restarts")
+    _client_options(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("ping", help="check that the supervisor answers")
+    _client_options(p)
+    p.set_defaults(func=cmd_ping)
+
+
+def _call(args: argparse.Namespace, make: Any) -> int:
+    from bridge import Client, Timeout
+    from bridge.errors import BridgeError
+
+    try:
+        with Client(args.endpoint, timeout=args.timeout) as client:
+            reply = client.request(make(client))
+    except Timeout as exc:
+        print(json.dumps({"error": {"type": "Timeout", "message": str(exc)}}), file=sys.stderr)
+        return 3
+    except BridgeError as exc:
+        print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}), file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(jsonable(reply.model_dump()), indent=2))
+        return 0 if reply.ok else 1
+    if not reply.ok:
+        print(json.dumps({"error": reply.error.model_dump()}), file=sys.stderr)
+        return 1
+    result = reply.result
+    print(json.dumps(jsonable(result), indent=2 if isinstance(result, dict | list) else None))
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    if args.image or args.zeo:
+        return send_embedded(args)
+    from bridge import new_request_id
+    from bridge.messages import SendRequest
+
+    values = [parse_arg(a) for a in args.args]
+    return _call(args, lambda _c: SendRequest(
+        id=args.request_id or new_request_id(), target=args.target, selector=args.selector,
+        args=values, author=args.author))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bridge import new_request_id
+    from bridge.messages import StatusRequest
+
+    return _call(args, lambda _c: StatusRequest(id=new_request_id()))
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    from bridge import new_request_id
+    from bridge.messages import PingRequest
+
+    return _call(args, lambda _c: PingRequest(id=new_request_id()))

@@ -1,0 +1,143 @@
+"""The supervisor's configuration and the layout of its home folder.
+
+Configuration comes from a TOML file (``--config FILE``, else
+``<home>/config.toml`` if present), then ``BATOS_ENDPOINT``, then the
+command line. Every field has a default; unknown keys are errors, so a typo
+in the file is reported instead of silently ignored.
+
+Sockets live in ``<home>/run``. A Unix socket path must fit in ~107 bytes;
+when the home path is too long for that, sockets go to a short private folder
+``/tmp/batos-<uid>-<hash of home>`` instead (logged at start).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bridge.client import DEFAULT_ENDPOINT
+from bridge.codec import MAX_FRAME
+
+from .errors import ConfigError
+
+__all__ = ["Config", "EnvConfig", "Home", "load_config"]
+
+_MAX_SOCKET_PATH = 100
+
+
+class EnvConfig(BaseModel):
+    """How the incarnation's environment is made."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: "uv": a virtualenv built by uv from the spec; "current": the supervisor's own
+    #: interpreter (no isolation; for development and fast tests).
+    mode: Literal["uv", "current"] = "uv"
+    python: str | None = None
+    requirements: list[str] = Field(default_factory=list)
+    #: source tree of batos to install editable in the env; None: the one this code runs from
+    project: str | None = None
+    offline: bool = False
+    find_links: list[str] = Field(default_factory=list)
+    build_timeout: float = 900.0
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    endpoint: str = DEFAULT_ENDPOINT
+    #: also bind the frontend on ipc://<run>/fe.sock
+    ipc_frontend: bool = True
+    #: None: required exactly when the endpoint is not loopback
+    curve: bool | None = None
+    workers: int = Field(default=4, ge=1, le=64)
+    heartbeat_interval: float = Field(default=1.0, gt=0)
+    heartbeat_timeout: float = Field(default=5.0, gt=0)
+    start_timeout: float = Field(default=120.0, gt=0)
+    stop_grace: float = Field(default=10.0, ge=0)
+    max_restarts: int = Field(default=5, ge=0)
+    restart_period: float = Field(default=60.0, gt=0)
+    backoff_initial: float = Field(default=0.25, ge=0)
+    backoff_max: float = Field(default=10.0, ge=0)
+    #: after this long degraded, try one more incarnation (0: stay degraded until restarted)
+    degraded_retry: float = Field(default=300.0, ge=0)
+    request_timeout: float = Field(default=60.0, gt=0)
+    max_pending: int = Field(default=10_000, ge=1)
+    max_frame: int = Field(default=MAX_FRAME, ge=1024)
+    log_level: str = "INFO"
+    envs_dir: str | None = None
+    uv_cache: str | None = None
+    env: EnvConfig = Field(default_factory=EnvConfig)
+
+
+def load_config(path: str | os.PathLike[str] | None, home: Path, **overrides: object) -> Config:
+    file = Path(path) if path else home / "config.toml"
+    data: dict[str, object] = {}
+    if path and not file.exists():
+        raise ConfigError(f"config file {file} does not exist")
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {file}: {exc}") from exc
+    if os.environ.get("BATOS_ENDPOINT"):
+        data["endpoint"] = os.environ["BATOS_ENDPOINT"]
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"config {file if file.exists() else '(defaults)'}: {loc}: {err['msg']}") from None
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+    run: Path
+
+    @classmethod
+    def at(cls, root: Path) -> Home:
+        root = root.expanduser().resolve()
+        run = root / "run"
+        if len(str(run / "zeo.sock")) > _MAX_SOCKET_PATH:
+            digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
+            run = Path(f"/tmp/batos-{os.getuid()}-{digest}")
+        return cls(root, run)
+
+    def prepare(self) -> None:
+        for folder in (self.root, self.run, self.logs, self.root / "envs", self.root / "keys"):
+            folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run, 0o700)
+
+    @property
+    def image(self) -> Path:
+        return self.root / "live_image.fs"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def zeo_socket(self) -> Path:
+        return self.run / "zeo.sock"
+
+    @property
+    def frontend_ipc(self) -> str:
+        return f"ipc://{self.run / 'fe.sock'}"
+
+    @property
+    def backend(self) -> str:
+        return f"ipc://{self.run / 'be.sock'}"
+
+    @property
+    def events(self) -> str:
+        return f"ipc://{self.run / 'ev.sock'}"
+
+    @property
+    def lock(self) -> Path:
+        return self.run / "supervisor.lock"

@@ -1,0 +1,59 @@
+"""Requests the supervisor answers itself, without an incarnation.
+
+``ping``: ``{"pong": true, "pid", "uptime", "state"}``; answered even when
+degraded, so it tells "the supervisor is up" apart from "the image is served".
+
+``status``: the whole picture for operators and UIs: the supervisor (pid,
+uptime, home, endpoints, state and why), the active incarnation and every
+incarnation (pid, env, packages, uptime, requests served), routing (in
+flight, pending), restarts (recent, total, degraded since) and the ZEO server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from bridge.messages import ErrorInfo, PingRequest, Reply, StatusRequest
+
+if TYPE_CHECKING:
+    from .server import Supervisor
+
+__all__ = ["answer", "status"]
+
+
+def answer(sup: Supervisor, request: Any, now: float) -> Reply:
+    if isinstance(request, PingRequest):
+        return Reply(id=request.id, ok=True, result={
+            "pong": True, "pid": os.getpid(), "uptime": round(time.time() - sup.started, 3),
+            "state": sup.state,
+        })
+    if isinstance(request, StatusRequest):
+        return Reply(id=request.id, ok=True, result=status(sup, now))
+    return Reply(id=request.id, ok=False, error=ErrorInfo(
+        type="InvalidMessage", message=f"the supervisor does not answer {request.kind!r}",
+        where="supervisor"))
+
+
+def status(sup: Supervisor, now: float) -> dict[str, Any]:
+    endpoints = [sup.config.endpoint] + ([sup.home.frontend_ipc] if sup.config.ipc_frontend else [])
+    return {
+        "state": sup.state,
+        "reason": sup.reason,
+        "supervisor": {
+            "pid": os.getpid(), "uptime": round(time.time() - sup.started, 3),
+            "home": str(sup.home.root), "endpoints": endpoints, "events": sup.home.events,
+            "curve": sup.authenticator is not None,
+        },
+        "active": sup.routing.active,
+        "incarnations": [inc.status(now) for inc in sup.incarnations.values()],
+        "env": None if sup.env is None else {"id": sup.env.id, "python": sup.env.python,
+                                             "path": sup.env.path},
+        "routing": {"inflight": len(sup.routing.inflight), "pending": len(sup.routing.pending)},
+        "restarts": {
+            "recent": sup.policy.recent(now), "total": sup.policy.total,
+            "degraded": sup.policy.degraded,
+        },
+        "zeo": {"pid": sup.zeo.pid, "address": sup.zeo.address, "restarts": sup.zeo.restarts},
+    }

@@ -1,0 +1,444 @@
+"""The supervisor's loop: sockets, routing, incarnation life cycle, restarts.
+
+One thread, one ``zmq.Poller`` loop, no asyncio: every socket is owned and
+used only here. Long work never runs in the loop: the env build runs in a
+worker thread (the loop polls its future), child processes are watched with
+``poll()``. Signals wake the loop through ``signal.set_wakeup_fd``.
+
+Sockets (addresses from ``config.Home``):
+
+* frontend  ROUTER  ``config.endpoint`` (TCP, loopback unless CURVE) and
+  ``ipc://<run>/fe.sock``: client requests and replies;
+* backend   ROUTER  ``ipc://<run>/be.sock``: incarnations (DEALER, identity =
+  incarnation id);
+* events    PUB     ``ipc://<run>/ev.sock``: incarnation and supervisor events.
+
+What the supervisor answers itself (``ping``, ``status``) lives in
+``supervisor.control``; everything else is forwarded to the active
+incarnation through the ``RoutingTable``. Bad frames become error replies
+and a log line; nothing a client sends can stop the loop.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import socket
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import zmq
+
+from bridge.codec import decode_control, encode, peek_id, unpack, validate_request
+from bridge.errors import ProtocolError
+from bridge.messages import FORWARDED_KINDS, ErrorInfo, Event, Ready, Reply, Stop
+
+from . import control, keys, process
+from .config import Config, Home
+from .errors import HomeError
+from .incarnations import EnvInfo, Incarnation, prepare_env, spawn_incarnation
+from .logs import configure_logging
+from .notify import Notifier
+from .restart import RestartPolicy
+from .routing import InFlight, Route, RoutingTable
+from .zeo import ZeoServer
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger("batos.supervisor")
+_BATCH = 512  # messages drained from one socket per loop turn
+
+
+class Supervisor:
+    def __init__(self, home: Home, config: Config) -> None:
+        self.home = home
+        self.config = config
+        self.routing = RoutingTable(max_pending=config.max_pending)
+        self.policy = RestartPolicy(
+            max_restarts=config.max_restarts, period=config.restart_period,
+            initial=config.backoff_initial, maximum=config.backoff_max,
+            degraded_retry=config.degraded_retry,
+        )
+        self.incarnations: dict[str, Incarnation] = {}
+        self.state = "starting"
+        self.reason = ""
+        self.started = time.time()
+        self.notifier = Notifier.from_environment()
+        self.env: EnvInfo | None = None
+        self._env_job: Future[EnvInfo] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batos-envs")
+        self._next_spawn: float | None = None
+        self._seq = 0
+        self._stop = False
+        self._announced = False
+        self.zeo = ZeoServer(home.image, home.zeo_socket, home.logs / "zeo.log")
+
+    # --- life cycle ---------------------------------------------------------------
+
+    def run(self) -> int:
+        self.home.prepare()
+        configure_logging(self.home.logs, level=self.config.log_level)
+        lock = self._lock()
+        log.info("supervisor starting", extra={"home": str(self.home.root), "pid": os.getpid(),
+                                                "endpoint": self.config.endpoint})
+        try:
+            self.zeo.start()
+            self._open_sockets()
+            self._env_job = self._pool.submit(prepare_env, self.config, self.home)
+            self._loop()
+        finally:
+            self._shutdown()
+            lock.close()
+        return 0
+
+    def request_stop(self, *_: object) -> None:
+        self._stop = True
+
+    def _lock(self) -> Any:
+        handle = open(self.home.lock, "a+")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise HomeError(f"another supervisor is already running with home {self.home.root}") from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        return handle
+
+    def _open_sockets(self) -> None:
+        ctx = self.ctx = zmq.Context()
+        self.frontends: list[zmq.Socket[bytes]] = []
+        tcp = ctx.socket(zmq.ROUTER)
+        self._router_options(tcp)
+        self.authenticator = None
+        if self.config.curve or (self.config.curve is None and not keys.is_loopback(self.config.endpoint)):
+            self.authenticator = keys.start_authenticator(ctx, self.home.root)
+            keys.server_curve(self.home.root).apply(tcp)
+            log.info("frontend requires CURVE", extra={"endpoint": self.config.endpoint})
+        tcp.bind(self.config.endpoint)
+        self.frontends.append(tcp)
+        if self.config.ipc_frontend:
+            ipc = ctx.socket(zmq.ROUTER)
+            self._router_options(ipc)
+            ipc.bind(self.home.frontend_ipc)
+            self.frontends.append(ipc)
+        self.backend = ctx.socket(zmq.ROUTER)
+        self._router_options(self.backend)
+        self.backend.bind(self.home.backend)
+        self.events = ctx.socket(zmq.PUB)
+        self.events.setsockopt(zmq.LINGER, 0)
+        self.events.bind(self.home.events)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.request_stop)
+        self.poller = zmq.Poller()
+        for sock in (*self.frontends, self.backend):
+            self.poller.register(sock, zmq.POLLIN)
+        self.poller.register(self._wake_r, zmq.POLLIN)
+
+    def _router_options(self, sock: zmq.Socket[bytes]) -> None:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_frame * 4)
+
+    def _loop(self) -> None:
+        while not self._stop:
+            events = dict(self.poller.poll(self._poll_timeout()))
+            now = time.monotonic()
+            for index, sock in enumerate(self.frontends):
+                if sock in events:
+                    for _ in range(_BATCH):
+                        try:
+                            frames = sock.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._on_client(index, frames, now)
+            if self.backend in events:
+                for _ in range(_BATCH):
+                    try:
+                        frames = self.backend.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._on_backend(frames, now)
+            if self._wake_r.fileno() in events:
+                try:
+                    self._wake_r.recv(256)
+                except BlockingIOError:
+                    pass
+            self._tick(now)
+
+    def _poll_timeout(self) -> int:
+        return 100  # ms: the tick's timers are all coarser than this
+
+    def _shutdown(self) -> None:
+        self.state = "stopping"
+        self.notifier.stopping()
+        log.info("supervisor stopping")
+        if hasattr(self, "poller"):
+            self._publish("supervisor.stopping")
+            for entry in self.routing.drop_pending():
+                self._reply_error(entry, "Unavailable", "the supervisor is shutting down")
+            self._drain(time.monotonic() + self.config.stop_grace)
+            for inc in list(self.incarnations.values()):
+                self._stop_incarnation(inc, "supervisor shutdown")
+            for inc in list(self.incarnations.values()):
+                process.stop(inc.proc, f"incarnation {inc.id}", grace=self.config.stop_grace)
+        self.zeo.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if hasattr(self, "poller"):
+            signal.set_wakeup_fd(-1)
+            if self.authenticator is not None:
+                self.authenticator.stop()
+            for sock in (*self.frontends, self.backend, self.events):
+                sock.close(linger=0)
+            self.ctx.term()
+            self._wake_r.close()
+            self._wake_w.close()
+        log.info("supervisor stopped")
+
+    def _drain(self, deadline: float) -> None:
+        """Let in-flight requests finish (their replies still reach their clients)."""
+        while self.routing.inflight and time.monotonic() < deadline:
+            if dict(self.poller.poll(50)).get(self.backend):
+                while True:
+                    try:
+                        frames = self.backend.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._on_backend(frames, time.monotonic())
+            for inc in self.incarnations.values():
+                if inc.proc.poll() is not None:
+                    for entry in self.routing.orphan(inc.id):
+                        self._reply_error(entry, "Unavailable", "the supervisor is shutting down")
+
+    # --- clients --------------------------------------------------------------------
+
+    def _on_client(self, index: int, frames: list[bytes], now: float) -> None:
+        if len(frames) < 2 or len(frames) > 6:
+            log.warning("dropped a client message with %d frames", len(frames))
+            return
+        envelope = (bytes([index]), *frames[:-1])
+        payload = frames[-1]
+        try:
+            data = unpack(payload, max_size=self.config.max_frame)
+        except ProtocolError as exc:
+            log.warning("bad frame from a client: %s", exc)
+            self._reply(envelope, Reply(id="", ok=False, error=self._error(exc)))
+            return
+        try:
+            request = validate_request(data)
+        except ProtocolError as exc:
+            log.warning("invalid request from a client: %s", exc)
+            self._reply(envelope, Reply(id=peek_id(data), ok=False, error=self._error(exc)))
+            return
+        if request.kind not in FORWARDED_KINDS:
+            self._reply(envelope, control.answer(self, request, now))
+            return
+        if self.state == "degraded":
+            self._reply(envelope, Reply(id=request.id, ok=False, error=ErrorInfo(
+                type="Unavailable", message=self._unavailable(), where="supervisor")))
+            return
+        route = self.routing.accept(request.id, envelope, payload, now)
+        if route is Route.SEND:
+            self._forward(self.routing.inflight[request.id])
+        elif route is Route.FULL:
+            self._reply(envelope, Reply(id=request.id, ok=False, error=ErrorInfo(
+                type="Unavailable", message=f"{self.config.max_pending} requests are already "
+                "waiting for an incarnation; retry later", where="supervisor")))
+
+    def _unavailable(self) -> str:
+        return (f"the supervisor is degraded: {self.reason}; it stays up and retries "
+                f"(see 'batos status' and {self.home.logs})")
+
+    @staticmethod
+    def _error(exc: Exception) -> ErrorInfo:
+        return ErrorInfo(type=type(exc).__name__, message=str(exc), where="supervisor")
+
+    def _reply(self, envelope: tuple[bytes, ...], reply: Reply | bytes) -> None:
+        payload = reply if isinstance(reply, bytes) else encode(reply)
+        sock = self.frontends[envelope[0][0]]
+        try:
+            sock.send_multipart([*envelope[1:], payload], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # the client went away (EHOSTUNREACH) or is not reading
+            log.info("reply not delivered: %s", exc)
+
+    def _reply_error(self, entry: InFlight, type_: str, message: str) -> None:
+        reply = encode(Reply(id=entry.request_id, ok=False,
+                             error=ErrorInfo(type=type_, message=message, where="supervisor")))
+        for envelope in entry.waiters:
+            self._reply(envelope, reply)
+
+    # --- incarnations ---------------------------------------------------------------
+
+    def _forward(self, entry: InFlight) -> None:
+        assert entry.incarnation is not None
+        try:
+            self.backend.send_multipart([entry.incarnation.encode(), b"Q", entry.payload], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # it just went away: its exit will requeue the request
+            log.warning("could not forward to %s: %s", entry.incarnation, exc)
+
+    def _on_backend(self, frames: list[bytes], now: float) -> None:
+        if len(frames) < 3:
+            log.warning("dropped a backend message with %d frames", len(frames))
+            return
+        ident = frames[0].decode(errors="replace")
+        inc = self.incarnations.get(ident)
+        if inc is None:
+            log.warning("message from unknown incarnation %r: asking it to stop", ident)
+            try:
+                self.backend.send_multipart([frames[0], b"C", encode(Stop(reason="unknown"))], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+            return
+        inc.last_seen = now
+        tag = frames[1]
+        if tag == b"R" and len(frames) == 4:
+            entry = self.routing.complete(frames[2].decode(errors="replace"))
+            inc.served += 1
+            if entry is not None:
+                for envelope in entry.waiters:
+                    self._reply(envelope, frames[3])
+        elif tag == b"C":
+            try:
+                message = decode_control(frames[2])
+            except ProtocolError as exc:
+                log.warning("bad control message from %s: %s", ident, exc)
+                return
+            if isinstance(message, Ready):
+                self._on_ready(inc, message, now)
+            elif message.kind == "heartbeat":
+                inc.busy = message.busy
+            elif message.kind == "bye":
+                inc.state = "stopping"
+                inc.expected_exit = True
+        else:
+            log.warning("unexpected backend frames from %s", ident)
+
+    def _on_ready(self, inc: Incarnation, ready: Ready, now: float) -> None:
+        inc.state = "ready"
+        inc.ready_at = now
+        inc.packages = dict(ready.packages)
+        inc.python = ready.python
+        log.info("incarnation ready", extra={"incarnation": inc.id, "pid": ready.pid,
+                                             "env_id": ready.env_id,
+                                             "seconds": round(now - inc.started_at, 3)})
+        self._publish("incarnation.ready", incarnation=inc.id, pid=ready.pid, env_id=ready.env_id,
+                      role=inc.role)
+        if inc.role == "active":
+            self.routing.switch(inc.id)
+            self.state, self.reason = "serving", ""
+            for entry in self.routing.release_pending(now):
+                self._forward(entry)
+            summary = f"serving: incarnation {inc.id} (pid {inc.pid}, env {inc.env.id})"
+            if not self._announced:
+                self._announced = True
+                self.notifier.ready(summary)
+            else:
+                self.notifier.status(summary)
+
+    def _spawn(self, now: float) -> None:
+        assert self.env is not None
+        self._seq += 1
+        ident = f"inc-{self._seq}-{os.getpid()}"
+        self.incarnations[ident] = spawn_incarnation(
+            ident, self.env, home=self.home, config=self.config, zeo=self.zeo.address, now=now)
+        self._next_spawn = None
+        self._publish("incarnation.spawned", incarnation=ident, env_id=self.env.id)
+
+    def _stop_incarnation(self, inc: Incarnation, reason: str) -> None:
+        inc.expected_exit = True
+        inc.state = "stopping"
+        try:
+            self.backend.send_multipart([inc.id.encode(), b"C", encode(Stop(reason=reason))], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+
+    def _on_exit(self, inc: Incarnation, now: float) -> None:
+        inc.exit_code = inc.proc.returncode
+        was = inc.state
+        inc.state = "exited"
+        del self.incarnations[inc.id]
+        if self.routing.active == inc.id:
+            self.routing.switch(None)
+        lost = self.routing.orphan(inc.id)
+        self._publish("incarnation.exited", incarnation=inc.id, exit_code=inc.exit_code,
+                      expected=inc.expected_exit, requeued=len(lost))
+        if inc.expected_exit:
+            log.info("incarnation %s exited (%s)", inc.id, inc.exit_code)
+            return
+        log.error("incarnation crashed", extra={"incarnation": inc.id, "exit_code": inc.exit_code,
+                                                "state": was, "requeued": len(lost)})
+        decision = self.policy.record_crash(now)
+        if decision.degraded:
+            self._degrade(f"{decision.recent} incarnation crashes within "
+                          f"{self.config.restart_period:g}s (last exit code {inc.exit_code})")
+        else:
+            self.state = "restarting"
+            self._next_spawn = now + decision.delay
+            self.notifier.status(f"restarting incarnation in {decision.delay:.2f}s")
+
+    def _degrade(self, reason: str) -> None:
+        self.state, self.reason = "degraded", reason
+        self._next_spawn = None
+        log.error("supervisor degraded: %s", reason)
+        for entry in self.routing.drop_pending():
+            self._reply_error(entry, "Unavailable", self._unavailable())
+        self._publish("supervisor.degraded", reason=reason)
+        self.notifier.status(f"degraded: {reason}")
+
+    # --- timers ---------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        self.notifier.tick(now)
+        if self.zeo.ensure(now):
+            self._publish("zeo.restarted", restarts=self.zeo.restarts)
+        if self._env_job is not None and self._env_job.done():
+            job, self._env_job = self._env_job, None
+            try:
+                self.env = job.result()
+                self._next_spawn = now
+            except Exception as exc:
+                log.error("environment build failed: %s", exc)
+                self._degrade(f"the incarnation's environment could not be built: {exc}")
+        for inc in list(self.incarnations.values()):
+            if inc.proc.poll() is not None:
+                self._on_exit(inc, now)
+            elif inc.state == "starting" and now - inc.started_at > self.config.start_timeout:
+                log.error("incarnation %s sent no Ready within %.0fs", inc.id, self.config.start_timeout)
+                self._kill(inc)
+            elif inc.state == "ready" and now - inc.last_seen > self.config.heartbeat_timeout:
+                log.error("incarnation %s missed heartbeats for %.1fs", inc.id, now - inc.last_seen)
+                self._kill(inc)
+        if self.state == "degraded" and self.policy.retry_due(now):
+            log.info("retrying after %.0fs degraded", self.config.degraded_retry)
+            self.policy.clear()
+            self.state = "restarting"
+            if self.env is None:
+                self._env_job = self._pool.submit(prepare_env, self.config, self.home)
+            else:
+                self._next_spawn = now
+        if (self._next_spawn is not None and now >= self._next_spawn and self.env is not None
+                and not any(i.role == "active" for i in self.incarnations.values())):
+            self._spawn(now)
+        for entry in self.routing.expire(now, self.config.request_timeout):
+            self._reply_error(entry, "Unavailable", f"no incarnation could take the request within "
+                              f"{self.config.request_timeout:g}s (state: {self.state})")
+
+    def _kill(self, inc: Incarnation) -> None:
+        process.kill(inc.proc, f"incarnation {inc.id}")
+
+    def _publish(self, kind: str, **data: Any) -> None:
+        if not hasattr(self, "events"):
+            return
+        event = Event(kind=kind, ts=time.time(), data=data)
+        try:
+            self.events.send_multipart([kind.split(".")[0].encode(), encode(event)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass

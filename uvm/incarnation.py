@@ -1,0 +1,223 @@
+"""A UVM incarnation: the disposable process that serves the image for the supervisor.
+
+Run by the supervisor inside an environment built by ``envs``::
+
+    python -m uvm.incarnation --backend ipc://.../be.sock --zeo .../zeo.sock \
+        --id inc-3 --env-id 4f2a... [--workers 4] [--heartbeat 1.0]
+
+It opens the image through the supervisor's ZEO server (bootstrapping it if
+it is new), connects a DEALER to the backend with its id as identity, says
+``Ready`` (pid, env id, package versions), heartbeats, and serves requests:
+each ``send``/``describe`` runs as one kernel transaction with the request's
+id, so a request resent after a crash runs at most once.
+
+Backend frames (see docs/protocol.md): supervisor -> incarnation
+``[b"Q", request]`` or ``[b"C", control]``; incarnation -> supervisor
+``[b"R", id, reply]`` or ``[b"C", control]``.
+
+Boundaries: the event loop owns the socket and never touches ZODB; the
+kernel runs in the ``AsyncKernel`` worker threads. ``Stop`` or SIGTERM stops
+taking requests, lets those in flight finish, says ``Bye`` and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from importlib import metadata
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from bridge.codec import decode_control, decode_request, encode
+from bridge.errors import ProtocolError
+from bridge.messages import Bye, ErrorInfo, Heartbeat, Ready, Reply, Stop
+
+from .errors import UVMError
+from .front import AsyncKernel
+from .genesis import bootstrap
+from .image import open_db
+from .kernel import Kernel
+
+__all__ = ["Incarnation", "main"]
+
+log = logging.getLogger("batos.incarnation")
+
+
+def installed_packages() -> dict[str, str]:
+    packages: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata.get("Name")
+        if name:
+            packages[name.lower()] = dist.version
+    return dict(sorted(packages.items()))
+
+
+class Incarnation:
+    def __init__(
+        self, *, backend: str, zeo: str, ident: str, env_id: str, workers: int = 4,
+        heartbeat: float = 1.0,
+    ) -> None:
+        self.backend = backend
+        self.zeo = zeo
+        self.ident = ident
+        self.env_id = env_id
+        self.workers = workers
+        self.heartbeat = heartbeat
+        self.served = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+
+    async def run(self) -> int:
+        db = open_db(zeo=self.zeo, pool_size=self.workers + 4)
+        try:
+            await asyncio.to_thread(self._bootstrap, db)
+            kernel = Kernel(db)
+            ctx = zmq.asyncio.Context()
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 2000)
+            sock.setsockopt(zmq.IDENTITY, self.ident.encode())
+            sock.connect(self.backend)
+            self.sock = sock
+            try:
+                async with AsyncKernel(kernel, workers=self.workers) as front:
+                    self.front = front
+                    await self._control(Ready(
+                        incarnation=self.ident, pid=os.getpid(), env_id=self.env_id,
+                        packages=installed_packages(), python=sys.version.split()[0],
+                    ))
+                    log.info("ready", extra={"incarnation": self.ident})
+                    beats = asyncio.create_task(self._beat())
+                    try:
+                        await self._serve()
+                    finally:
+                        beats.cancel()
+                    if self._tasks:
+                        await asyncio.wait(self._tasks)
+                await self._control(Bye(incarnation=self.ident, reason="stopped"))
+            finally:
+                sock.close()
+                ctx.term()
+        finally:
+            db.close()
+        return 0
+
+    @staticmethod
+    def _bootstrap(db: Any) -> None:
+        for _attempt in range(5):
+            try:
+                bootstrap(db)
+                return
+            except Exception as exc:  # a concurrent first bootstrap can conflict: retry
+                if "Conflict" not in type(exc).__name__:
+                    raise
+        bootstrap(db)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _send(self, frames: list[bytes]) -> None:
+        async with self._send_lock:
+            await self.sock.send_multipart(frames)
+
+    async def _control(self, message: Any) -> None:
+        await self._send([b"C", encode(message)])
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)  # a period, not a readiness wait
+            await self._control(Heartbeat(incarnation=self.ident, served=self.served,
+                                          busy=len(self._tasks)))
+
+    async def _serve(self) -> None:
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                receiving = asyncio.ensure_future(self.sock.recv_multipart())
+                done, _ = await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if receiving not in done:
+                    receiving.cancel()
+                    break
+                frames = receiving.result()
+                if len(frames) >= 2 and frames[0] == b"Q":
+                    task = asyncio.create_task(self._handle(frames[1]))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                elif len(frames) >= 2 and frames[0] == b"C":
+                    self._on_control(frames[1])
+                else:
+                    log.warning("unexpected backend frames", extra={"frames": len(frames)})
+        finally:
+            stopping.cancel()
+
+    def _on_control(self, frame: bytes) -> None:
+        try:
+            message = decode_control(frame)
+        except ProtocolError as exc:
+            log.warning("bad control frame: %s", exc)
+            return
+        if isinstance(message, Stop):
+            log.info("stop requested: %s", message.reason)
+            self.stop()
+
+    async def _handle(self, frame: bytes) -> None:
+        try:
+            request = decode_request(frame)
+        except ProtocolError as exc:
+            log.warning("bad request from supervisor: %s", exc)
+            return
+        try:
+            if request.kind == "send":
+                result = await self.front.send(request.target, request.selector, request.args,
+                                               author=request.author, request_id=request.id)
+            elif request.kind == "describe":
+                result = await self.front.send(request.target, "describe", [])
+            else:
+                raise UVMError(f"an incarnation does not answer {request.kind!r} requests")
+            reply = Reply(id=request.id, ok=True, result=result)
+        except UVMError as exc:
+            reply = Reply(id=request.id, ok=False, error=ErrorInfo(
+                type=type(exc).__name__, message=str(exc), where=self.ident))
+        except Exception as exc:
+            log.exception("request %s failed unexpectedly", request.id)
+            reply = Reply(id=request.id, ok=False, error=ErrorInfo(
+                type="InternalError", message=f"{type(exc).__name__}: {exc}", where=self.ident))
+        self.served += 1
+        try:
+            payload = encode(reply)
+        except ProtocolError as exc:
+            payload = encode(Reply(id=request.id, ok=False, error=ErrorInfo(
+                type="UnserializableResult", message=str(exc), where=self.ident)))
+        await self._send([b"R", request.id.encode(), payload])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m uvm.incarnation")
+    parser.add_argument("--backend", required=True)
+    parser.add_argument("--zeo", required=True)
+    parser.add_argument("--id", required=True, dest="ident")
+    parser.add_argument("--env-id", default="current")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--heartbeat", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s incarnation %(levelname)s %(message)s")
+    incarnation = Incarnation(backend=args.backend, zeo=args.zeo, ident=args.ident,
+                              env_id=args.env_id, workers=args.workers, heartbeat=args.heartbeat)
+
+    async def run() -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, incarnation.stop)
+        return await incarnation.run()
+
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
