@@ -83,7 +83,7 @@ def prepare_env(config: Config, home: Home) -> EnvInfo:
     """Build (or reuse) the incarnation's environment. Blocking: run it off the loop."""
     env = config.env
     if env.mode == "current":
-        return EnvInfo(id="current", python=sys.executable)
+        return EnvInfo(id="current", python=env.python or sys.executable)
     project = Path(env.project) if env.project else source_tree()
     if project is None:
         raise ConfigError(
