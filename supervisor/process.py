@@ -15,6 +15,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from .notify import NOTIFY_VARIABLES
+
 __all__ = ["kill", "spawn", "stop"]
 
 log = logging.getLogger("batos.supervisor.process")
@@ -23,6 +25,8 @@ log = logging.getLogger("batos.supervisor.process")
 def spawn(argv: Sequence[str], *, log_file: Path, env: dict[str, str] | None = None,
           cwd: Path | None = None) -> subprocess.Popen[bytes]:
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    if env is None:  # systemd's notify socket is the supervisor's alone
+        env = {k: v for k, v in os.environ.items() if k not in NOTIFY_VARIABLES}
     with open(log_file, "ab") as out:
         return subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

@@ -116,8 +116,9 @@ class Supervisor:
         self._router_options(tcp)
         self.authenticator = None
         if self.config.curve or (self.config.curve is None and not keys.is_loopback(self.config.endpoint)):
+            curve = keys.server_curve(self.home.root)  # KeysMissing before any thread starts
             self.authenticator = keys.start_authenticator(ctx, self.home.root)
-            keys.server_curve(self.home.root).apply(tcp)
+            curve.apply(tcp)
             log.info("frontend requires CURVE", extra={"endpoint": self.config.endpoint})
         tcp.bind(self.config.endpoint)
         self.frontends.append(tcp)

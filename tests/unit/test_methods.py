@@ -73,7 +73,8 @@ def test_history_lists_every_version_with_author_and_reason(kernel):
     history = kernel.send("genesis", "methodHistory:", ["greet:"])
     assert [(h["version"], h["author"], h["reason"]) for h in history] == [
         (1, "architect", "first"), (2, "mind", "politer")]
-    assert history[0]["source"] == GREET_V1 and history[1]["timestamp"] >= history[0]["timestamp"]
+    assert history[0]["source"] == GREET_V1
+    assert history[1]["timestamp"] >= history[0]["timestamp"]
     assert kernel.send("genesis", "greet:", ["Ada"]) == "good day, Ada"
 
 

@@ -29,7 +29,8 @@ def test_a_resent_id_joins_the_first_and_every_waiter_is_answered():
     assert table.accept("r1", A, b"x", now=1) is Route.JOINED  # same client again: one waiter
     assert table.accept("r1", B, b"x", now=1) is Route.JOINED
     entry = table.complete("r1")
-    assert entry is not None and entry.waiters == [A, B]
+    assert entry is not None
+    assert entry.waiters == [A, B]
     assert table.complete("r1") is None
 
 
@@ -73,7 +74,8 @@ def test_backoff_doubles_then_degrades_past_the_intensity_limit():
     delays = [policy.record_crash(now=t).delay for t in (0, 1, 2)]
     assert delays == [0.5, 1.0, 1.5]
     decision = policy.record_crash(now=3)
-    assert decision.degraded and policy.degraded
+    assert decision.degraded
+    assert policy.degraded
     assert not policy.retry_due(now=20)
     assert policy.retry_due(now=33)
     policy.clear()
