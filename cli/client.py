@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from .home import resolve_home
 from .image import jsonable, parse_arg, send_embedded
 
 __all__ = ["add_commands"]
@@ -23,13 +24,13 @@ def _client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", help="supervisor frontend (default: $BATOS_ENDPOINT or tcp://127.0.0.1:7719)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt (default 10)")
     p.add_argument("--json", action="store_true", help="print the whole reply as JSON")
+    p.add_argument("--home", help="batos home, for CURVE keys beyond loopback (and --image/--zeo)")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("send", help="send one message to an object and print the result as JSON")
     _client_options(p)
     p.add_argument("--image", help="run against this image file directly (no supervisor)")
-    p.add_argument("--home", help="with --image/--zeo: batos home")
     p.add_argument("--zeo", help="run against the image served by ZEO at HOST:PORT or a socket path")
     p.add_argument("--author", default="architect", help="who is acting (recorded in method history)")
     p.add_argument("--id", dest="request_id", help="request id (default: a new uuid4); resending an "
@@ -53,7 +54,7 @@ def _call(args: argparse.Namespace, make: Any) -> int:
     from bridge.errors import BridgeError
 
     try:
-        with Client(args.endpoint, timeout=args.timeout) as client:
+        with Client(args.endpoint, timeout=args.timeout, curve=_curve(args)) as client:
             reply = client.request(make(client))
     except Timeout as exc:
         print(json.dumps({"error": {"type": "Timeout", "message": str(exc)}}), file=sys.stderr)
@@ -70,6 +71,21 @@ def _call(args: argparse.Namespace, make: Any) -> int:
     result = reply.result
     print(json.dumps(jsonable(result), indent=2 if isinstance(result, dict | list) else None))
     return 0
+
+
+def _curve(args: argparse.Namespace) -> tuple[bytes, bytes, bytes] | None:
+    """CURVE keys from home for an endpoint beyond loopback (``batos keys generate``)."""
+    from bridge import default_endpoint
+    from supervisor import keys
+
+    endpoint = args.endpoint or default_endpoint()
+    if keys.is_loopback(endpoint):
+        return None
+    paths = keys.KeyPaths.of(resolve_home(getattr(args, "home", None)))
+    if not (paths.server_public.is_file() and paths.client_secret.is_file()):
+        return None
+    client = keys.client_curve(paths.server_public, paths.client_secret)
+    return (client.server_key, client.public_key, client.secret_key)
 
 
 def cmd_send(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import client, image, supervise
+from . import admin, client, image, supervise
 
 __all__ = ["main"]
 
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     supervise.add_commands(sub)
     client.add_commands(sub)
     image.add_commands(sub)
+    admin.add_commands(sub)
     return parser
 
 
