@@ -37,6 +37,7 @@ from bridge.errors import ProtocolError
 from bridge.messages import FORWARDED_KINDS, ErrorInfo, Event, Ready, Reply, Stop
 
 from . import control, keys, process
+from .children import ChildRecord
 from .config import Config, Home
 from .errors import HomeError
 from .incarnations import EnvInfo, Incarnation, prepare_env, spawn_incarnation
@@ -75,6 +76,7 @@ class Supervisor:
         self._stop = False
         self._announced = False
         self.zeo = ZeoServer(home.image, home.zeo_socket, home.logs / "zeo.log")
+        self.children = ChildRecord(home.run / "children.json")
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -84,8 +86,10 @@ class Supervisor:
         lock = self._lock()
         log.info("supervisor starting", extra={"home": str(self.home.root), "pid": os.getpid(),
                                                 "endpoint": self.config.endpoint})
+        self.children.reap_strays()
         try:
             self.zeo.start()
+            self.children.add(self.zeo.pid, "zeo")
             self._open_sockets()
             self._env_job = self._pool.submit(prepare_env, self.config, self.home)
             self._loop()
@@ -192,6 +196,7 @@ class Supervisor:
             for inc in list(self.incarnations.values()):
                 process.stop(inc.proc, f"incarnation {inc.id}", grace=self.config.stop_grace)
         self.zeo.stop()
+        self.children.path.unlink(missing_ok=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
         if hasattr(self, "poller"):
             signal.set_wakeup_fd(-1)
@@ -348,8 +353,9 @@ class Supervisor:
         assert self.env is not None
         self._seq += 1
         ident = f"inc-{self._seq}-{os.getpid()}"
-        self.incarnations[ident] = spawn_incarnation(
+        inc = self.incarnations[ident] = spawn_incarnation(
             ident, self.env, home=self.home, config=self.config, zeo=self.zeo.address, now=now)
+        self.children.add(inc.pid, f"incarnation {ident}")
         self._next_spawn = None
         self._publish("incarnation.spawned", incarnation=ident, env_id=self.env.id)
 
@@ -366,6 +372,7 @@ class Supervisor:
         was = inc.state
         inc.state = "exited"
         del self.incarnations[inc.id]
+        self.children.remove(inc.pid)
         if self.routing.active == inc.id:
             self.routing.switch(None)
         lost = self.routing.orphan(inc.id)
@@ -398,7 +405,10 @@ class Supervisor:
 
     def _tick(self, now: float) -> None:
         self.notifier.tick(now)
+        zeo_pid = self.zeo.pid
         if self.zeo.ensure(now):
+            self.children.remove(zeo_pid)
+            self.children.add(self.zeo.pid, "zeo")
             self._publish("zeo.restarted", restarts=self.zeo.restarts)
         if self._env_job is not None and self._env_job.done():
             job, self._env_job = self._env_job, None
