@@ -15,8 +15,9 @@
    object first) aborts and retries with jittered exponential backoff, up to
    ``retries`` times, then raises ``RetriesExhausted``.
 
-A message that changes nothing joins no storage and its commit writes
-nothing: read-only messages cost no disk I/O.
+A message that changes nothing is aborted instead of committed: it wrote
+nothing, so there is nothing to make durable, and read-only messages cost no
+disk I/O and no commit machinery.
 
 Threading: ``send`` is synchronous and may be called from any number of
 threads at once; each call uses its own transaction manager and connection.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -115,6 +117,7 @@ class Kernel:
         self.retries = retries
         self.backoff = backoff
         self.author = author
+        self._local = threading.local()
 
     def send(
         self,
@@ -151,7 +154,9 @@ class Kernel:
     def _once(
         self, target: Any, selector: str, args: Sequence[Any], author: str, request_id: str | None
     ) -> Any:
-        tm = transaction.TransactionManager(explicit=True)
+        tm = getattr(self._local, "tm", None)
+        if tm is None:  # one per thread, reused: it always ends committed or aborted
+            tm = self._local.tm = transaction.TransactionManager(explicit=True)
         txn = tm.begin()
         try:
             conn = self.db.open(transaction_manager=tm)
@@ -171,7 +176,10 @@ class Kernel:
             with using_cycle(cycle):
                 receiver = cycle.registry.resolve(target)
                 result = to_plain(dispatch(receiver, selector, from_plain(args, cycle.registry)))
-            if request_id is not None and _changed(conn):
+            if not _changed(conn):
+                tm.abort()  # read-only: nothing to write, and no commit machinery to run
+                return result
+            if request_id is not None:
                 (replies or ReplyStore(root)).record(request_id, result)
             txn.setUser(author)
             txn.note(f"{target} {selector}"[:200])
