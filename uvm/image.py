@@ -55,8 +55,12 @@ def open_db(
         from ZEO.ClientStorage import ClientStorage
 
         try:
+            # server_sync: each transaction starts with a round trip to the server, so a
+            # message sees every commit that returned before it began (read-your-writes
+            # across incarnations); without it ZEO 6 may serve a stale snapshot.
             storage = ClientStorage(
-                parse_zeo_address(zeo), wait_timeout=zeo_timeout, read_only=read_only
+                parse_zeo_address(zeo), wait_timeout=zeo_timeout, read_only=read_only,
+                server_sync=True,
             )
         except Exception as exc:  # ZEO raises ClientDisconnected or OSError subclasses
             raise ImageError(

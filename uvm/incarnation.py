@@ -205,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-id", default="current")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--heartbeat", type=float, default=1.0)
+    parser.add_argument("--packages", default="",
+                        help="comma-separated distributions of the env spec (their modules may be imported by methods)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s incarnation %(levelname)s %(message)s")
     incarnation = Incarnation(backend=args.backend, zeo=args.zeo, ident=args.ident,

@@ -74,6 +74,8 @@ class Registry:
         """The object a uuid or registered name refers to."""
         if isinstance(ref, UvmObject):
             return ref
+        if isinstance(ref, dict) and len(ref) == 1 and "$ref" in ref:
+            ref = ref["$ref"]
         if not isinstance(ref, str) or not ref:
             raise UnknownTarget(f"a target is a uuid or a registered name, got {ref!r}")
         uuid = ref if _UUID_RE.match(ref) else self.names.get(ref)
