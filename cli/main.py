@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import admin, client, image, supervise
+from . import admin, audit, client, image, supervise
 
 __all__ = ["main"]
 
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_commands(sub)
     image.add_commands(sub)
     admin.add_commands(sub)
+    audit.add_commands(sub)
     return parser
 
 
