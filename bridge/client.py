@@ -12,7 +12,9 @@ A ``Client`` is not thread-safe (ZMQ sockets are not): use one per thread.
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 import uuid
 from typing import Any
 
@@ -20,7 +22,16 @@ import zmq
 
 from .codec import decode_reply, encode
 from .errors import BridgeError, ProtocolError, RemoteError, Timeout
-from .messages import DescribeRequest, PingRequest, Reply, SendRequest, StatusRequest
+from .messages import (
+    DescribeRequest,
+    EvolveRequest,
+    HandoversRequest,
+    PingRequest,
+    Reply,
+    RollbackRequest,
+    SendRequest,
+    StatusRequest,
+)
 
 __all__ = ["DEFAULT_ENDPOINT", "Client", "default_endpoint", "new_request_id"]
 
@@ -33,6 +44,13 @@ def default_endpoint() -> str:
 
 def new_request_id() -> str:
     return str(uuid.uuid4())
+
+
+def _who() -> str:
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):
+        return "unknown"
 
 
 class Client:
@@ -119,6 +137,48 @@ class Client:
             args=list(args), author=author,
         )
         return self.call(message, timeout=timeout)
+
+    def evolve(
+        self,
+        add: list[str] | None = None,
+        remove: list[str] | None = None,
+        *,
+        offline: bool = False,
+        find_links: list[str] | None = None,
+        force: bool = False,
+        probation: float | None = None,
+        who: str = "",
+        timeout: float = 900.0,
+    ) -> Any:
+        """Hand the image over to an env with these library changes; answers at the switch.
+
+        Not resent on timeout (a resend while it runs would only be answered ``Busy``).
+        """
+        message = EvolveRequest(
+            id=new_request_id(), add=list(add or []), remove=list(remove or []), offline=offline,
+            find_links=list(find_links or []), force=force, probation=probation,
+            who=who or _who(),
+        )
+        return self._once(message, timeout)
+
+    def rollback(self, env_id: str | None = None, *, probation: float | None = None,
+                 who: str = "", timeout: float = 900.0) -> Any:
+        """Hand over to a previous generation's env (the one before the current by default)."""
+        message = RollbackRequest(id=new_request_id(), env_id=env_id, probation=probation,
+                                  who=who or _who())
+        return self._once(message, timeout)
+
+    def handovers(self, *, last: int | None = None, verify: bool = False,
+                  timeout: float | None = None) -> Any:
+        return self.call(HandoversRequest(id=new_request_id(), last=last, verify=verify),
+                         timeout=timeout)
+
+    def _once(self, message: Any, timeout: float) -> Any:
+        retries, self.retries = self.retries, 0
+        try:
+            return self.call(message, timeout=timeout)
+        finally:
+            self.retries = retries
 
     def describe(self, target: str = "genesis", *, timeout: float | None = None) -> Any:
         return self.call(DescribeRequest(id=new_request_id(), target=target), timeout=timeout)

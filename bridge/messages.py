@@ -7,8 +7,9 @@ Three conversations, all msgpack maps with a protocol version ``v``:
   client-chosen ``id`` (a uuid4 by default); the reply carries the same id,
   ``ok``, and either ``result`` or ``error``.
 * supervisor <-> incarnation (backend, ZMQ DEALER -> ROUTER): ``Ready``,
-  ``Heartbeat`` and ``Bye`` from the incarnation; ``Stop`` from the
-  supervisor; requests and replies travel as the client's own bytes.
+  ``Heartbeat``, ``Bye`` and ``Validated`` from the incarnation; ``Stop`` and
+  ``Validate`` from the supervisor; requests and replies travel as the
+  client's own bytes.
 * supervisor -> anyone (event stream, ZMQ PUB): ``Event``.
 
 The frame layout of each conversation is in docs/protocol.md. Codec concerns
@@ -28,14 +29,19 @@ __all__ = [
     "DescribeRequest",
     "ErrorInfo",
     "Event",
+    "EvolveRequest",
+    "HandoversRequest",
     "Heartbeat",
     "PingRequest",
     "Ready",
     "Reply",
     "Request",
+    "RollbackRequest",
     "SendRequest",
     "StatusRequest",
     "Stop",
+    "Validate",
+    "Validated",
 ]
 
 PROTOCOL_VERSION = 1
@@ -84,8 +90,50 @@ class PingRequest(_Message):
     id: RequestId
 
 
+Requirement = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class EvolveRequest(_Message):
+    """Change the incarnation's libraries through a validated handover (answered when the
+    switch happened or the handover failed; probation goes on after the reply)."""
+
+    kind: Literal["evolve"] = "evolve"
+    id: RequestId
+    add: list[Requirement] = Field(default_factory=list, max_length=100)
+    remove: list[Requirement] = Field(default_factory=list, max_length=100)
+    offline: bool = False
+    find_links: list[str] = Field(default_factory=list, max_length=20)
+    #: hand over even if methods still import a removed package
+    force: bool = False
+    #: seconds the old incarnation stays ready to take over again (None: configured default)
+    probation: float | None = Field(default=None, ge=0, le=3600)
+    who: str = Field(default="", max_length=128)
+
+
+class RollbackRequest(_Message):
+    """Hand over to a previous generation's environment (a new handover)."""
+
+    kind: Literal["rollback"] = "rollback"
+    id: RequestId
+    #: the env id to return to; None: the one before the current
+    env_id: str | None = Field(default=None, max_length=64)
+    probation: float | None = Field(default=None, ge=0, le=3600)
+    who: str = Field(default="", max_length=128)
+
+
+class HandoversRequest(_Message):
+    """The handover audit: one row per handover, and the chain's verification."""
+
+    kind: Literal["handovers"] = "handovers"
+    id: RequestId
+    last: int | None = Field(default=None, ge=1)
+    verify: bool = False
+
+
 Request = Annotated[
-    SendRequest | DescribeRequest | StatusRequest | PingRequest, Field(discriminator="kind")
+    SendRequest | DescribeRequest | StatusRequest | PingRequest | EvolveRequest
+    | RollbackRequest | HandoversRequest,
+    Field(discriminator="kind"),
 ]
 #: kinds the supervisor forwards to the active incarnation
 FORWARDED_KINDS = frozenset({"send", "describe"})
@@ -142,7 +190,30 @@ class Stop(_Message):
     grace: float = 10.0
 
 
-Control = Annotated[Ready | Heartbeat | Bye | Stop, Field(discriminator="kind")]
+class Validate(_Message):
+    """Supervisor -> candidate: prove yourself against the image."""
+
+    kind: Literal["validate"] = "validate"
+    handover: str
+    #: distributions whose top-level modules must import (the env spec's packages)
+    packages: list[str] = Field(default_factory=list)
+    #: top-level modules an evolve removed: methods still importing them are reported
+    removed_modules: list[str] = Field(default_factory=list)
+
+
+class Validated(_Message):
+    """Candidate -> supervisor: the validation record (see uvm.validation)."""
+
+    kind: Literal["validated"] = "validated"
+    incarnation: str
+    handover: str
+    ok: bool
+    record: dict[str, Any] = Field(default_factory=dict)
+
+
+Control = Annotated[
+    Ready | Heartbeat | Bye | Stop | Validate | Validated, Field(discriminator="kind")
+]
 
 
 # --- supervisor -> event stream ---------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from .home import resolve_home
@@ -40,6 +41,28 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("args", nargs="*", help="arguments: JSON when valid JSON, else a string")
     p.set_defaults(func=cmd_send)
 
+    p = sub.add_parser("evolve", help="change the incarnation's libraries by a validated handover")
+    _client_options(p)
+    p.set_defaults(timeout=900.0)
+    p.add_argument("--add", action="append", default=[], metavar="REQ",
+                   help="a requirement to add or replace, e.g. 'six==1.16.0' (repeatable)")
+    p.add_argument("--remove", action="append", default=[], metavar="NAME",
+                   help="a package to remove (repeatable)")
+    p.add_argument("--offline", action="store_true", help="build from the uv cache and --find-links only")
+    p.add_argument("--find-links", action="append", default=[], metavar="DIR",
+                   help="a local folder of wheels (repeatable)")
+    p.add_argument("--force", action="store_true",
+                   help="hand over even if methods still import a removed package")
+    p.add_argument("--probation", type=float, help="seconds the old incarnation stays ready (default: config)")
+    p.set_defaults(func=cmd_evolve)
+
+    p = sub.add_parser("rollback", help="hand over to a previous generation's environment")
+    _client_options(p)
+    p.set_defaults(timeout=900.0)
+    p.add_argument("--env", dest="env_id", help="env id to return to (default: the one before)")
+    p.add_argument("--probation", type=float)
+    p.set_defaults(func=cmd_rollback)
+
     p = sub.add_parser("status", help="the supervisor's incarnations, routing and restarts")
     _client_options(p)
     p.set_defaults(func=cmd_status)
@@ -54,7 +77,8 @@ def _call(args: argparse.Namespace, make: Any) -> int:
     from bridge.errors import BridgeError
 
     try:
-        with Client(args.endpoint, timeout=args.timeout, curve=_curve(args)) as client:
+        with Client(args.endpoint, timeout=args.timeout, curve=_curve(args),
+                    retries=getattr(args, "retries", 2)) as client:
             reply = client.request(make(client))
     except Timeout as exc:
         print(json.dumps({"error": {"type": "Timeout", "message": str(exc)}}), file=sys.stderr)
@@ -98,6 +122,31 @@ def cmd_send(args: argparse.Namespace) -> int:
     return _call(args, lambda _c: SendRequest(
         id=args.request_id or new_request_id(), target=args.target, selector=args.selector,
         args=values, author=args.author))
+
+
+def cmd_evolve(args: argparse.Namespace) -> int:
+    from bridge import new_request_id
+    from bridge.client import _who
+    from bridge.messages import EvolveRequest
+
+    if not args.add and not args.remove:
+        print("batos evolve: nothing to change: give --add and/or --remove", file=sys.stderr)
+        return 2
+    args.retries = 0
+    find_links = [str(Path(d).resolve()) for d in args.find_links]
+    return _call(args, lambda _c: EvolveRequest(
+        id=new_request_id(), add=args.add, remove=args.remove, offline=args.offline,
+        find_links=find_links, force=args.force, probation=args.probation, who=_who()))
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from bridge import new_request_id
+    from bridge.client import _who
+    from bridge.messages import RollbackRequest
+
+    args.retries = 0
+    return _call(args, lambda _c: RollbackRequest(
+        id=new_request_id(), env_id=args.env_id, probation=args.probation, who=_who()))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

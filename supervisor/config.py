@@ -68,6 +68,12 @@ class Config(BaseModel):
     request_timeout: float = Field(default=60.0, gt=0)
     max_pending: int = Field(default=10_000, ge=1)
     max_frame: int = Field(default=MAX_FRAME, ge=1024)
+    #: handover: longest a candidate may take to validate the image
+    validate_timeout: float = Field(default=300.0, gt=0)
+    #: handover: how long the old incarnation stays ready to take over again
+    probation: float = Field(default=30.0, ge=0)
+    #: envs kept for `batos rollback` (the current one and this many before it)
+    keep_generations: int = Field(default=3, ge=1)
     log_level: str = "INFO"
     envs_dir: str | None = None
     uv_cache: str | None = None

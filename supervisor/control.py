@@ -48,12 +48,17 @@ def status(sup: Supervisor, now: float) -> dict[str, Any]:
         },
         "active": sup.routing.active,
         "incarnations": [inc.status(now) for inc in sup.incarnations.values()],
-        "env": None if sup.env is None else {"id": sup.env.id, "python": sup.env.python,
-                                             "path": sup.env.path},
+        "env": None if sup.env is None else sup.env.describe(),
         "routing": {"inflight": len(sup.routing.inflight), "pending": len(sup.routing.pending)},
         "restarts": {
             "recent": sup.policy.recent(now), "total": sup.policy.total,
             "degraded": sup.policy.degraded,
         },
         "zeo": {"pid": sup.zeo.pid, "address": sup.zeo.address, "restarts": sup.zeo.restarts},
+        "handover": None if sup.handover is None else {
+            "id": sup.handover.id, "kind": sup.handover.kind, "phase": sup.handover.phase,
+            "who": sup.handover.who, "elapsed": round(time.monotonic() - sup.handover.started, 3),
+        },
+        "served": sup.served_total,
+        "handover_log": {"path": str(sup.hlog.path), "head": list(sup.hlog.head)},
     }

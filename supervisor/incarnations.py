@@ -12,7 +12,10 @@ routed to) -> ``stopping`` (asked to stop) -> ``exited``. ``role`` is
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
 import subprocess
 import sys
 import time
@@ -20,13 +23,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envs import EnvSpec, build_env
+from envs import EnvError, EnvSpec, build_env, canonical_name
 
 from . import process
 from .config import Config, Home
 from .errors import ConfigError
 
-__all__ = ["EnvInfo", "Incarnation", "prepare_env", "spawn_incarnation"]
+__all__ = [
+    "EnvInfo",
+    "Incarnation",
+    "build",
+    "current_spec",
+    "envs_dir",
+    "prepare_env",
+    "save_current_spec",
+    "spawn_incarnation",
+]
 
 log = logging.getLogger("batos.supervisor.incarnations")
 
@@ -37,6 +49,22 @@ class EnvInfo:
     python: str
     packages: dict[str, str] = field(default_factory=dict)
     path: str = ""
+    #: the EnvSpec as a dict (uv mode); None for the supervisor's own interpreter
+    spec: dict[str, Any] | None = None
+
+    @property
+    def requirement_names(self) -> list[str]:
+        if not self.spec:
+            return []
+        return sorted({canonical_name(_name_of(r)) for r in self.spec.get("requirements", [])})
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "python": self.python, "path": self.path, "spec": self.spec,
+                "packages": dict(self.packages)}
+
+
+def _name_of(requirement: str) -> str:
+    return re.split(r"[\s\[<>=!~;@(]", requirement.strip(), maxsplit=1)[0]
 
 
 @dataclass
@@ -55,6 +83,7 @@ class Incarnation:
     python: str = ""
     exit_code: int | None = None
     expected_exit: bool = False
+    stop_deadline: float | None = None
 
     @property
     def pid(self) -> int:
@@ -79,11 +108,26 @@ def source_tree() -> Path | None:
     return None
 
 
-def prepare_env(config: Config, home: Home) -> EnvInfo:
-    """Build (or reuse) the incarnation's environment. Blocking: run it off the loop."""
+def envs_dir(config: Config, home: Home) -> Path:
+    return Path(config.envs_dir) if config.envs_dir else home.root / "envs"
+
+
+def _current_file(home: Home) -> Path:
+    return home.root / "current-env.json"
+
+
+def current_spec(config: Config, home: Home) -> EnvSpec | None:
+    """The spec the active incarnation should run: the last switched-to (``current-env.json``),
+    else the configured one; None when incarnations run on the supervisor's interpreter."""
     env = config.env
     if env.mode == "current":
-        return EnvInfo(id="current", python=env.python or sys.executable)
+        return None
+    recorded = _current_file(home)
+    if recorded.exists():
+        try:
+            return EnvSpec.from_dict(json.loads(recorded.read_text()))
+        except (ValueError, EnvError) as exc:
+            log.error("ignoring unreadable %s: %s", recorded, exc)
     project = Path(env.project) if env.project else source_tree()
     if project is None:
         raise ConfigError(
@@ -91,18 +135,50 @@ def prepare_env(config: Config, home: Home) -> EnvInfo:
             "env.project in config.toml, install batos editable (pip install -e), or set "
             "env.mode = 'current'"
         )
-    spec = EnvSpec(
+    return EnvSpec(
         python=env.python or sys.executable, requirements=tuple(env.requirements),
         project=str(project), find_links=tuple(env.find_links),
     )
-    envs_dir = Path(config.envs_dir) if config.envs_dir else home.root / "envs"
+
+
+def save_current_spec(home: Home, spec: dict[str, Any] | None) -> None:
+    """Record which spec is active, atomically and durably (the switch depends on it)."""
+    target = _current_file(home)
+    if spec is None:
+        target.unlink(missing_ok=True)
+        return
+    tmp = target.with_suffix(".tmp")
+    with open(tmp, "w") as out:
+        json.dump(spec, out, sort_keys=True)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, target)
+    dirfd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+
+
+def build(spec: EnvSpec, config: Config, home: Home, *, offline: bool | None = None) -> EnvInfo:
+    """Build (or reuse) the env for ``spec``. Blocking: run it off the loop."""
     cache = Path(config.uv_cache) if config.uv_cache else home.root / "uv-cache"
     started = time.monotonic()
-    built = build_env(spec, envs_dir, cache_dir=cache, offline=env.offline, timeout=env.build_timeout)
+    built = build_env(spec, envs_dir(config, home), cache_dir=cache,
+                      offline=config.env.offline if offline is None else offline,
+                      timeout=config.env.build_timeout)
     log.info("environment ready", extra={"env_id": built.id, "reused": built.reused,
                                          "seconds": round(time.monotonic() - started, 2)})
     return EnvInfo(id=built.id, python=str(built.python), packages=dict(built.packages),
-                   path=str(built.path))
+                   path=str(built.path), spec=spec.to_dict())
+
+
+def prepare_env(config: Config, home: Home) -> EnvInfo:
+    """The active incarnation's environment at start. Blocking: run it off the loop."""
+    spec = current_spec(config, home)
+    if spec is None:
+        return EnvInfo(id="current", python=config.env.python or sys.executable)
+    return build(spec, config, home)
 
 
 def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, zeo: str,
@@ -111,6 +187,7 @@ def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, z
         env.python, "-m", "uvm.incarnation", "--backend", home.backend, "--zeo", zeo,
         "--id", ident, "--env-id", env.id, "--workers", str(config.workers),
         "--heartbeat", str(config.heartbeat_interval),
+        "--packages", ",".join(env.requirement_names),
     ]
     proc = process.spawn(argv, log_file=home.logs / f"{ident}.log")
     log.info("spawned incarnation", extra={"incarnation": ident, "pid": proc.pid, "env_id": env.id,

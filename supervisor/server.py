@@ -32,14 +32,17 @@ from typing import Any
 
 import zmq
 
-from bridge.codec import decode_control, encode, peek_id, unpack, validate_request
+from bridge.codec import decode_control, decode_reply, encode, peek_id, unpack, validate_request
 from bridge.errors import ProtocolError
-from bridge.messages import FORWARDED_KINDS, ErrorInfo, Event, Ready, Reply, Stop
+from bridge.messages import FORWARDED_KINDS, ErrorInfo, Event, Ready, Reply, Stop, Validated
 
 from . import control, keys, process
 from .children import ChildRecord
 from .config import Config, Home
 from .errors import HomeError
+from .evolution import EvolutionMixin
+from .handover import Handover
+from .handover_log import LOG_FILE, HandoverLog
 from .incarnations import EnvInfo, Incarnation, prepare_env, spawn_incarnation
 from .logs import configure_logging
 from .notify import Notifier
@@ -53,7 +56,7 @@ log = logging.getLogger("batos.supervisor")
 _BATCH = 512  # messages drained from one socket per loop turn
 
 
-class Supervisor:
+class Supervisor(EvolutionMixin):
     def __init__(self, home: Home, config: Config) -> None:
         self.home = home
         self.config = config
@@ -77,6 +80,11 @@ class Supervisor:
         self._announced = False
         self.zeo = ZeoServer(home.image, home.zeo_socket, home.logs / "zeo.log")
         self.children = ChildRecord(home.run / "children.json")
+        self.hlog = HandoverLog(home.logs / LOG_FILE)
+        self.handover: Handover | None = None
+        self._build_job: Future[EnvInfo] | None = None
+        self.served_total = 0
+        self._pid = os.getpid()
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -87,6 +95,7 @@ class Supervisor:
         log.info("supervisor starting", extra={"home": str(self.home.root), "pid": os.getpid(),
                                                 "endpoint": self.config.endpoint})
         self.children.reap_strays()
+        self.recover_handover()
         try:
             self.zeo.start()
             self.children.add(self.zeo.pid, "zeo")
@@ -187,7 +196,7 @@ class Supervisor:
         self.notifier.stopping()
         log.info("supervisor stopping")
         if hasattr(self, "poller"):
-            self._publish("supervisor.stopping")
+            self.publish("supervisor.stopping")
             for entry in self.routing.drop_pending():
                 self._reply_error(entry, "Unavailable", "the supervisor is shutting down")
             self._drain(time.monotonic() + self.config.stop_grace)
@@ -243,6 +252,12 @@ class Supervisor:
         except ProtocolError as exc:
             log.warning("invalid request from a client: %s", exc)
             self._reply(envelope, Reply(id=peek_id(data), ok=False, error=self._error(exc)))
+            return
+        if request.kind in ("evolve", "rollback"):
+            self._evolve(request, envelope)
+            return
+        if request.kind == "handovers":
+            self._handovers(request, envelope)
             return
         if request.kind not in FORWARDED_KINDS:
             self._reply(envelope, control.answer(self, request, now))
@@ -306,8 +321,16 @@ class Supervisor:
         inc.last_seen = now
         tag = frames[1]
         if tag == b"R" and len(frames) == 4:
-            entry = self.routing.complete(frames[2].decode(errors="replace"))
+            rid = frames[2].decode(errors="replace")
+            if self.handover is not None and rid.startswith(("probe-", "health-")):
+                try:
+                    self.handover.on_probe(rid, decode_reply(frames[3]).model_dump(exclude={"v", "id"}))
+                except ProtocolError as exc:
+                    self.handover.on_probe(rid, {"ok": False, "error": str(exc)})
+                return
+            entry = self.routing.complete(rid)
             inc.served += 1
+            self.served_total += 1
             if entry is not None:
                 for envelope in entry.waiters:
                     self._reply(envelope, frames[3])
@@ -319,6 +342,9 @@ class Supervisor:
                 return
             if isinstance(message, Ready):
                 self._on_ready(inc, message, now)
+            elif isinstance(message, Validated):
+                if self.handover is not None:
+                    self.handover.on_validated(inc.id, message.ok, message.record)
             elif message.kind == "heartbeat":
                 inc.busy = message.busy
             elif message.kind == "bye":
@@ -335,9 +361,11 @@ class Supervisor:
         log.info("incarnation ready", extra={"incarnation": inc.id, "pid": ready.pid,
                                              "env_id": ready.env_id,
                                              "seconds": round(now - inc.started_at, 3)})
-        self._publish("incarnation.ready", incarnation=inc.id, pid=ready.pid, env_id=ready.env_id,
+        self.publish("incarnation.ready", incarnation=inc.id, pid=ready.pid, env_id=ready.env_id,
                       role=inc.role)
-        if inc.role == "active":
+        if inc.role == "candidate" and self.handover is not None:
+            self.handover.on_ready(inc.id)
+        elif inc.role == "active":
             self.routing.switch(inc.id)
             self.state, self.reason = "serving", ""
             for entry in self.routing.release_pending(now):
@@ -352,16 +380,17 @@ class Supervisor:
     def _spawn(self, now: float) -> None:
         assert self.env is not None
         self._seq += 1
-        ident = f"inc-{self._seq}-{os.getpid()}"
+        ident = f"inc-{self._seq}-{self._pid}"
         inc = self.incarnations[ident] = spawn_incarnation(
             ident, self.env, home=self.home, config=self.config, zeo=self.zeo.address, now=now)
         self.children.add(inc.pid, f"incarnation {ident}")
         self._next_spawn = None
-        self._publish("incarnation.spawned", incarnation=ident, env_id=self.env.id)
+        self.publish("incarnation.spawned", incarnation=ident, env_id=self.env.id)
 
     def _stop_incarnation(self, inc: Incarnation, reason: str) -> None:
         inc.expected_exit = True
         inc.state = "stopping"
+        inc.stop_deadline = time.monotonic() + self.config.stop_grace
         try:
             self.backend.send_multipart([inc.id.encode(), b"C", encode(Stop(reason=reason))], zmq.NOBLOCK)
         except zmq.ZMQError:
@@ -375,11 +404,18 @@ class Supervisor:
         self.children.remove(inc.pid)
         if self.routing.active == inc.id:
             self.routing.switch(None)
+        if self.handover is not None and self.handover.on_exit(inc.id, inc.exit_code):
+            self.publish("incarnation.exited", incarnation=inc.id, exit_code=inc.exit_code,
+                         expected=False, role=inc.role)
+            return
         lost = self.routing.orphan(inc.id)
-        self._publish("incarnation.exited", incarnation=inc.id, exit_code=inc.exit_code,
-                      expected=inc.expected_exit, requeued=len(lost))
-        if inc.expected_exit:
-            log.info("incarnation %s exited (%s)", inc.id, inc.exit_code)
+        if lost and self.routing.active is not None:
+            for entry in self.routing.release_pending(now):
+                self._forward(entry)
+        self.publish("incarnation.exited", incarnation=inc.id, exit_code=inc.exit_code,
+                     expected=inc.expected_exit, requeued=len(lost), role=inc.role)
+        if inc.expected_exit or inc.role != "active":
+            log.info("incarnation %s (%s) exited (%s)", inc.id, inc.role, inc.exit_code)
             return
         log.error("incarnation crashed", extra={"incarnation": inc.id, "exit_code": inc.exit_code,
                                                 "state": was, "requeued": len(lost)})
@@ -398,7 +434,7 @@ class Supervisor:
         log.error("supervisor degraded: %s", reason)
         for entry in self.routing.drop_pending():
             self._reply_error(entry, "Unavailable", self._unavailable())
-        self._publish("supervisor.degraded", reason=reason)
+        self.publish("supervisor.degraded", reason=reason)
         self.notifier.status(f"degraded: {reason}")
 
     # --- timers ---------------------------------------------------------------------
@@ -409,7 +445,7 @@ class Supervisor:
         if self.zeo.ensure(now):
             self.children.remove(zeo_pid)
             self.children.add(self.zeo.pid, "zeo")
-            self._publish("zeo.restarted", restarts=self.zeo.restarts)
+            self.publish("zeo.restarted", restarts=self.zeo.restarts)
         if self._env_job is not None and self._env_job.done():
             job, self._env_job = self._env_job, None
             try:
@@ -418,9 +454,15 @@ class Supervisor:
             except Exception as exc:
                 log.error("environment build failed: %s", exc)
                 self._degrade(f"the incarnation's environment could not be built: {exc}")
+        self._poll_build()
+        if self.handover is not None:
+            self.handover.step(now)
         for inc in list(self.incarnations.values()):
             if inc.proc.poll() is not None:
                 self._on_exit(inc, now)
+            elif inc.state == "stopping" and inc.stop_deadline and now > inc.stop_deadline:
+                log.warning("incarnation %s did not stop within %.0fs", inc.id, self.config.stop_grace)
+                self._kill(inc)
             elif inc.state == "starting" and now - inc.started_at > self.config.start_timeout:
                 log.error("incarnation %s sent no Ready within %.0fs", inc.id, self.config.start_timeout)
                 self._kill(inc)
@@ -445,7 +487,7 @@ class Supervisor:
     def _kill(self, inc: Incarnation) -> None:
         process.kill(inc.proc, f"incarnation {inc.id}")
 
-    def _publish(self, kind: str, **data: Any) -> None:
+    def publish(self, kind: str, **data: Any) -> None:
         if not hasattr(self, "events"):
             return
         event = Event(kind=kind, ts=time.time(), data=data)

@@ -1,10 +1,13 @@
-"""The asyncio front of the kernel: a queue and N workers, each with its own thread.
+"""The asyncio front of the kernel: N workers, each with its own queue and thread.
 
 ``AsyncKernel`` is what an incarnation's event loop talks to. ``send``
-enqueues a message and awaits its result; N worker coroutines take messages
-from the queue and run each with ``Kernel.send`` on the worker's own thread
-(a single-thread executor per worker), so each worker's ZODB work happens on
-one thread with its own connections and never blocks the loop.
+enqueues a message and awaits its result; each of N worker coroutines takes
+messages from its own queue and runs them with ``Kernel.send`` on the
+worker's own thread (a single-thread executor per worker), so each worker's
+ZODB work happens on one thread with its own connections and never blocks
+the loop. Messages are assigned to workers by their target, so messages to
+one object run one after another instead of conflicting with each other and
+retrying; messages to different objects run concurrently.
 
 Boundaries: ``send``, ``start`` and ``close`` run in the event loop; the
 kernel runs in the worker threads. Errors raised by the kernel reach the
@@ -32,7 +35,9 @@ class AsyncKernel:
             raise ValueError("workers must be at least 1")
         self.kernel = kernel
         self.workers = workers
-        self._queue: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue(queue_size)
+        self._queues: list[asyncio.Queue[tuple[Any, ...] | None]] = [
+            asyncio.Queue(queue_size) for _ in range(workers)
+        ]
         self._tasks: list[asyncio.Task[None]] = []
         self._executors: list[ThreadPoolExecutor] = []
         self._closing = False
@@ -48,7 +53,9 @@ class AsyncKernel:
         for i in range(self.workers):
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batos-worker-{i}")
             self._executors.append(executor)
-            self._tasks.append(asyncio.create_task(self._work(executor), name=f"batos-worker-{i}"))
+            self._tasks.append(
+                asyncio.create_task(self._work(executor, self._queues[i]), name=f"batos-worker-{i}")
+            )
 
     async def send(
         self,
@@ -62,13 +69,20 @@ class AsyncKernel:
         if self._closing or not self._tasks:
             raise ImageError("the kernel front is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put((future, target, selector, tuple(args), author, request_id))
+        queue = self._queues[hash(str(target)) % self.workers]
+        await queue.put((future, target, selector, tuple(args), author, request_id))
         return await future
 
-    async def _work(self, executor: ThreadPoolExecutor) -> None:
+    async def run(self, func: Any, *args: Any) -> Any:
+        """Run ``func(*args)`` on worker 0's thread (maintenance, validation)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executors[0], func, *args)
+
+    async def _work(
+        self, executor: ThreadPoolExecutor, queue: asyncio.Queue[tuple[Any, ...] | None]
+    ) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            item = await self._queue.get()
+            item = await queue.get()
             try:
                 if item is None:
                     return
@@ -87,14 +101,14 @@ class AsyncKernel:
                     if not future.cancelled():
                         future.set_result(result)
             finally:
-                self._queue.task_done()
+                queue.task_done()
 
     async def close(self) -> None:
         if self._closing:
             return
         self._closing = True
-        for _ in self._tasks:
-            await self._queue.put(None)
+        for queue in self._queues:
+            await queue.put(None)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for executor in self._executors:
             executor.shutdown(wait=True)

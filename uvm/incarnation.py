@@ -18,6 +18,10 @@ Backend frames (see docs/protocol.md): supervisor -> incarnation
 Boundaries: the event loop owns the socket and never touches ZODB; the
 kernel runs in the ``AsyncKernel`` worker threads. ``Stop`` or SIGTERM stops
 taking requests, lets those in flight finish, says ``Bye`` and exits 0.
+``Validate`` (a handover's candidate) runs ``uvm.validation.validate_image``
+in a thread and answers ``Validated``. Methods may import the top-level
+modules of the env spec's packages (``--packages``; ``uvm.allowlist``).
+Every ``maintenance`` seconds the exactly-once record is pruned.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
@@ -36,13 +41,15 @@ import zmq.asyncio
 
 from bridge.codec import decode_control, decode_request, encode
 from bridge.errors import ProtocolError
-from bridge.messages import Bye, ErrorInfo, Heartbeat, Ready, Reply, Stop
+from bridge.messages import Bye, ErrorInfo, Heartbeat, Ready, Reply, Stop, Validate, Validated
 
+from .allowlist import set_allowed, top_level_modules
 from .errors import UVMError
 from .front import AsyncKernel
 from .genesis import bootstrap
 from .image import open_db
 from .kernel import Kernel
+from .validation import validate_image
 
 __all__ = ["Incarnation", "main"]
 
@@ -61,7 +68,7 @@ def installed_packages() -> dict[str, str]:
 class Incarnation:
     def __init__(
         self, *, backend: str, zeo: str, ident: str, env_id: str, workers: int = 4,
-        heartbeat: float = 1.0,
+        heartbeat: float = 1.0, packages: Sequence[str] = (), maintenance: float = 300.0,
     ) -> None:
         self.backend = backend
         self.zeo = zeo
@@ -69,15 +76,20 @@ class Incarnation:
         self.env_id = env_id
         self.workers = workers
         self.heartbeat = heartbeat
+        self.packages = list(packages)
+        self.maintenance = maintenance
         self.served = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._send_lock = asyncio.Lock()
+        self._serving: asyncio.Task[None] | None = None
 
     async def run(self) -> int:
+        set_allowed(top_level_modules(self.packages))
         db = open_db(zeo=self.zeo, pool_size=self.workers + 4)
         try:
             await asyncio.to_thread(self._bootstrap, db)
+            self.db = db
             kernel = Kernel(db)
             ctx = zmq.asyncio.Context()
             sock = ctx.socket(zmq.DEALER)
@@ -92,12 +104,18 @@ class Incarnation:
                         incarnation=self.ident, pid=os.getpid(), env_id=self.env_id,
                         packages=installed_packages(), python=sys.version.split()[0],
                     ))
-                    log.info("ready", extra={"incarnation": self.ident})
-                    beats = asyncio.create_task(self._beat())
+                    log.info("ready: %s", self.ident)
+                    background = [asyncio.create_task(self._beat()),
+                                  asyncio.create_task(self._maintain(kernel))]
+                    self._serving = asyncio.create_task(self._serve())
                     try:
-                        await self._serve()
+                        await self._serving
+                    except asyncio.CancelledError:
+                        if not self._stopping.is_set():
+                            raise
                     finally:
-                        beats.cancel()
+                        for task in background:
+                            task.cancel()
                     if self._tasks:
                         await asyncio.wait(self._tasks)
                 await self._control(Bye(incarnation=self.ident, reason="stopped"))
@@ -120,7 +138,10 @@ class Incarnation:
         bootstrap(db)
 
     def stop(self) -> None:
+        """Stop taking requests; those in flight finish. Called in the loop."""
         self._stopping.set()
+        if self._serving is not None:
+            self._serving.cancel()
 
     async def _send(self, frames: list[bytes]) -> None:
         async with self._send_lock:
@@ -135,26 +156,27 @@ class Incarnation:
             await self._control(Heartbeat(incarnation=self.ident, served=self.served,
                                           busy=len(self._tasks)))
 
+    async def _maintain(self, kernel: Kernel) -> None:
+        while True:
+            await asyncio.sleep(self.maintenance)  # a period, not a readiness wait
+            try:
+                dropped = await self.front.run(kernel.maintain)
+                if dropped:
+                    log.info("pruned %d exactly-once records", dropped)
+            except UVMError as exc:
+                log.warning("reply record maintenance failed: %s", exc)
+
     async def _serve(self) -> None:
-        stopping = asyncio.create_task(self._stopping.wait())
-        try:
-            while not self._stopping.is_set():
-                receiving = asyncio.ensure_future(self.sock.recv_multipart())
-                done, _ = await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if receiving not in done:
-                    receiving.cancel()
-                    break
-                frames = receiving.result()
-                if len(frames) >= 2 and frames[0] == b"Q":
-                    task = asyncio.create_task(self._handle(frames[1]))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                elif len(frames) >= 2 and frames[0] == b"C":
-                    self._on_control(frames[1])
-                else:
-                    log.warning("unexpected backend frames", extra={"frames": len(frames)})
-        finally:
-            stopping.cancel()
+        while True:
+            frames = await self.sock.recv_multipart()
+            if len(frames) >= 2 and frames[0] == b"Q":
+                task = asyncio.create_task(self._handle(frames[1]))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif len(frames) >= 2 and frames[0] == b"C":
+                self._on_control(frames[1])
+            else:
+                log.warning("unexpected backend frames (%d)", len(frames))
 
     def _on_control(self, frame: bytes) -> None:
         try:
@@ -165,6 +187,24 @@ class Incarnation:
         if isinstance(message, Stop):
             log.info("stop requested: %s", message.reason)
             self.stop()
+        elif isinstance(message, Validate):
+            task = asyncio.create_task(self._validate(message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _validate(self, message: Validate) -> None:
+        """Prove this incarnation against the image (a handover's validate phase)."""
+        try:
+            record = await asyncio.to_thread(
+                validate_image, self.db, packages=message.packages,
+                removed_modules=message.removed_modules,
+            )
+        except Exception as exc:
+            log.exception("validation crashed")
+            record = {"ok": False, "failures": [f"validation raised {type(exc).__name__}: {exc}"]}
+        log.info("validation for %s: ok=%s", message.handover, record.get("ok"))
+        await self._control(Validated(incarnation=self.ident, handover=message.handover,
+                                      ok=bool(record.get("ok")), record=record))
 
     async def _handle(self, frame: bytes) -> None:
         try:
@@ -210,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s incarnation %(levelname)s %(message)s")
     incarnation = Incarnation(backend=args.backend, zeo=args.zeo, ident=args.ident,
-                              env_id=args.env_id, workers=args.workers, heartbeat=args.heartbeat)
+                              env_id=args.env_id, workers=args.workers, heartbeat=args.heartbeat,
+                              packages=[p for p in args.packages.split(",") if p])
 
     async def run() -> int:
         loop = asyncio.get_running_loop()

@@ -111,7 +111,7 @@ class Kernel:
     """Runs messages against one database, each in its own transaction."""
 
     def __init__(
-        self, db: Any, *, retries: int = 8, backoff: float = 0.002, author: str = "architect"
+        self, db: Any, *, retries: int = 20, backoff: float = 0.002, author: str = "architect"
     ) -> None:
         self.db = db
         self.retries = retries
@@ -146,10 +146,35 @@ class Kernel:
                         f"{selector!r} to {target!r} conflicted with other messages "
                         f"{attempt + 1} times; nothing was committed, send it again"
                     ) from exc
-                delay = self.backoff * (2**attempt) * (0.5 + random.random())
+                delay = min(self.backoff * (2**attempt), 0.1) * (0.5 + random.random())
                 log.debug("conflict on %s %s, retry %d in %.4fs", target, selector, attempt + 1, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")
+
+    def maintain(self, *, keep: int = 100_000, max_age: float = 7 * 86400) -> int:
+        """Prune the exactly-once reply record, in a transaction of its own; answers how many."""
+        tm = transaction.TransactionManager(explicit=True)
+        for attempt in range(self.retries + 1):
+            tm.begin()
+            conn = self.db.open(transaction_manager=tm)
+            try:
+                root = conn.root()
+                if not ReplyStore.exists(root):
+                    tm.abort()
+                    return 0
+                dropped = ReplyStore(root, keep=keep, max_age=max_age).prune()
+                tm.get().note("prune reply record")
+                tm.commit()
+                return dropped
+            except ConflictError:
+                tm.abort()
+                time.sleep(self.backoff * (2**attempt))
+            except BaseException:
+                tm.abort()
+                raise
+            finally:
+                conn.close()
+        return 0
 
     def _once(
         self, target: Any, selector: str, args: Sequence[Any], author: str, request_id: str | None

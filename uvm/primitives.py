@@ -19,7 +19,7 @@ from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
 from . import methods
-from .errors import BadArguments, DoesNotUnderstand
+from .errors import BadArguments, DoesNotUnderstand, MethodSourceError
 from .methods import Method
 from .obj import UvmObject, find_slot, label, write_slot
 from .registry import current
@@ -116,8 +116,13 @@ def describe_object(obj: UvmObject) -> dict[str, Any]:
     for name, value in sorted(o._slots.items()):
         entry: dict[str, Any] = {"kind": slot_kind(name, value)}
         if isinstance(value, Method):
-            nargs = value.function().__code__.co_argcount - 1
-            entry.update(selector=selector_for(name, nargs), version=value.version)
+            entry.update(version=value.version)
+            try:
+                nargs = value.function().__code__.co_argcount - 1
+            except MethodSourceError as exc:  # e.g. imports a package this env lacks
+                entry.update(selector=name, error=str(exc))
+            else:
+                entry.update(selector=selector_for(name, nargs))
         slots[name] = entry
     return {"uuid": o._uuid, "names": current().registry.names_of(o), "slots": slots}
 

@@ -6,11 +6,15 @@ neither is. A request whose id is already recorded is not run again: its
 stored reply is returned. Read-only requests record nothing (they stay
 commit-free), which is safe because running them twice has no effect.
 
-Retention is bounded: the oldest records are dropped, a batch at a time,
-once there are more than ``keep`` of them or they are older than
-``max_age`` seconds. A client that resends a request after its record was
-pruned would run it again; the defaults (100,000 records, 7 days) are far
-beyond any client's resend window.
+The record is one OOBTree keyed by request id (uuid4s spread over buckets,
+so concurrent writers rarely touch the same bucket and BTree conflict
+resolution merges those that do); each record is ``(committed_at, result)``.
+Recording costs one bucket write per message and nothing else on the hot
+path. Retention is bounded by ``prune``, which the incarnation runs in a
+transaction of its own every so often (``Kernel.maintain``): records older
+than ``max_age`` go, then the oldest beyond ``keep``. A client that resends
+a request after its record was pruned would run it again; the defaults
+(100,000 records, 7 days) are far beyond any client's resend window.
 """
 
 from __future__ import annotations
@@ -18,28 +22,23 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 
 __all__ = ["ReplyStore"]
 
 REPLIES_KEY = "batos.replies"
-ORDER_KEY = "batos.replies.order"
-COUNT_KEY = "batos.replies.count"
 _MISSING = object()
 
 
 class ReplyStore:
-    """``id -> (committed_at, result)`` plus an index by commit time for pruning."""
+    """``request id -> (committed_at, result)``."""
+
+    MISSING = _MISSING
 
     def __init__(self, root: Any, *, keep: int = 100_000, max_age: float = 7 * 86400) -> None:
         if REPLIES_KEY not in root:
             root[REPLIES_KEY] = OOBTree()
-            root[ORDER_KEY] = OOBTree()
-            root[COUNT_KEY] = Length()
         self.replies: OOBTree = root[REPLIES_KEY]
-        self.order: OOBTree = root[ORDER_KEY]
-        self.count: Length = root[COUNT_KEY]
         self.keep = keep
         self.max_age = max_age
 
@@ -52,28 +51,22 @@ class ReplyStore:
         entry = self.replies.get(request_id)
         return _MISSING if entry is None else entry[1]
 
-    MISSING = _MISSING
-
     def record(self, request_id: str, result: Any, now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        self.replies[request_id] = (now, result)
-        self.order[f"{int(now * 1e6):020d} {request_id}"] = request_id
-        self.count.change(1)
-        if self.count() > self.keep + max(100, self.keep // 100):
-            self.prune(now)
+        self.replies[request_id] = (time.time() if now is None else now, result)
+
+    def __len__(self) -> int:
+        return len(self.replies)
 
     def prune(self, now: float | None = None) -> int:
-        """Drop records beyond ``keep`` or older than ``max_age``; answers how many."""
+        """Drop records older than ``max_age``, then the oldest beyond ``keep``; answers how many."""
         now = time.time() if now is None else now
-        horizon = f"{int((now - self.max_age) * 1e6):020d}"
-        excess = self.count() - self.keep
-        dropped = 0
-        for key in list(self.order.keys()):
-            if excess <= 0 and key >= horizon:
-                break
-            rid = self.order.pop(key)
-            if self.replies.pop(rid, None) is not None:
-                self.count.change(-1)
-            excess -= 1
-            dropped += 1
-        return dropped
+        horizon = now - self.max_age
+        stamped = [(entry[0], rid) for rid, entry in self.replies.items()]
+        doomed = [rid for ts, rid in stamped if ts < horizon]
+        alive = len(stamped) - len(doomed)
+        if alive > self.keep:
+            fresh = sorted((ts, rid) for ts, rid in stamped if ts >= horizon)
+            doomed.extend(rid for _ts, rid in fresh[: alive - self.keep])
+        for rid in doomed:
+            del self.replies[rid]
+        return len(doomed)

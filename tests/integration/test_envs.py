@@ -8,12 +8,9 @@ so the offline build that asks for it must fail naming it.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import subprocess
 import sys
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +25,7 @@ from envs import (
     list_envs,
     remove_env,
 )
+from tests.integration.wheels import make_wheel
 
 pytestmark = pytest.mark.integration
 
@@ -46,25 +44,6 @@ def leftovers(envs_dir: Path) -> list[str]:
     return sorted(p.name for p in envs_dir.iterdir() if not p.name.endswith(".lock"))
 
 
-def make_wheel(folder: Path, name: str, version: str, code: str) -> Path:
-    """A minimal pure-Python wheel, written by hand: no build backend, no network."""
-    dist = f"{name}-{version}"
-    files = {
-        f"{name}/__init__.py": code,
-        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: batos-tests\n"
-                                   "Root-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
-    files[f"{dist}.dist-info/RECORD"] = "\n".join([*record, f"{dist}.dist-info/RECORD,,"]) + "\n"
-    wheel = folder / f"{dist}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, text in files.items():
-            archive.writestr(path, text)
-    return wheel
 
 
 @pytest.fixture(scope="session")

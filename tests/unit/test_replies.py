@@ -44,21 +44,27 @@ def test_failed_request_is_not_recorded_and_may_be_retried(counter):
     assert counter.send("genesis", "n") == 1
 
 
-def test_retention_is_bounded(db):
+def test_retention_is_bounded_by_count_and_age(db):
     tm = transaction.TransactionManager()
     conn = db.open(transaction_manager=tm)
     try:
         store = ReplyStore(conn.root(), keep=50, max_age=3600)
         for i in range(200):
             store.record(f"id-{i}", i, now=1000.0 + i)
-        assert store.count() <= 50 + 100
+        assert store.prune(now=1000.0 + 200) == 150
+        assert len(store) == 50
         assert store.get("id-199") == 199
-        assert store.get("id-0") is ReplyStore.MISSING
-        assert store.prune(now=1000.0 + 200) > 0
-        assert len(store.replies) == store.count() == 50
-        # and by age
-        assert store.prune(now=1000.0 + 199 + 3601) == 50
-        assert store.count() == 0
+        assert store.get("id-149") is ReplyStore.MISSING
+        assert store.prune(now=1000.0 + 199 + 3601) == 50  # all older than max_age now
+        assert len(store) == 0
         tm.abort()
     finally:
         conn.close()
+
+
+def test_kernel_maintenance_prunes_in_its_own_transaction(counter, db):
+    for i in range(5):
+        counter.send("genesis", "bump", request_id=f"m-{i}")
+    assert counter.maintain(keep=2) == 3
+    assert counter.send("genesis", "bump", request_id="m-4") == 5  # kept: answered, not rerun
+    assert counter.send("genesis", "bump", request_id="m-0") == 6  # pruned: runs again
