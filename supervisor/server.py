@@ -54,6 +54,7 @@ __all__ = ["Supervisor"]
 
 log = logging.getLogger("batos.supervisor")
 _BATCH = 512  # messages drained from one socket per loop turn
+_TICK = 0.01  # s between timer checks; the loop turns far more often under load
 
 
 class Supervisor(EvolutionMixin):
@@ -163,30 +164,38 @@ class Supervisor(EvolutionMixin):
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_frame * 4)
 
     def _loop(self) -> None:
+        last_tick = 0.0
         while not self._stop:
-            events = dict(self.poller.poll(self._poll_timeout()))
-            now = time.monotonic()
-            for index, sock in enumerate(self.frontends):
-                if sock in events:
-                    for _ in range(_BATCH):
-                        try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        self._on_client(index, frames, now)
-            if self.backend in events:
+            now = self._pump(self._poll_timeout())
+            if now - last_tick >= _TICK:
+                self._tick(now)
+                last_tick = now
+
+    def _pump(self, timeout_ms: int) -> float:
+        """Wait up to ``timeout_ms`` and handle what arrived on every socket; answers ``now``."""
+        events = dict(self.poller.poll(timeout_ms))
+        now = time.monotonic()
+        for index, sock in enumerate(self.frontends):
+            if sock in events:
                 for _ in range(_BATCH):
                     try:
-                        frames = self.backend.recv_multipart(zmq.NOBLOCK)
+                        frames = sock.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    self._on_backend(frames, now)
-            if self._wake_r.fileno() in events:
+                    self._on_client(index, frames, now)
+        if self.backend in events:
+            for _ in range(_BATCH):
                 try:
-                    self._wake_r.recv(256)
-                except BlockingIOError:
-                    pass
-            self._tick(now)
+                    frames = self.backend.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self._on_backend(frames, now)
+        if self._wake_r.fileno() in events:
+            try:
+                self._wake_r.recv(256)
+            except BlockingIOError:
+                pass
+        return now
 
     def _poll_timeout(self) -> int:
         return 100  # ms: the tick's timers are all coarser than this
@@ -219,15 +228,10 @@ class Supervisor(EvolutionMixin):
         log.info("supervisor stopped")
 
     def _drain(self, deadline: float) -> None:
-        """Let in-flight requests finish (their replies still reach their clients)."""
+        """Let in-flight requests finish (their replies still reach their clients); new
+        requests meanwhile are answered ``Unavailable`` (state ``stopping``)."""
         while self.routing.inflight and time.monotonic() < deadline:
-            if dict(self.poller.poll(50)).get(self.backend):
-                while True:
-                    try:
-                        frames = self.backend.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._on_backend(frames, time.monotonic())
+            self._pump(50)
             for inc in self.incarnations.values():
                 if inc.proc.poll() is not None:
                     for entry in self.routing.orphan(inc.id):
@@ -254,7 +258,11 @@ class Supervisor(EvolutionMixin):
             self._reply(envelope, Reply(id=peek_id(data), ok=False, error=self._error(exc)))
             return
         if request.kind in ("evolve", "rollback"):
-            self._evolve(request, envelope)
+            if self.state == "stopping":
+                self._reply(envelope, Reply(id=request.id, ok=False, error=ErrorInfo(
+                    type="Unavailable", message="the supervisor is shutting down", where="supervisor")))
+            else:
+                self._evolve(request, envelope)
             return
         if request.kind == "handovers":
             self._handovers(request, envelope)
@@ -262,9 +270,11 @@ class Supervisor(EvolutionMixin):
         if request.kind not in FORWARDED_KINDS:
             self._reply(envelope, control.answer(self, request, now))
             return
-        if self.state == "degraded":
+        if self.state in ("degraded", "stopping"):
+            why = self._unavailable() if self.state == "degraded" else (
+                "the supervisor is shutting down; send again once it is back (by the same id)")
             self._reply(envelope, Reply(id=request.id, ok=False, error=ErrorInfo(
-                type="Unavailable", message=self._unavailable(), where="supervisor")))
+                type="Unavailable", message=why, where="supervisor")))
             return
         route = self.routing.accept(request.id, envelope, payload, now)
         if route is Route.SEND:

@@ -19,6 +19,9 @@ branches keep "you asked for something invalid" apart from "something broke":
     +-- MethodFailed                a method ran and raised
     +-- ImageError                  the image cannot be opened or used
     |   +-- ImageLocked             another process holds the FileStorage
+    |   +-- StorageUnavailable      (also TransientError) the ZEO server is
+    |                               unreachable right now; a write may or may
+    |                               not have landed: resend by request id
     +-- RetriesExhausted            (also TransientError) conflicts kept
                                     happening; sending again may succeed
 
@@ -42,6 +45,7 @@ __all__ = [
     "MethodFailed",
     "MethodSourceError",
     "RetriesExhausted",
+    "StorageUnavailable",
     "TransientError",
     "UVMError",
     "UnknownTarget",
@@ -116,6 +120,10 @@ class ImageError(UVMError):
 
 class ImageLocked(ImageError):
     """Another process holds the image's FileStorage lock."""
+
+
+class StorageUnavailable(ImageError, TransientError):
+    """The storage server cannot be reached right now; resend (by request id) later."""
 
 
 class RetriesExhausted(UVMError, TransientError):

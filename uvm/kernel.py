@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import transaction
+from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, POSError
 
 from . import primitives as _primitives  # noqa: F401 - installs method globals
@@ -43,6 +44,7 @@ from .errors import (
     ImageError,
     MethodFailed,
     RetriesExhausted,
+    StorageUnavailable,
     UVMError,
 )
 from .methods import Method, check_arity
@@ -118,6 +120,8 @@ class Kernel:
         self.backoff = backoff
         self.author = author
         self._local = threading.local()
+        #: with a request id, how long to keep retrying while the ZEO server is away
+        self.outage_wait = 10.0
 
     def send(
         self,
@@ -137,9 +141,17 @@ class Kernel:
         if not isinstance(args, list | tuple):
             raise BadArguments(f"arguments must be a list, got {type(args).__name__}")
         who = author or self.author
+        outage_deadline = time.monotonic() + self.outage_wait
         for attempt in range(self.retries + 1):
             try:
                 return self._once(target, selector, args, who, request_id)
+            except StorageUnavailable:
+                # With an id the retry is safe: if the first try committed, the reply
+                # record answers. Without one, the caller must decide.
+                if request_id is None or time.monotonic() > outage_deadline:
+                    raise
+                time.sleep(0.1)
+                continue
             except ConflictError as exc:
                 if attempt == self.retries:
                     raise RetriesExhausted(
@@ -213,6 +225,12 @@ class Kernel:
         except ConflictError:
             tm.abort()
             raise
+        except ClientDisconnected as exc:
+            tm.abort()
+            raise StorageUnavailable(
+                f"the ZEO server went away while running {selector!r}; the message may or may "
+                "not have committed: send it again with the same request id"
+            ) from exc
         except POSError as exc:
             tm.abort()
             raise ImageError(f"the storage failed while committing {selector!r}: {exc}") from exc

@@ -54,7 +54,7 @@ def test_uvm_public_api_is_pinned():
     assert sorted(uvm.__all__) == sorted([
         "GENESIS", "PARENT_SLOT", "AsyncKernel", "BadArguments", "DoesNotUnderstand",
         "ImageError", "ImageLocked", "InvalidAct", "InvalidRequest", "InvalidValue", "Kernel",
-        "Method", "MethodFailed", "MethodSourceError", "RetriesExhausted", "TransientError",
+        "Method", "MethodFailed", "MethodSourceError", "RetriesExhausted", "StorageUnavailable", "TransientError",
         "UVMError", "UnknownTarget", "UnserializableResult", "UvmObject", "bootstrap",
         "find_slot", "open_db", "selector_for", "slot_name", "verify",
     ])
