@@ -2,14 +2,17 @@
 
 Layers, bottom up (each imports only those below it):
 
-    errors, selectors          vocabulary
+    errors, selectors,         vocabulary; what methods may import
+    allowlist
     obj                        UvmObject and delegation lookup
     methods                    Method: versioned source, restricted compile
     registry                   uuid/name index; the current message's cycle
     values                     plain data <-> image values at the boundary
     primitives, acts           what method code and autopoietic_acts may do
     kernel, front              one message = one transaction; asyncio front
-    image, genesis             opening storages; bootstrap and verify
+    image, genesis             opening storages; bootstrap, verify, self-checks
+    validation                 a candidate incarnation proving itself on the image
+    incarnation                the process the supervisor runs (python -m uvm.incarnation)
 
 The public API is what ``__all__`` lists here.
 """

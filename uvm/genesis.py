@@ -16,6 +16,20 @@ Objects, by name:
     false    the same with the branches swapped; truthValue = False
     nil      isNil -> True
     block    value (answers nil; clones redefine it) and whileTrue:
+    checks   the image's self-checks; parent* -> traits
+
+Self-checks: every method slot of the object named ``checks`` is one. A
+check takes only the receiver and answers True when its invariant holds;
+answering anything else, or raising, is a failure. Living in ``checks`` is
+what marks a method as a check (rather than a naming convention or a flag on
+``Method``): the image lists, adds and redefines its checks with the same
+messages as any other method (``checks slotNames``, ``defineMethod:source:``),
+and nothing about ``Method`` or the kernel changes. ``uvm.validation`` runs
+each check through the kernel's dispatch in its own transaction, which is
+always aborted, so a check may clone, define and write freely. The bootstrap
+checks below cover the kernel's physics: traits answers the core messages,
+booleans branch, ``whileTrue:`` loops, clones delegate, and every Genesis
+method has a history.
 """
 
 from __future__ import annotations
@@ -33,9 +47,9 @@ from .registry import Registry
 from .replies import ReplyStore
 from .selectors import PARENT_SLOT
 
-__all__ = ["GENESIS", "GENESIS_VERSION", "BootstrapReport", "bootstrap", "verify"]
+__all__ = ["CHECK_METHODS", "GENESIS", "GENESIS_VERSION", "BootstrapReport", "bootstrap", "verify"]
 
-GENESIS_VERSION = 1
+GENESIS_VERSION = 2  # 2: the checks object
 META_KEY = "batos.genesis"
 
 
@@ -144,6 +158,67 @@ def printString(self):
     }
 
 
+# Raw strings: the checks hold method sources inside string literals, with "\n".
+CHECK_METHODS = {
+    "checkTraitsAnswersCore": _m(r'''
+def checkTraitsAnswersCore(self):
+    """traits answers clone, setSlot:value:, doesNotUnderstand: and defineMethod:source:."""
+    traits = object_named("traits")
+    for selector in ["clone", "setSlot:value:", "doesNotUnderstand:", "defineMethod:source:"]:
+        if not object_responds_to(traits, selector):
+            return False
+    return True
+'''),
+    "checkBooleansBranch": _m(r'''
+def checkBooleansBranch(self):
+    """true and false each run the right one of two blocks, and are truthy/falsy."""
+    yes = clone_object(object_named("block"))
+    define_method(yes, "value", "def value(self):\n    return 'yes'\n")
+    no = clone_object(object_named("block"))
+    define_method(no, "value", "def value(self):\n    return 'no'\n")
+    t = object_named("true")
+    f = object_named("false")
+    return (t.ifTrue_ifFalse(yes, no) == "yes" and f.ifTrue_ifFalse(yes, no) == "no"
+            and t.ifTrue(yes) == "yes" and f.ifFalse(no) == "no"
+            and truth(t) is True and truth(f) is False)
+'''),
+    "checkWhileTrueCounts": _m(r'''
+def checkWhileTrueCounts(self):
+    """block whileTrue: runs its body until the condition fails, answering the count."""
+    body = clone_object(object_named("block"))
+    set_slot(body, "n", 0)
+    define_method(body, "value", "def value(self):\n    self.n = self.n + 1\n    return self.n\n")
+    condition = clone_object(object_named("block"))
+    set_slot(condition, "body", body)
+    define_method(condition, "value", "def value(self):\n    return self.body.n < 3\n")
+    return condition.whileTrue(body) == 3 and body.n == 3
+'''),
+    "checkCloneDelegates": _m(r'''
+def checkCloneDelegates(self):
+    """A clone is a new object whose lookups reach its parent's ancestors, live."""
+    proto = object_named("genesis")
+    child = clone_object(proto)
+    if uuid_of(child) == uuid_of(proto) or slot_kinds(child).get("parent*") != "parent":
+        return False
+    traits = object_named("traits")
+    set_slot(traits, "validationProbe", 42)
+    delegates = child.validationProbe == 42 and object_responds_to(child, "clone")
+    remove_slot(traits, "validationProbe")
+    return delegates
+'''),
+    "checkMethodHistories": _m(r'''
+def checkMethodHistories(self):
+    """Every method of the Genesis objects has at least one version in its history."""
+    for name in ["traits", "true", "false", "nil", "block", "checks"]:
+        holder = object_named(name)
+        kinds = slot_kinds(holder)
+        for slot in kinds:
+            if kinds[slot] == "method" and len(method_history(holder, slot)) < 1:
+                return False
+    return True
+'''),
+}
+
 #: name -> (parent name or None, slots). Strings that start with "def " are method sources.
 GENESIS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "traits": (None, {"name": "traits", **TRAITS_METHODS}),
@@ -183,6 +258,13 @@ def whileTrue(self, body):
             raise RuntimeError("whileTrue: stopped after " + str(count) + " iterations (maxIterations)")
     return count
 '''),
+    }),
+    "checks": ("traits", {
+        "name": "checks",
+        "description": "The image's self-checks: each method answers True when its invariant "
+                       "holds. Validation runs them in aborted transactions; a check sent "
+                       "directly commits the clones it makes.",
+        **CHECK_METHODS,
     }),
 }
 
@@ -249,9 +331,13 @@ def bootstrap(db: Any) -> BootstrapReport:
         conn.close()
 
 
-def verify(db: Any) -> tuple[list[str], dict[str, int]]:
+def verify(db: Any, *, compile_methods: bool = True) -> tuple[list[str], dict[str, int]]:
     """Phase 1 check: (problems, counts). No problems means every Genesis slot is there and
-    every method in the image compiles."""
+    every method in the image compiles (under this process's import allowlist).
+
+    ``compile_methods=False`` checks the table only, without loading every object:
+    ``uvm.validation`` compiles the methods itself during its walk over the image.
+    """
     problems: list[str] = []
     counts = {"objects": 0, "methods": 0, "genesis_slots": 0}
     tm = transaction.TransactionManager(explicit=True)
@@ -281,7 +367,7 @@ def verify(db: Any) -> tuple[list[str], dict[str, int]]:
                     problems.append(f"slot {name}.{slot} should hold a method")
                 else:
                     counts["genesis_slots"] += 1
-        for uuid, obj in registry.objects.items():
+        for uuid, obj in registry.objects.items() if compile_methods else ():
             counts["objects"] += 1
             for slot, value in obj._slots.items():
                 if isinstance(value, Method):

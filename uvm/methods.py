@@ -6,19 +6,26 @@ every earlier version of it (source, author, timestamp, reason). Code objects
 are never pickled: each process compiles a source the first time it runs it,
 and caches the function twice, on the ``Method`` (``_v_function``, dropped
 whenever ZODB ghosts the object) and process-wide by the source's digest.
+Both caches are keyed by the allowlist's version too: a function compiled
+under a wider allowlist does not survive ``allowlist.set_allowed`` narrowing it.
 
 The compile policy is the first stage of the crucible and is enforced here,
 for every source, whoever wrote it:
 
 * the source is exactly one top-level ``def`` (a docstring before it is fine),
   with at least one positional parameter (the receiver), no decorators;
-* no ``import``, no ``class``, no names or attributes starting with ``_``,
-  no ``exec``/``eval``/``compile``/``open``/``globals``/``__import__`` (they
-  are simply absent from the builtins), augmented assignment only on names
-  (RestrictedPython's rule: write ``self.n = self.n + 1``);
+* imports only of allowed modules (``uvm.allowlist``: a standard-library
+  allowlist plus the top-level modules of the env spec's packages), checked
+  here at compile time and again at run time by the restricted ``__import__``;
+  no relative imports, no ``from x import *``;
+* no ``class``, no names or attributes starting with ``_``,
+  no ``exec``/``eval``/``compile``/``open``/``globals`` (they are simply absent
+  from the builtins), augmented assignment only on names (RestrictedPython's
+  rule: write ``self.n = self.n + 1``);
 * at run time attribute access, item access, iteration and writes go through
   guards: slots of image objects resolve by delegation, other objects only
-  show RestrictedPython's safe attributes, and only image objects and plain
+  show RestrictedPython's safe attributes (a module's attribute that is a
+  module only if that module is allowed), and only image objects and plain
   containers can be written to.
 
 The functions run inside the kernel's transaction, on the calling worker
@@ -35,6 +42,7 @@ import operator
 import threading
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from persistent import Persistent
@@ -47,11 +55,14 @@ from RestrictedPython.Guards import (
     safer_getattr,
 )
 
+from . import allowlist
 from .errors import BadArguments, MethodSourceError
 from .obj import UvmObject, find_slot
 from .selectors import slot_name
 
-__all__ = ["BoundMethod", "Method", "compile_method", "check_arity", "method_globals"]
+__all__ = [
+    "BoundMethod", "Method", "check_arity", "compile_method", "imports_of", "method_globals",
+]
 
 _MAX_SOURCE = 64_000
 
@@ -70,6 +81,7 @@ _BUILTINS.update(
         )
     }
 )
+_BUILTINS["__import__"] = allowlist.guarded_import
 
 _INPLACE = {
     "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
@@ -84,6 +96,8 @@ def _guarded_getattr(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, UvmObject):
         _holder, value = find_slot(obj, slot_name(name))
         return value.bind(obj) if isinstance(value, Method) else value
+    if isinstance(obj, ModuleType):
+        return allowlist.check_module_attribute(obj, name, safer_getattr(obj, name, default))
     return safer_getattr(obj, name, default)
 
 
@@ -128,10 +142,11 @@ def method_globals(primitives: dict[str, Any]) -> None:
         _cache.clear()
 
 
-# Process-wide: source digest -> compiled function. Functions hold no
-# per-transaction state (the primitives find the current cycle themselves),
-# so one function serves every thread.
-_cache: dict[str, Callable[..., Any]] = {}
+# Process-wide: (source digest, allowlist version) -> compiled function.
+# Functions hold no per-transaction state (the primitives find the current
+# cycle themselves), so one function serves every thread.
+_cache: dict[tuple[str, int], Callable[..., Any]] = {}
+_cache_version = 0
 _cache_lock = threading.Lock()
 
 
@@ -169,7 +184,7 @@ def _check_shape(source: str) -> ast.FunctionDef:
         )
     for node in ast.walk(func):
         if isinstance(node, ast.Import | ast.ImportFrom):
-            raise MethodSourceError(f"line {node.lineno}: imports are not allowed in methods")
+            _check_import_node(node)
         if isinstance(node, ast.ClassDef):
             raise MethodSourceError(f"line {node.lineno}: class definitions are not allowed in methods")
         if isinstance(node, ast.AsyncFunctionDef | ast.Await):
@@ -177,17 +192,51 @@ def _check_shape(source: str) -> ast.FunctionDef:
     return func
 
 
+def _check_import_node(node: ast.Import | ast.ImportFrom) -> None:
+    try:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                allowlist.check_import(alias.name)
+        elif node.level:
+            raise MethodSourceError("relative imports are not allowed in methods")
+        elif not node.module:
+            raise MethodSourceError("an import names no module")
+        else:
+            for alias in node.names:
+                allowlist.check_from(node.module, alias.name)
+    except MethodSourceError as exc:
+        raise MethodSourceError(f"line {node.lineno}: {exc}") from None
+
+
+def imports_of(source: str) -> set[str]:
+    """The top-level modules ``source`` imports (absolute imports only); empty if it does
+    not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.partition(".")[0])
+    return found
+
+
 def compile_method(source: str) -> Callable[..., Any]:
     """The function a method source defines, compiled under the restricted policy.
 
     Raises ``MethodSourceError`` naming the line and rule for any violation.
     """
-    key = _digest(source)
+    global _cache_version
+    digest = _digest(source)
+    key = (digest, allowlist.version())
     func = _cache.get(key)
     if func is not None:
         return func
     node = _check_shape(source)
-    result = compile_restricted_exec(source, filename=f"<method {node.name} {key[:8]}>")
+    result = compile_restricted_exec(source, filename=f"<method {node.name} {digest[:8]}>")
     if result.errors:
         raise MethodSourceError("method source breaks the restricted policy: " + "; ".join(result.errors))
     namespace: dict[str, Any] = dict(_GUARDS)
@@ -195,6 +244,10 @@ def compile_method(source: str) -> Callable[..., Any]:
     exec(result.code, namespace)  # the restricted code object; see module docstring
     func = namespace[node.name]
     with _cache_lock:
+        if key[1] != _cache_version:
+            # the allowlist changed: what was compiled under the old one is garbage
+            _cache.clear()
+            _cache_version = key[1]
         _cache[key] = func
     return func
 
@@ -261,10 +314,12 @@ class Method(Persistent):
         return [dict(v) for v in self.versions]
 
     def function(self) -> Callable[..., Any]:
-        func = getattr(self, "_v_function", None)
-        if func is None:
-            func = compile_method(self.source)
-            self._v_function = func
+        policy = allowlist.version()
+        cached = getattr(self, "_v_function", None)
+        if cached is not None and cached[0] == policy:
+            return cached[1]
+        func = compile_method(self.source)
+        self._v_function = (policy, func)
         return func
 
     def bind(self, receiver: UvmObject) -> BoundMethod:
