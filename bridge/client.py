@@ -161,11 +161,11 @@ class Client:
         )
         return self._once(message, timeout)
 
-    def rollback(self, env_id: str | None = None, *, probation: float | None = None,
-                 who: str = "", timeout: float = 900.0) -> Any:
+    def rollback(self, env_id: str | None = None, *, force: bool = False,
+                 probation: float | None = None, who: str = "", timeout: float = 900.0) -> Any:
         """Hand over to a previous generation's env (the one before the current by default)."""
-        message = RollbackRequest(id=new_request_id(), env_id=env_id, probation=probation,
-                                  who=who or _who())
+        message = RollbackRequest(id=new_request_id(), env_id=env_id, force=force,
+                                  probation=probation, who=who or _who())
         return self._once(message, timeout)
 
     def handovers(self, *, last: int | None = None, verify: bool = False,

@@ -117,6 +117,8 @@ class RollbackRequest(_Message):
     id: RequestId
     #: the env id to return to; None: the one before the current
     env_id: str | None = Field(default=None, max_length=64)
+    #: hand over even if methods import a package the target env lacks
+    force: bool = False
     probation: float | None = Field(default=None, ge=0, le=3600)
     who: str = Field(default="", max_length=128)
 

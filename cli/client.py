@@ -60,6 +60,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _client_options(p)
     p.set_defaults(timeout=900.0)
     p.add_argument("--env", dest="env_id", help="env id to return to (default: the one before)")
+    p.add_argument("--force", action="store_true",
+                   help="hand over even if methods import a package the target env lacks")
     p.add_argument("--probation", type=float)
     p.set_defaults(func=cmd_rollback)
 
@@ -146,7 +148,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     args.retries = 0
     return _call(args, lambda _c: RollbackRequest(
-        id=new_request_id(), env_id=args.env_id, probation=args.probation, who=_who()))
+        id=new_request_id(), env_id=args.env_id, force=args.force, probation=args.probation,
+        who=_who()))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -82,6 +82,10 @@ class EvolutionMixin:
                 "message": "the incarnation already runs this spec"}))
             return
         removed = list(getattr(request, "remove", []) or [])
+        if request.kind == "rollback":  # what the target env lacks counts as removed
+            gone = set(self.env.requirement_names) - set(
+                EnvInfo(id="", python="", spec=after.to_dict()).requirement_names)
+            removed = sorted(gone)
         h = Handover(
             sup=self, log=self.hlog, kind=request.kind, spec_after=after,
             reply=lambda ok, body: self._reply(envelope, Reply(
@@ -98,17 +102,23 @@ class EvolutionMixin:
         h.begin()
 
     def _rollback_spec(self: Supervisor, env_id: str | None) -> EnvSpec:
-        known = sorted(list_envs(envs_dir(self.config, self.home)), key=lambda e: e.built_at)
+        """The spec of ``env_id``, or of the env the last completed handover left (one that
+        served), never one that only failed validation."""
+        known = {e.id: e for e in list_envs(envs_dir(self.config, self.home))}
+        current = self.env.id if self.env is not None else None
         if env_id is None:
-            older = [e for e in known if self.env is not None and e.id != self.env.id]
-            if not older:
-                raise ValueError("there is no previous environment to roll back to")
-            target = older[-1]
-        else:
-            matches = [e for e in known if e.id == env_id]
-            if not matches:
-                raise ValueError(f"no environment {env_id!r}; known: {', '.join(e.id for e in known)}")
-            target = matches[0]
+            for row in reversed(handover_log.summarize(self.hlog.path)):
+                before = row.get("env_before")
+                before = before.get("id") if isinstance(before, dict) else before
+                if row.get("outcome") == "completed" and before and before != current and before in known:
+                    env_id = before
+                    break
+            else:
+                raise ValueError("there is no previous environment that served to roll back to "
+                                 f"(known envs: {', '.join(sorted(known)) or 'none'})")
+        target = known.get(env_id)
+        if target is None:
+            raise ValueError(f"no environment {env_id!r}; known: {', '.join(sorted(known))}")
         record = json.loads((target.path / "batos-env.json").read_text())
         return EnvSpec.from_dict(record["spec"])
 
