@@ -20,13 +20,14 @@ installs, and never decides which env is current or which to delete.
 
 from __future__ import annotations
 
-from envs.build import ENV_RECORD, Env, build_env, find_uv, list_envs, remove_env
+from envs.build import ENV_RECORD, BuildWatch, Env, build_env, find_uv, list_envs, remove_env
 from envs.errors import BuildFailed, EnvError, InvalidSpec, OfflineMissing, UvNotFound
 from envs.spec import EnvSpec, canonical_name, normalize_requirement
 
 __all__ = [
     "ENV_RECORD",
     "BuildFailed",
+    "BuildWatch",
     "Env",
     "EnvError",
     "EnvSpec",

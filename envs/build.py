@@ -33,10 +33,11 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,13 @@ def build_env(
     cache_dir: str | os.PathLike[str],
     offline: bool = False,
     timeout: float = 600,
+    watch: BuildWatch | None = None,
 ) -> Env:
     """The env for ``spec`` under ``envs_dir``, built unless a working one is there.
+
+    ``watch`` (optional) is told the pid of each uv process it starts and ends,
+    and its ``cancel`` event stops the build (uv's group killed, ``BuildFailed``)
+    so an owner shutting down never waits for, or leaves behind, a build.
 
     ``timeout`` bounds the uv runs of one build in seconds (waiting for another
     builder of the same id is not counted). Raises ``BuildFailed`` (or
@@ -123,7 +129,7 @@ def build_env(
         tmp = envs_dir / f".{env_id}.tmp-{os.getpid()}"
         try:
             record = _build_into(tmp, spec, env_id, uv, Path(cache_dir).absolute(), offline,
-                                 timeout)
+                                 timeout, watch or BuildWatch())
             os.rename(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -157,13 +163,13 @@ def remove_env(envs_dir: str | os.PathLike[str], env_id: str) -> bool:
 
 
 def _build_into(tmp: Path, spec: EnvSpec, env_id: str, uv: str, cache_dir: Path, offline: bool,
-                timeout: float) -> dict[str, Any]:
+                timeout: float, watch: BuildWatch) -> dict[str, Any]:
     started, deadline = time.time(), time.monotonic() + timeout
     cache_dir.mkdir(parents=True, exist_ok=True)
     environ = _uv_environ(cache_dir)
 
     def run(phase: str, *args: str) -> str:
-        return _run([uv, *args], phase, environ, tmp.parent, deadline, timeout, offline)
+        return _run([uv, *args], phase, environ, tmp.parent, deadline, timeout, offline, watch)
 
     run("venv", "venv", "--relocatable", "--no-project", "--python", spec.python, str(tmp))
     python = str(tmp / "bin" / "python")
@@ -195,8 +201,17 @@ def _build_into(tmp: Path, spec: EnvSpec, env_id: str, uv: str, cache_dir: Path,
     return record
 
 
+@dataclass
+class BuildWatch:
+    """Hooks an owner of builds uses: uv's pids as they come and go, and a cancel switch."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: Callable[[int], None] | None = None
+    ended: Callable[[int], None] | None = None
+
+
 def _run(cmd: Sequence[str], phase: str, environ: dict[str, str], cwd: Path, deadline: float,
-         timeout: float, offline: bool) -> str:
+         timeout: float, offline: bool, watch: BuildWatch) -> str:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise BuildFailed(f"env build ran out of its {timeout:g}s before {phase}", phase=phase,
@@ -208,16 +223,31 @@ def _run(cmd: Sequence[str], phase: str, environ: dict[str, str], cwd: Path, dea
         )
     except FileNotFoundError as exc:
         raise UvNotFound(f"uv binary vanished: {cmd[0]}") from exc
+    if watch.started:
+        watch.started(proc.pid)
     try:
-        out, err = proc.communicate(timeout=remaining)
-    except subprocess.TimeoutExpired as exc:
-        err = _kill_group(proc)
-        raise BuildFailed(f"uv {phase} did not finish within the build's {timeout:g}s; "
-                          "raise the timeout or check the network", phase=phase, command=cmd,
-                          stderr_tail=_tail(err)) from exc
+        while True:
+            if watch.cancel.is_set():
+                err = _kill_group(proc)
+                raise BuildFailed(f"uv {phase} was cancelled (its owner is stopping)", phase=phase,
+                                  command=cmd, stderr_tail=_tail(err))
+            try:
+                out, err = proc.communicate(timeout=max(0.0, min(0.25, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired as exc:
+                if time.monotonic() < deadline:
+                    continue
+                err = _kill_group(proc)
+                raise BuildFailed(f"uv {phase} did not finish within the build's {timeout:g}s; "
+                                  "raise the timeout or check the network", phase=phase, command=cmd,
+                                  stderr_tail=_tail(err)) from exc
     except BaseException:  # e.g. KeyboardInterrupt: never leave uv running; re-raised
-        _kill_group(proc)
+        if proc.poll() is None:
+            _kill_group(proc)
         raise
+    finally:
+        if watch.ended:
+            watch.ended(proc.pid)
     if proc.returncode != 0:
         raise _translate(phase, cmd, proc.returncode, err, offline)
     return out

@@ -186,7 +186,7 @@ class EvolutionMixin:
 
     def start_build(self: Supervisor, h: Handover) -> None:
         self._build_job = self._pool.submit(build, h.spec_after, self.config, self.home,
-                                            offline=h.offline)
+                                            offline=h.offline, watch=self.build_watch)
 
     def _poll_build(self: Supervisor) -> None:
         job = self._build_job
@@ -253,11 +253,12 @@ class EvolutionMixin:
         else:
             self.routing.switch(None)
             self._next_spawn = now
-        bad = self.incarnations.get(failed) if failed else None
-        if bad is not None:
-            bad.role, bad.expected_exit = "failed", True
-            self.routing.orphan(bad.id)
-            process.kill(bad.proc, f"incarnation {bad.id}")
+        if failed:
+            bad = self.incarnations.get(failed)  # gone already when it exited
+            if bad is not None:
+                bad.role, bad.expected_exit = "failed", True
+                process.kill(bad.proc, f"incarnation {bad.id}")
+            self.routing.orphan(failed)  # its in-flight requests go to the one we switch to
         for entry in self.routing.release_pending(now):
             self._forward(entry)
         self.publish("handover.rolled_back", to=self.routing.active)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envs import EnvError, EnvSpec, build_env, canonical_name
+from envs import BuildWatch, EnvError, EnvSpec, build_env, canonical_name
 
 from . import process
 from .config import Config, Home
@@ -160,25 +160,26 @@ def save_current_spec(home: Home, spec: dict[str, Any] | None) -> None:
         os.close(dirfd)
 
 
-def build(spec: EnvSpec, config: Config, home: Home, *, offline: bool | None = None) -> EnvInfo:
+def build(spec: EnvSpec, config: Config, home: Home, *, offline: bool | None = None,
+          watch: BuildWatch | None = None) -> EnvInfo:
     """Build (or reuse) the env for ``spec``. Blocking: run it off the loop."""
     cache = Path(config.uv_cache) if config.uv_cache else home.root / "uv-cache"
     started = time.monotonic()
     built = build_env(spec, envs_dir(config, home), cache_dir=cache,
                       offline=config.env.offline if offline is None else offline,
-                      timeout=config.env.build_timeout)
+                      timeout=config.env.build_timeout, watch=watch)
     log.info("environment ready", extra={"env_id": built.id, "reused": built.reused,
                                          "seconds": round(time.monotonic() - started, 2)})
     return EnvInfo(id=built.id, python=str(built.python), packages=dict(built.packages),
                    path=str(built.path), spec=spec.to_dict())
 
 
-def prepare_env(config: Config, home: Home) -> EnvInfo:
+def prepare_env(config: Config, home: Home, watch: BuildWatch | None = None) -> EnvInfo:
     """The active incarnation's environment at start. Blocking: run it off the loop."""
     spec = current_spec(config, home)
     if spec is None:
         return EnvInfo(id="current", python=config.env.python or sys.executable)
-    return build(spec, config, home)
+    return build(spec, config, home, watch=watch)
 
 
 def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, zeo: str,
@@ -187,7 +188,7 @@ def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, z
         env.python, "-m", "uvm.incarnation", "--backend", home.backend, "--zeo", zeo,
         "--id", ident, "--env-id", env.id, "--workers", str(config.workers),
         "--heartbeat", str(config.heartbeat_interval),
-        "--packages", ",".join(env.requirement_names),
+        "--packages", ",".join(env.requirement_names), "--image", str(home.image),
     ]
     proc = process.spawn(argv, log_file=home.logs / f"{ident}.log")
     log.info("spawned incarnation", extra={"incarnation": ident, "pid": proc.pid, "env_id": env.id,

@@ -35,6 +35,7 @@ import zmq
 from bridge.codec import decode_control, decode_reply, encode, peek_id, unpack, validate_request
 from bridge.errors import ProtocolError
 from bridge.messages import FORWARDED_KINDS, ErrorInfo, Event, Ready, Reply, Stop, Validated
+from envs import BuildWatch
 
 from . import control, keys, process
 from .children import ChildRecord
@@ -86,6 +87,10 @@ class Supervisor(EvolutionMixin):
         self._build_job: Future[EnvInfo] | None = None
         self.served_total = 0
         self._pid = os.getpid()
+        # uv processes are children too: recorded (reaped after a SIGKILL of ours) and
+        # cancelled at shutdown, so neither path waits for or leaves behind a build
+        self.build_watch = BuildWatch(started=lambda pid: self.children.add(pid, "uv build"),
+                                      ended=self.children.remove)
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -101,7 +106,7 @@ class Supervisor(EvolutionMixin):
             self.zeo.start()
             self.children.add(self.zeo.pid, "zeo")
             self._open_sockets()
-            self._env_job = self._pool.submit(prepare_env, self.config, self.home)
+            self._env_job = self._pool.submit(prepare_env, self.config, self.home, self.build_watch)
             self._loop()
         finally:
             self._shutdown()
@@ -213,9 +218,10 @@ class Supervisor(EvolutionMixin):
                 self._stop_incarnation(inc, "supervisor shutdown")
             for inc in list(self.incarnations.values()):
                 process.stop(inc.proc, f"incarnation {inc.id}", grace=self.config.stop_grace)
+        self.build_watch.cancel.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self.zeo.stop()
         self.children.path.unlink(missing_ok=True)
-        self._pool.shutdown(wait=False, cancel_futures=True)
         if hasattr(self, "poller"):
             signal.set_wakeup_fd(-1)
             if self.authenticator is not None:
@@ -358,8 +364,9 @@ class Supervisor(EvolutionMixin):
             elif message.kind == "heartbeat":
                 inc.busy = message.busy
             elif message.kind == "bye":
+                # expected only if we asked (Stop): an incarnation that leaves on its own
+                # (an operator's SIGTERM) is replaced like any other exit
                 inc.state = "stopping"
-                inc.expected_exit = True
         else:
             log.warning("unexpected backend frames from %s", ident)
 
@@ -484,7 +491,8 @@ class Supervisor(EvolutionMixin):
             self.policy.clear()
             self.state = "restarting"
             if self.env is None:
-                self._env_job = self._pool.submit(prepare_env, self.config, self.home)
+                self._env_job = self._pool.submit(prepare_env, self.config, self.home,
+                                                  self.build_watch)
             else:
                 self._next_spawn = now
         if (self._next_spawn is not None and now >= self._next_spawn and self.env is not None

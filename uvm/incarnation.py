@@ -69,6 +69,7 @@ class Incarnation:
     def __init__(
         self, *, backend: str, zeo: str, ident: str, env_id: str, workers: int = 4,
         heartbeat: float = 1.0, packages: Sequence[str] = (), maintenance: float = 300.0,
+        image: str | None = None,
     ) -> None:
         self.backend = backend
         self.zeo = zeo
@@ -77,6 +78,7 @@ class Incarnation:
         self.workers = workers
         self.heartbeat = heartbeat
         self.packages = list(packages)
+        self.image = image
         self.maintenance = maintenance
         self.served = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -192,13 +194,27 @@ class Incarnation:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _validate_image(self, message: Validate) -> dict[str, Any]:
+        # The walk reads the image file read-only when we know it (no lock; about 3x
+        # faster than through ZEO, and it spares the ZEO server the live incarnation
+        # shares); the checks and the rest still run through ZEO.
+        walk_db = None
+        if self.image:
+            try:
+                walk_db = open_db(self.image, read_only=True)
+            except UVMError as exc:
+                log.warning("validating through ZEO: cannot open %s read-only: %s", self.image, exc)
+        try:
+            return validate_image(self.db, packages=message.packages,
+                                  removed_modules=message.removed_modules, walk_db=walk_db)
+        finally:
+            if walk_db is not None:
+                walk_db.close()
+
     async def _validate(self, message: Validate) -> None:
         """Prove this incarnation against the image (a handover's validate phase)."""
         try:
-            record = await asyncio.to_thread(
-                validate_image, self.db, packages=message.packages,
-                removed_modules=message.removed_modules,
-            )
+            record = await asyncio.to_thread(self._validate_image, message)
         except Exception as exc:
             log.exception("validation crashed")
             record = {"ok": False, "failures": [f"validation raised {type(exc).__name__}: {exc}"]}
@@ -245,13 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-id", default="current")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--heartbeat", type=float, default=1.0)
+    parser.add_argument("--image", help="the image file, read directly (read-only) by validation")
     parser.add_argument("--packages", default="",
                         help="comma-separated distributions of the env spec (their modules may be imported by methods)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s incarnation %(levelname)s %(message)s")
     incarnation = Incarnation(backend=args.backend, zeo=args.zeo, ident=args.ident,
                               env_id=args.env_id, workers=args.workers, heartbeat=args.heartbeat,
-                              packages=[p for p in args.packages.split(",") if p])
+                              packages=[p for p in args.packages.split(",") if p],
+                              image=args.image)
 
     async def run() -> int:
         loop = asyncio.get_running_loop()

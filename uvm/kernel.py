@@ -217,7 +217,9 @@ class Kernel:
                 tm.abort()  # read-only: nothing to write, and no commit machinery to run
                 return result
             if request_id is not None:
-                (replies or ReplyStore(root)).record(request_id, result)
+                if replies is None:  # (not `or`: a BTree's truth value counts its buckets)
+                    replies = ReplyStore(root)
+                replies.record(request_id, result)
             txn.setUser(author)
             txn.note(f"{target} {selector}"[:200])
             tm.commit()

@@ -14,11 +14,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import pytest
 
 from envs import (
     ENV_RECORD,
     BuildFailed,
+    BuildWatch,
     EnvSpec,
     OfflineMissing,
     build_env,
@@ -180,3 +182,15 @@ def test_editable_project_install(tmp_path, uv_cache):
     assert "zodb" in env.packages
     where = run_python(env.python, "import uvm, ZODB; print(uvm.__file__)")
     assert Path(where) == ROOT / "uvm" / "__init__.py"
+
+
+def test_a_cancelled_build_kills_uv_and_leaves_nothing(tmp_path, uv_cache):
+    seen: list[tuple[str, int]] = []
+    watch = BuildWatch(started=lambda pid: seen.append(("started", pid)),
+                       ended=lambda pid: seen.append(("ended", pid)))
+    watch.cancel.set()
+    with pytest.raises(BuildFailed, match="cancelled"):
+        build_env(EnvSpec(requirements=[SIX]), tmp_path, cache_dir=uv_cache, watch=watch)
+    assert [event for event, _pid in seen] == ["started", "ended"]
+    assert not psutil.pid_exists(seen[0][1]) or psutil.Process(seen[0][1]).status() == "zombie"
+    assert leftovers(tmp_path) == []

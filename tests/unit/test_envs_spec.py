@@ -18,7 +18,7 @@ from envs.spec import _parse_fallback, normalize_requirement
 
 def test_public_api_is_pinned():
     assert sorted(envs.__all__) == sorted([
-        "ENV_RECORD", "BuildFailed", "Env", "EnvError", "EnvSpec", "InvalidSpec",
+        "ENV_RECORD", "BuildFailed", "BuildWatch", "Env", "EnvError", "EnvSpec", "InvalidSpec",
         "OfflineMissing", "UvNotFound", "build_env", "canonical_name", "find_uv", "list_envs",
         "normalize_requirement", "remove_env",
     ])
