@@ -30,6 +30,7 @@ import os
 import signal
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,18 @@ def start_uv_supervisor(root: Path, dirs: SharedDirs, **config: Any) -> Supervis
         sup.close()
         raise
     return sup
+
+
+@contextlib.contextmanager
+def uv_supervisor(root: Path, dirs: SharedDirs, **config: Any) -> Iterator[Supervisor]:
+    """``start_uv_supervisor`` whose teardown fails the test if it was unclean."""
+    supervisor = start_uv_supervisor(root, dirs, **config)
+    try:
+        yield supervisor
+    finally:
+        problems = supervisor.close()
+        if problems:
+            pytest.fail("unclean supervisor teardown:\n" + "\n\n".join(problems), pytrace=False)
 
 
 @dataclass

@@ -26,15 +26,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import transaction
 from ZODB.scripts import fstest
 
+from tests.integration.lines import Lines
 from uvm import bootstrap, open_db
 
 pytestmark = pytest.mark.integration
@@ -45,36 +45,6 @@ BATOS = str(_LOCAL_BATOS) if _LOCAL_BATOS.exists() else shutil.which("batos") or
 ROUNDS = 20
 MAX_DELAY = 0.3
 SEED = 20240611
-
-
-class Lines:
-    """Lines of a child's stdout, read by a thread so that every wait has a deadline."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
-
-    def _pump(self, stream: IO[str]) -> None:
-        with stream:
-            for line in stream:
-                self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def get(self, timeout: float) -> str | None:
-        """The next line, None at EOF; raises ``queue.Empty`` after ``timeout`` s."""
-        return self._queue.get(timeout=max(timeout, 0.0))
-
-    def until_eof(self, timeout: float) -> list[str]:
-        deadline = time.monotonic() + timeout
-        out: list[str] = []
-        while True:
-            try:
-                line = self.get(deadline - time.monotonic())
-            except queue.Empty:
-                raise AssertionError(f"child stdout not closed within {timeout}s") from None
-            if line is None:
-                return out
-            out.append(line)
 
 
 def kill_and_reap(proc: subprocess.Popen[Any]) -> None:

@@ -49,7 +49,7 @@ from tests.integration.handover_fixtures import (
     incarnation_processes,
     run_batos,
     shared_dirs,
-    start_uv_supervisor,
+    uv_supervisor,
     wait_idle,
 )
 from tests.integration.supervisor_fixtures import Supervisor
@@ -68,13 +68,8 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> SharedDirs:
 
 @pytest.fixture(scope="module")
 def sup(tmp_path_factory: pytest.TempPathFactory, dirs: SharedDirs) -> Iterator[Supervisor]:
-    supervisor = start_uv_supervisor(tmp_path_factory.mktemp("handover"), dirs)
-    try:
+    with uv_supervisor(tmp_path_factory.mktemp("handover"), dirs) as supervisor:
         yield supervisor
-    finally:
-        problems = supervisor.close()
-        if problems:
-            pytest.fail("unclean supervisor teardown:\n" + "\n\n".join(problems), pytrace=False)
 
 
 def evolve(client: Client, dirs: SharedDirs, *, add: list[str] | None = None,

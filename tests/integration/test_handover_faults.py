@@ -51,8 +51,8 @@ from tests.integration.handover_fixtures import (
     kill_process_groups,
     run_batos,
     shared_dirs,
-    start_uv_supervisor,
     uv_config,
+    uv_supervisor,
     wait_idle,
 )
 from tests.integration.supervisor_fixtures import (
@@ -83,13 +83,8 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> SharedDirs:
 
 @pytest.fixture(scope="module")
 def fsup(tmp_path_factory: pytest.TempPathFactory, dirs: SharedDirs) -> Iterator[Supervisor]:
-    supervisor = start_uv_supervisor(tmp_path_factory.mktemp("handover-faults"), dirs)
-    try:
+    with uv_supervisor(tmp_path_factory.mktemp("handover-faults"), dirs) as supervisor:
         yield supervisor
-    finally:
-        problems = supervisor.close()
-        if problems:
-            pytest.fail("unclean supervisor teardown:\n" + "\n\n".join(problems), pytrace=False)
 
 
 def evolve(client: Client, dirs: SharedDirs, add: list[str], probation: float = 1.0) -> Any:

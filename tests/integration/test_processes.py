@@ -24,22 +24,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 from ZODB.FileStorage import FileStorage
 
 from tests.conftest import wait_until
+from tests.integration.lines import Lines
 from uvm import DoesNotUnderstand, ImageLocked, Kernel, bootstrap, open_db
 
 pytestmark = pytest.mark.integration
@@ -49,26 +48,6 @@ ROUNDTRIP = str(CHILDREN / "persist_roundtrip.py")
 _LOCAL_BATOS = Path(sys.executable).with_name("batos")
 BATOS = str(_LOCAL_BATOS) if _LOCAL_BATOS.exists() else shutil.which("batos") or "batos"
 TIMEOUT = 60
-
-
-class Lines:
-    """Lines of a child's stdout, read by a thread so that every wait has a deadline."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
-
-    def _pump(self, stream: IO[str]) -> None:
-        with stream:
-            for line in stream:
-                self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def get(self, timeout: float = TIMEOUT) -> str | None:
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no line from the child within {timeout}s") from None
 
 
 def spawn(args: list[str], log: Path) -> subprocess.Popen[str]:
@@ -193,7 +172,7 @@ def test_second_writer_gets_image_locked(image: Path, tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None
         assert holder.stdin is not None
-        assert Lines(holder.stdout).get() == "READY", (tmp_path / "holder.err").read_text()
+        assert Lines(holder.stdout).expect() == "READY", (tmp_path / "holder.err").read_text()
 
         with pytest.raises(ImageLocked, match="open in another process"):
             open_db(image)
@@ -253,7 +232,7 @@ class Peer:
         self.proc.stdin.flush()
 
     def answer(self) -> Any:
-        line = self.lines.get()
+        line = self.lines.expect()
         assert line is not None, f"the peer died: {self.log.read_text()}"
         return json.loads(line)
 
@@ -286,7 +265,7 @@ def peer(zeo_address: str, zeo_kernel: Kernel, tmp_path: Path) -> Iterator[Peer]
     proc = spawn([sys.executable, str(CHILDREN / "zeo_peer.py"), zeo_address], log)
     try:
         child = Peer(proc, log)
-        assert child.lines.get() == "READY", log.read_text()
+        assert child.lines.expect() == "READY", log.read_text()
         yield child
         assert proc.stdin is not None
         proc.stdin.close()
