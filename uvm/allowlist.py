@@ -14,7 +14,9 @@ restricted ``__import__`` at run time). It is the union of
   same), ``typing`` (``get_type_hints`` evaluates strings as unrestricted
   code), ``enum`` (its members cannot be stored in slots, and ``global_enum``
   writes into other modules' namespaces), ``dataclasses`` (generates code
-  with ``exec``; methods define no classes anyway), and of course ``os``,
+  with ``exec``; methods define no classes anyway), ``copy`` (copying an
+  image object duplicates its uuid outside the registry: clone instead), and
+  of course ``os``,
   ``sys``, ``io``, ``subprocess``, ``importlib``, ``pickle``, ``threading``,
   ``inspect``, ... Standard-library names are allowed by exact name:
   ``collections.abc`` is listed, ``json.decoder`` is not.
@@ -72,7 +74,7 @@ STDLIB_ALLOWED: frozenset[str] = frozenset({
     "math", "cmath", "decimal", "fractions", "numbers", "statistics", "random",
     "re", "json", "datetime", "itertools", "functools", "collections", "collections.abc",
     "heapq", "bisect", "textwrap", "unicodedata", "difflib", "hashlib", "hmac",
-    "base64", "binascii", "uuid", "copy", "pprint",
+    "base64", "binascii", "uuid", "pprint",
 })
 
 #: top-level names no env can make importable: the kernel's own machinery (a method

@@ -215,3 +215,8 @@ def test_set_allowed_takes_names_not_a_string():
     assert set_allowed(["pydantic", "json", "not a name", ""]) == frozenset({"pydantic"})
     assert "pydantic" in allowlist.allowed_modules()
     assert "json" in allowlist.allowed_modules()
+
+
+def test_copy_is_not_allowed_because_it_would_duplicate_identities():
+    with pytest.raises(MethodSourceError, match="'copy'"):
+        compile_method("def f(self):\n    import copy\n    return copy.deepcopy(self)\n")
