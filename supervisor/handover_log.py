@@ -77,6 +77,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HomeError
+from .files import fsync_dir
 
 __all__ = [
     "COMPLETED", "EVENTS", "FAILED", "INTENT_RETIRE", "INTENT_ROLLBACK", "INTENT_SWITCH",
@@ -161,7 +162,7 @@ class HandoverLog:
         done = False
         try:
             if created:
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
             self._seq, self._prev, self._size = self._read_tail(fd)
             done = True
         except OSError as exc:
@@ -191,7 +192,7 @@ class HandoverLog:
             copy.write_bytes(torn)
             with open(copy, "rb") as f:
                 os.fsync(f.fileno())
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             size -= len(torn)
             os.ftruncate(fd, size)
             os.fsync(fd)
@@ -282,14 +283,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read_lines(path: str | os.PathLike[str]) -> tuple[list[bytes], bytes]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from envs import BuildWatch, EnvError, EnvSpec, build_env, canonical_name
 from . import process
 from .config import Config, Home
 from .errors import ConfigError
+from .files import replace_durably
 
 __all__ = [
     "EnvInfo",
@@ -147,17 +147,7 @@ def save_current_spec(home: Home, spec: dict[str, Any] | None) -> None:
     if spec is None:
         target.unlink(missing_ok=True)
         return
-    tmp = target.with_suffix(".tmp")
-    with open(tmp, "w") as out:
-        json.dump(spec, out, sort_keys=True)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, target)
-    dirfd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    replace_durably(target, json.dumps(spec, sort_keys=True))
 
 
 def build(spec: EnvSpec, config: Config, home: Home, *, offline: bool | None = None,
