@@ -9,10 +9,13 @@ Layers, bottom up (each imports only those below it):
     registry                   uuid/name index; the current message's cycle
     values                     plain data <-> image values at the boundary
     primitives, acts           what method code and autopoietic_acts may do
+    records, prompt,           the mind's side of doesNotUnderstand: (the chat
+    synthesis                  backend and crucible come in duck-typed)
     kernel, front              one message = one transaction; asyncio front
     image, genesis             opening storages; bootstrap, verify, self-checks
     validation                 a candidate incarnation proving itself on the image
-    incarnation                the process the supervisor runs (python -m uvm.incarnation)
+    mindkit, incarnation       composition roots: assemble weaver + crucible into a
+                               mind; the process the supervisor runs
 
 The public API is what ``__all__`` lists here.
 """
@@ -27,8 +30,10 @@ from .errors import (
     InvalidValue,
     MethodFailed,
     MethodSourceError,
+    NoMind,
     RetriesExhausted,
     StorageUnavailable,
+    SynthesisFailed,
     TransientError,
     UnknownTarget,
     UnserializableResult,
@@ -57,8 +62,10 @@ __all__ = [
     "Method",
     "MethodFailed",
     "MethodSourceError",
+    "NoMind",
     "RetriesExhausted",
     "StorageUnavailable",
+    "SynthesisFailed",
     "TransientError",
     "UVMError",
     "UnknownTarget",

@@ -7,8 +7,9 @@ branches keep "you asked for something invalid" apart from "something broke":
     +-- InvalidRequest              the message was wrong; fix it and resend
     |   +-- UnknownTarget           no object with that uuid or name
     |   +-- DoesNotUnderstand       no slot for the selector on the chain
-    |   |                           (also an AttributeError, so Python's
-    |   |                           getattr protocol keeps working)
+    |   |   |                       (also an AttributeError, so Python's
+    |   |   |                       getattr protocol keeps working)
+    |   |   +-- NoMind              ... and no mind is configured to create it
     |   +-- BadArguments            wrong number or kind of arguments
     |   +-- InvalidValue            a value the image cannot store or return
     |   |   +-- UnserializableResult
@@ -17,6 +18,9 @@ branches keep "you asked for something invalid" apart from "something broke":
     |   +-- InvalidAct              an autopoietic_act that fails its schema
     |                               or cannot apply; names the act and field
     +-- MethodFailed                a method ran and raised
+    +-- SynthesisFailed             the mind's proposals for a missing selector
+    |                               were all rejected (or the mind failed);
+    |                               carries the crucible's reasons
     +-- ImageError                  the image cannot be opened or used
     |   +-- ImageLocked             another process holds the FileStorage
     |   +-- StorageUnavailable      (also TransientError) the ZEO server is
@@ -44,8 +48,10 @@ __all__ = [
     "InvalidValue",
     "MethodFailed",
     "MethodSourceError",
+    "NoMind",
     "RetriesExhausted",
     "StorageUnavailable",
+    "SynthesisFailed",
     "TransientError",
     "UVMError",
     "UnknownTarget",
@@ -81,6 +87,10 @@ class DoesNotUnderstand(InvalidRequest, AttributeError):
         self.receiver = receiver
 
 
+class NoMind(DoesNotUnderstand):
+    """A selector nobody understands, and no mind is configured to synthesize it."""
+
+
 class BadArguments(InvalidRequest):
     """The arguments do not fit the method's parameters."""
 
@@ -114,6 +124,20 @@ class MethodFailed(UVMError):
     """A method ran and raised; its transaction was aborted."""
 
 
+class SynthesisFailed(UVMError):
+    """doesNotUnderstand: asked the mind for the missing capability and got nothing usable.
+
+    ``reasons`` are the crucible's (or the mind's) reasons for the last rejected
+    attempt; ``record`` is the id of the synthesis record kept in the image.
+    Nothing of the message was applied.
+    """
+
+    def __init__(self, message: str, *, reasons: list[str] | None = None, record: str = "") -> None:
+        super().__init__(message)
+        self.reasons = list(reasons or [])
+        self.record = record
+
+
 class ImageError(UVMError):
     """The image cannot be opened or used."""
 
@@ -128,3 +152,20 @@ class StorageUnavailable(ImageError, TransientError):
 
 class RetriesExhausted(UVMError, TransientError):
     """Write conflicts kept happening past the retry budget; nothing was committed."""
+
+
+class NeedsSynthesis(BaseException):
+    """Internal signal, not an error: doesNotUnderstand: asks the kernel for the mind.
+
+    Raised by the ``synthesize`` primitive inside a message's transaction and
+    caught by the kernel, which aborts that transaction, asks the mind outside
+    any transaction, and runs the message again with the approved proposal
+    installed. A ``BaseException`` so that no ``except Exception`` in method
+    code can swallow it.
+    """
+
+    def __init__(self, receiver: str, selector: str, arguments: list) -> None:
+        super().__init__(receiver, selector)
+        self.receiver = receiver
+        self.selector = selector
+        self.arguments = arguments

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import transaction
@@ -49,7 +50,7 @@ from .selectors import PARENT_SLOT
 
 __all__ = ["CHECK_METHODS", "GENESIS", "GENESIS_VERSION", "BootstrapReport", "bootstrap", "verify"]
 
-GENESIS_VERSION = 2  # 2: the checks object
+GENESIS_VERSION = 3  # 2: the checks object; 3: synthesis, become:, display_yourself
 META_KEY = "batos.genesis"
 
 
@@ -123,10 +124,47 @@ def isNil(self):
 '''),
     "doesNotUnderstand": _m('''
 def doesNotUnderstand(self, message):
-    """Default until a mind exists: a clear error naming the selector."""
-    return not_understood(self, message)
+    """The prime mover: ask the mind to create what is missing (a clear error without one)."""
+    return synthesize(self, message)
+'''),
+    "become": _m('''
+def become(self, other):
+    """Swap states with other in this transaction: references to each now see the other's."""
+    return become_object(self, other)
+'''),
+    "reviewProposal": _m('''
+def reviewProposal(self, proposal):
+    """Run the crucible on {source|acts, selector, arguments} for the receiver; installs nothing."""
+    return review_proposal(self, proposal)
 '''),
 }
+
+#: Genesis method sources that later Genesis versions replace, by (object, slot).
+#: ``bootstrap`` upgrades a slot only while its current version is one of these,
+#: written by genesis: a slot the image or the mind has redefined is left alone.
+SUPERSEDED = {
+    ("traits", "doesNotUnderstand"): [_m('''
+def doesNotUnderstand(self, message):
+    """Default until a mind exists: a clear error naming the selector."""
+    return not_understood(self, message)
+''')],
+}
+
+
+def _ui_source() -> str | None:
+    """The seed window (``ui_seed/window.py``) as a method that answers its source.
+
+    Read as a resource: the image stores the text; nothing of the UI is imported here.
+    """
+    try:
+        text = resources.files("ui_seed").joinpath("window.py").read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError, OSError):
+        return None
+    return _m(
+        "def display_yourself(self):\n"
+        '    """The source of this image\'s window (a Kivy app); `batos ui` runs it."""\n'
+        f"    return {text!r}\n"
+    )
 
 
 def _boolean(value: bool) -> dict[str, Any]:
@@ -225,6 +263,7 @@ GENESIS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "genesis": ("traits", {
         "name": "genesis",
         "description": "The primordial prototype: clone it to make new objects.",
+        **({"display_yourself": _UI} if (_UI := _ui_source()) else {}),
     }),
     "true": ("traits", _boolean(True)),
     "false": ("traits", _boolean(False)),
@@ -283,6 +322,17 @@ class BootstrapReport:
         return bool(self.created_objects or self.added_slots)
 
 
+def _upgrade(current: Any, name: str, slot: str, source: Any) -> bool:
+    old = SUPERSEDED.get((name, slot))
+    if not old or not isinstance(current, Method) or current.source == source:
+        return False
+    last = current.versions[-1]
+    if last["author"] != "genesis" or last["source"] not in old:
+        return False
+    current.define(source, author="genesis", reason=f"genesis {GENESIS_VERSION} upgrade")
+    return True
+
+
 def bootstrap(db: Any) -> BootstrapReport:
     """Plant whatever of ``GENESIS`` is missing, in one transaction; commit only if anything was."""
     report = BootstrapReport()
@@ -311,6 +361,8 @@ def bootstrap(db: Any) -> BootstrapReport:
                 report.added_slots.append(f"{name}.{PARENT_SLOT}")
             for slot, value in slots.items():
                 if slot in obj._slots:
+                    if _upgrade(obj._slots[slot], name, slot, value):
+                        report.added_slots.append(f"{name}.{slot} (upgraded)")
                     continue
                 if _is_source(value):
                     value = Method(value, author="genesis", reason="genesis bootstrap")

@@ -43,13 +43,17 @@ from .errors import (
     DoesNotUnderstand,
     ImageError,
     MethodFailed,
+    NeedsSynthesis,
+    NoMind,
     RetriesExhausted,
     StorageUnavailable,
+    SynthesisFailed,
     UVMError,
 )
 from .methods import Method, check_arity
 from .obj import UvmObject, find_slot
 from .registry import Cycle, Registry, using_cycle
+from .registry import current as _current
 from .replies import ReplyStore
 from .selectors import slot_name
 from .values import from_plain, to_plain
@@ -59,6 +63,16 @@ __all__ = ["Kernel", "dispatch"]
 log = logging.getLogger("batos.kernel")
 
 DNU = "doesNotUnderstand"
+_AGAIN = object()
+
+
+class _Flight:
+    """One synthesis in progress; others asking for the same thing wait on it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: UVMError | None = None
+        self.waiters = 0  # how many other sends wait on this one (read by tests and status)
 
 
 def dispatch(receiver: UvmObject, selector: str, args: Sequence[Any]) -> Any:
@@ -79,8 +93,18 @@ def dispatch(receiver: UvmObject, selector: str, args: Sequence[Any]) -> Any:
                 f"{selector!r} is not understood and the receiver has no doesNotUnderstand: "
                 "method either", selector=selector, receiver=receiver._uuid,
             ) from None
+        cycle = _current_cycle()
+        if cycle is not None:
+            cycle.not_understood = (receiver._uuid, selector)
         return _call(handler, DNU, receiver, [{"selector": selector, "arguments": list(args)}])
     return _call(value, selector, receiver, args)
+
+
+def _current_cycle() -> Cycle | None:
+    try:
+        return _current()
+    except ImageError:
+        return None
 
 
 def _call(value: Any, selector: str, receiver: UvmObject, args: Sequence[Any]) -> Any:
@@ -113,9 +137,19 @@ class Kernel:
     """Runs messages against one database, each in its own transaction."""
 
     def __init__(
-        self, db: Any, *, retries: int = 20, backoff: float = 0.002, author: str = "architect"
+        self,
+        db: Any,
+        *,
+        retries: int = 20,
+        backoff: float = 0.002,
+        author: str = "architect",
+        mind: Any = None,
     ) -> None:
         self.db = db
+        #: ``uvm.synthesis.Synthesizer`` or None; doesNotUnderstand: asks it for what is missing
+        self.mind = mind
+        self._flights: dict[tuple[str, str], _Flight] = {}
+        self._flights_lock = threading.Lock()
         self.retries = retries
         self.backoff = backoff
         self.author = author
@@ -141,10 +175,31 @@ class Kernel:
         if not isinstance(args, list | tuple):
             raise BadArguments(f"arguments must be a list, got {type(args).__name__}")
         who = author or self.author
+        for _round in range(3):
+            try:
+                return self._retrying(target, selector, args, who, request_id)
+            except NeedsSynthesis as need:
+                result = self._synthesized(need, target, selector, args, who, request_id)
+            if result is not _AGAIN:
+                return result
+        raise SynthesisFailed(
+            f"{selector!r} to {target!r} was synthesized but is still not understood; "
+            "its method may have been removed meanwhile: send it again"
+        )
+
+    def _retrying(
+        self,
+        target: Any,
+        selector: str,
+        args: Sequence[Any],
+        who: str,
+        request_id: str | None,
+        install: Any = None,
+    ) -> Any:
         outage_deadline = time.monotonic() + self.outage_wait
         for attempt in range(self.retries + 1):
             try:
-                return self._once(target, selector, args, who, request_id)
+                return self._once(target, selector, args, who, request_id, install)
             except StorageUnavailable:
                 # With an id the retry is safe: if the first try committed, the reply
                 # record answers. Without one, the caller must decide.
@@ -188,8 +243,111 @@ class Kernel:
                 conn.close()
         return 0
 
+    def _synthesized(
+        self,
+        need: NeedsSynthesis,
+        target: Any,
+        selector: str,
+        args: Sequence[Any],
+        who: str,
+        request_id: str | None,
+    ) -> Any:
+        """Ask the mind for what ``need`` names (once per receiver and selector at a time),
+        then run the message again with the approved proposal installed, in one
+        transaction. Answers the message's result, or ``_AGAIN`` when another
+        thread synthesized it and the message should simply be sent again."""
+        if self.mind is None:  # the primitive raises NoMind itself; belt and braces
+            raise NoMind(f"{selector!r} is not understood and no mind is configured",
+                         selector=selector, receiver=need.receiver)
+        key = (need.receiver, need.selector)
+        with self._flights_lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            with self._flights_lock:
+                flight.waiters += 1
+            if not flight.done.wait(self.mind.deadline):
+                raise SynthesisFailed(
+                    f"a synthesis of {need.selector!r} already running did not finish within "
+                    f"{self.mind.deadline:.0f}s; send the message again later"
+                )
+            if flight.error is not None:
+                raise type(flight.error)(*flight.error.args) from flight.error
+            return _AGAIN
+        try:
+            plan = self.mind.plan(self, need, author=who)
+            try:
+                return self._retrying(target, selector, args, who, request_id, plan)
+            except NeedsSynthesis:
+                exc = SynthesisFailed(
+                    f"the approved proposal did not make the receiver understand {selector!r}; "
+                    "nothing was installed", reasons=["still not understood after installing"],
+                )
+                self.mind.failed(self, plan, exc)
+                raise exc from None
+            except UVMError as exc:
+                self.mind.failed(self, plan, exc)
+                raise
+        except UVMError as exc:
+            flight.error = exc
+            raise
+        finally:
+            flight.done.set()
+            with self._flights_lock:
+                self._flights.pop(key, None)
+
+    def read(self, fn: Any, *, author: str | None = None) -> Any:
+        """Run ``fn(cycle)`` in a transaction that is always aborted; answers what it answers.
+
+        For work that must see the image but never change it (the mind's prompt).
+        """
+        tm = transaction.TransactionManager(explicit=True)
+        tm.begin()
+        conn = self.db.open(transaction_manager=tm)
+        try:
+            cycle = Cycle(conn, Registry(conn.root()), author or self.author, mind=self.mind)
+            with using_cycle(cycle):
+                return fn(cycle)
+        finally:
+            tm.abort()
+            conn.close()
+
+    def write(self, fn: Any, *, author: str | None = None, note: str = "") -> Any:
+        """Run ``fn(cycle)`` in a transaction of its own and commit it, retrying conflicts."""
+        for attempt in range(self.retries + 1):
+            tm = transaction.TransactionManager(explicit=True)
+            txn = tm.begin()
+            conn = self.db.open(transaction_manager=tm)
+            try:
+                cycle = Cycle(conn, Registry(conn.root()), author or self.author, mind=self.mind)
+                with using_cycle(cycle):
+                    result = fn(cycle)
+                txn.setUser(author or self.author)
+                txn.note(note[:200])
+                tm.commit()
+                return result
+            except ConflictError:
+                tm.abort()
+                if attempt == self.retries:
+                    raise RetriesExhausted(f"{note or 'a write'} kept conflicting") from None
+                time.sleep(min(self.backoff * (2**attempt), 0.1))
+            except BaseException:
+                tm.abort()
+                raise
+            finally:
+                conn.close()
+        raise AssertionError("unreachable")
+
     def _once(
-        self, target: Any, selector: str, args: Sequence[Any], author: str, request_id: str | None
+        self,
+        target: Any,
+        selector: str,
+        args: Sequence[Any],
+        author: str,
+        request_id: str | None,
+        install: Any = None,
     ) -> Any:
         tm = getattr(self._local, "tm", None)
         if tm is None:  # one per thread, reused: it always ends committed or aborted
@@ -209,10 +367,14 @@ class Kernel:
                 if stored is not ReplyStore.MISSING:
                     tm.abort()
                     return stored
-            cycle = Cycle(conn, Registry(root), author)
+            cycle = Cycle(conn, Registry(root), author, mind=self.mind)
             with using_cycle(cycle):
                 receiver = cycle.registry.resolve(target)
+                if install is not None:
+                    install.install(cycle, receiver)
                 result = to_plain(dispatch(receiver, selector, from_plain(args, cycle.registry)))
+                if install is not None:
+                    install.installed(cycle, result)
             if not _changed(conn):
                 tm.abort()  # read-only: nothing to write, and no commit machinery to run
                 return result

@@ -266,14 +266,16 @@ class Method(Persistent):
     """A method slot's value: the current source and every version before it.
 
     ``versions`` is append-only; each entry is a dict with ``version`` (from 1),
-    ``source``, ``author``, ``timestamp`` (Unix seconds), ``reason`` and
-    ``digest``. Rolling back appends a copy of an older version, so the history
+    ``source``, ``author``, ``timestamp`` (Unix seconds), ``reason``,
+    ``digest`` and, when given, ``meta``. Rolling back appends a copy of an older version, so the history
     itself is never rewritten.
     """
 
-    def __init__(self, source: str, *, author: str, reason: str = "") -> None:
+    def __init__(
+        self, source: str, *, author: str, reason: str = "", meta: dict[str, Any] | None = None
+    ) -> None:
         self.versions = PersistentList()
-        self.define(source, author=author, reason=reason)
+        self.define(source, author=author, reason=reason, meta=meta)
 
     @property
     def source(self) -> str:
@@ -283,19 +285,27 @@ class Method(Persistent):
     def version(self) -> int:
         return len(self.versions)
 
-    def define(self, source: str, *, author: str, reason: str = "") -> int:
-        """Compile-check ``source`` and make it the current version; returns its number."""
+    def define(
+        self, source: str, *, author: str, reason: str = "", meta: dict[str, Any] | None = None
+    ) -> int:
+        """Compile-check ``source`` and make it the current version; returns its number.
+
+        ``meta`` is kept with the version as plain data: for a method the mind
+        wrote, the prompt digest, the model, the crucible's verdict and the
+        synthesis record's id.
+        """
         compile_method(source)
-        self.versions.append(
-            {
-                "version": len(self.versions) + 1,
-                "source": source,
-                "author": str(author),
-                "timestamp": time.time(),
-                "reason": str(reason),
-                "digest": _digest(source),
-            }
-        )
+        entry = {
+            "version": len(self.versions) + 1,
+            "source": source,
+            "author": str(author),
+            "timestamp": time.time(),
+            "reason": str(reason),
+            "digest": _digest(source),
+        }
+        if meta:
+            entry["meta"] = dict(meta)
+        self.versions.append(entry)
         self._v_function = None
         return len(self.versions)
 

@@ -19,7 +19,7 @@ from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
 from . import methods
-from .errors import BadArguments, DoesNotUnderstand, MethodSourceError
+from .errors import BadArguments, DoesNotUnderstand, MethodSourceError, NeedsSynthesis, NoMind
 from .methods import Method
 from .obj import UvmObject, find_slot, label, write_slot
 from .registry import current
@@ -203,6 +203,87 @@ def truth(value: Any) -> bool:
     raise BadArguments(f"expected a boolean, got {value!r}")
 
 
+def _message(message: Any) -> tuple[str, list[Any]]:
+    if not isinstance(message, dict) or not isinstance(message.get("selector"), str):
+        raise BadArguments("doesNotUnderstand: takes a message {'selector': str, 'arguments': list}")
+    args = message.get("arguments", [])
+    return message["selector"], list(args) if isinstance(args, list | tuple) else [args]
+
+
+def synthesize(obj: UvmObject, message: Any) -> Any:
+    """doesNotUnderstand: with a mind: hand the message to the kernel for synthesis.
+
+    Only the top-level message the kernel is dispatching may be synthesized
+    (the mind is asked outside any transaction, so a method half-way through
+    its own transaction cannot wait for it): anywhere else, and when no mind is
+    configured, this raises the plain error instead.
+    """
+    o = _obj(obj)
+    selector, args = _message(message)
+    cycle = current()
+    if cycle.mind is None:
+        raise NoMind(
+            f"{label(o)} does not understand {selector!r}, and no mind is configured to create "
+            "it. Configure one for the incarnation (BATOS_MIND_URL and BATOS_MIND_MODEL for an "
+            "OpenAI-compatible server such as vLLM, or BATOS_MIND_REPLAY=FILE; see "
+            "docs/operations.md), or define the method with defineMethod:source:",
+            selector=selector, receiver=o._uuid,
+        )
+    if cycle.not_understood != (o._uuid, selector):
+        raise DoesNotUnderstand(
+            f"{label(o)} does not understand {selector!r} (only a message sent from outside "
+            "the image is synthesized, not one sent from inside a running method)",
+            selector=selector, receiver=o._uuid,
+        )
+    raise NeedsSynthesis(o._uuid, selector, args)
+
+
+def become_object(obj: UvmObject, other: UvmObject) -> UvmObject:
+    """Swap the states of two objects, Smalltalk's two-way ``become:``.
+
+    Every reference to ``obj`` (a slot, a parent link, its uuid, its names)
+    sees ``other``'s former slots afterwards, and every reference to ``other``
+    sees ``obj``'s. Identity (uuid, names, persistent oid) stays where it was;
+    the state moves. Both objects are written in the message's transaction, so
+    an abort leaves both as they were. Answers the receiver.
+    """
+    a, b = _obj(obj), _obj(other, "argument of become:")
+    if a is b:
+        return a
+    slots_a, slots_b = a._slots, b._slots
+    a._slots, b._slots = slots_b, slots_a
+    a._p_changed = True
+    b._p_changed = True
+    return a
+
+
+def review_proposal(obj: UvmObject, proposal: Any) -> dict[str, Any]:
+    """Run the crucible on a proposal for ``obj`` without installing it; answers the verdict.
+
+    ``proposal`` is ``{"source": str | "acts": list, "selector": str,
+    "arguments": list}``. Uses the incarnation's configured crucible.
+    """
+    o = _obj(obj)
+    if not isinstance(proposal, dict) or not isinstance(proposal.get("selector"), str):
+        raise BadArguments(
+            "reviewProposal: takes {'selector': str, 'source': str (or 'acts': list), "
+            "'arguments': list}"
+        )
+    mind = current().mind
+    if mind is None or mind.crucible is None:
+        raise NoMind(
+            "no crucible is configured for this incarnation: configure a mind (see "
+            "docs/operations.md) or run `batos crucible check --image`",
+            selector="reviewProposal:", receiver=o._uuid,
+        )
+    body = {k: proposal[k] for k in ("thought", "source", "acts") if k in proposal}
+    args = proposal.get("arguments", [])
+    return mind.crucible.review(
+        body, receiver=o._uuid, selector=proposal["selector"],
+        args=list(args) if isinstance(args, list | tuple) else [args],
+    ).to_plain()
+
+
 def not_understood(obj: UvmObject, message: Any) -> None:
     """The default doesNotUnderstand: until a mind exists: a clear error, nothing changed."""
     selector = message.get("selector", "?") if isinstance(message, dict) else "?"
@@ -219,7 +300,8 @@ PRIMITIVES: dict[str, Any] = {
     for f in (
         clone_object, set_slot, remove_slot, slot_names, slot_kinds, object_responds_to,
         print_object, uuid_of, describe_object, object_named, name_object, define_method,
-        method_history, rollback_method, apply_acts, truth, not_understood,
+        method_history, rollback_method, apply_acts, truth, not_understood, synthesize,
+        become_object, review_proposal,
     )
 }
 methods.method_globals(PRIMITIVES)

@@ -99,6 +99,11 @@ class Cycle:
     registry: Registry
     author: str
     created: list[UvmObject] = field(default_factory=list)
+    #: the kernel's mind (``uvm.synthesis.Synthesizer``), or None: no synthesis
+    mind: Any = None
+    #: (receiver uuid, selector) of the top-level message being handed to
+    #: doesNotUnderstand:, set by ``kernel.dispatch``; only that one may be synthesized
+    not_understood: tuple[str, str] | None = None
 
 
 _current: contextvars.ContextVar[Cycle] = contextvars.ContextVar("batos_cycle")

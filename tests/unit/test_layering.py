@@ -22,7 +22,21 @@ FORBIDDEN = {
     "bridge": {"uvm", "weaver", "crucible", "ui_seed", "supervisor", "cli"},
     "envs": {"uvm", "weaver", "crucible", "ui_seed", "supervisor", "cli"},
     "uvm": {"supervisor", "cli", "ui_seed"},
+    "weaver": {"uvm", "supervisor", "crucible", "ui_seed", "cli", "bridge"},
+    "crucible": {"supervisor", "weaver", "ui_seed", "cli"},
 }
+
+# The crucible imports the UVM; so the UVM imports it (and the weaver) only in its
+# composition roots, which assemble a mind from the parts.
+COMPOSITION_ROOTS = {"mindkit.py", "incarnation.py"}
+
+
+def test_uvm_reaches_the_mind_only_through_its_composition_roots():
+    for path in (ROOT / "uvm").glob("*.py"):
+        if path.name in COMPOSITION_ROOTS:
+            continue
+        bad = imports(path) & {"crucible", "weaver"}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
 def imports(path: Path, *, top_level_only: bool = False) -> set[str]:
@@ -54,7 +68,8 @@ def test_uvm_public_api_is_pinned():
     assert sorted(uvm.__all__) == sorted([
         "GENESIS", "PARENT_SLOT", "AsyncKernel", "BadArguments", "DoesNotUnderstand",
         "ImageError", "ImageLocked", "InvalidAct", "InvalidRequest", "InvalidValue", "Kernel",
-        "Method", "MethodFailed", "MethodSourceError", "RetriesExhausted", "StorageUnavailable", "TransientError",
+        "Method", "MethodFailed", "MethodSourceError", "NoMind", "RetriesExhausted",
+        "StorageUnavailable", "SynthesisFailed", "TransientError",
         "UVMError", "UnknownTarget", "UnserializableResult", "UvmObject", "bootstrap",
         "find_slot", "open_db", "selector_for", "slot_name", "verify",
     ])
