@@ -1,0 +1,113 @@
+"""The mind's errors: one root, drawn here.
+
+``WeaverError`` is the root of everything ``weaver`` raises. "Nobody is there"
+and "the request was wrong" are kept apart from "the answer was bad":
+
+    WeaverError
+    +-- NoMind                  nothing configured; the message says how
+    |   +-- BadMindConfig       a configuration that names no usable mind
+    |                           (missing field, unknown backend, bad file)
+    +-- MindUnavailable         (also TransientError) connection refused,
+    |   |                       5xx/429 after the retries, server gone;
+    |   |                       names the URL
+    |   +-- MindTimeout         no answer within the timeout
+    +-- MindRejected            the server refused the request (4xx other
+    |                           than 429: unknown model, bad key, bad
+    |                           parameters); ``status`` is the HTTP status
+    +-- MindProtocolError       the server's reply is not an OpenAI chat
+    |                           completion (wrong URL, not such a server)
+    +-- BadAnswer               the answer is not parseable or not what was
+    |                           asked (truncated JSON, no code); ``text`` is
+    |                           the raw answer
+    +-- ReplayMiss              a replay file has no answer for a request;
+                                the message names the file and how to record
+
+``TransientError`` marks errors where asking again later may succeed.
+Every error has ``to_dict()``: the ``{type, message}`` pair that crosses a
+process boundary.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadAnswer",
+    "BadMindConfig",
+    "MindProtocolError",
+    "MindRejected",
+    "MindTimeout",
+    "MindUnavailable",
+    "NoMind",
+    "ReplayMiss",
+    "TransientError",
+    "WeaverError",
+]
+
+HOW_TO_CONFIGURE = (
+    "no mind is configured. Set one of: BATOS_MIND_URL and BATOS_MIND_MODEL "
+    "(an OpenAI-compatible server such as vLLM, llama.cpp's server or Ollama, e.g. "
+    "BATOS_MIND_URL=http://127.0.0.1:8000/v1; an API key goes in BATOS_MIND_API_KEY), "
+    "BATOS_MIND_LOCAL=<model folder> (in-process transformers), "
+    "BATOS_MIND_REPLAY=<file.jsonl> (recorded answers), or BATOS_MIND_RECORD=<file.jsonl> "
+    "with BATOS_MIND_URL and BATOS_MIND_MODEL (record a server's answers). "
+    "As configuration keys: {\"backend\": \"openai\"|\"transformers\"|\"replay\"|\"record\", "
+    "\"base_url\", \"model\", \"path\", \"api_key_env\", \"timeout\", \"retries\", \"structured\"}"
+)
+
+
+class TransientError(Exception):
+    """Mixin: asking again later may succeed."""
+
+
+class WeaverError(Exception):
+    """Root of every error the mind's client layer raises."""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"type": type(self).__name__, "message": str(self)}
+
+
+class NoMind(WeaverError):
+    """No mind is configured. Without a message, the message says how to configure one."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or HOW_TO_CONFIGURE)
+
+
+class BadMindConfig(NoMind):
+    """A configuration that names no usable mind; the message names what to fix."""
+
+
+class MindUnavailable(WeaverError, TransientError):
+    """The mind cannot be reached or keeps failing; the message names the URL."""
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class MindTimeout(MindUnavailable):
+    """No answer came within the timeout."""
+
+
+class MindRejected(WeaverError):
+    """The server refused the request (4xx other than 429); asking again will not help."""
+
+    def __init__(self, message: str, *, url: str = "", status: int = 0) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+class MindProtocolError(WeaverError):
+    """The server answered something that is not an OpenAI-compatible reply."""
+
+
+class BadAnswer(WeaverError):
+    """The answer is not parseable or not what was asked; ``text`` is the raw answer."""
+
+    def __init__(self, message: str, *, text: str = "") -> None:
+        super().__init__(message)
+        self.text = text
+
+
+class ReplayMiss(WeaverError):
+    """The replay file has no answer for this request."""
