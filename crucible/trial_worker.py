@@ -1,0 +1,257 @@
+"""The trial worker: ``python -m crucible.trial_worker CONFIG``, one trial, then gone.
+
+Started by ``crucible.trial.TrialRunner`` ahead of time, it imports the image
+machinery (and, for a ZEO image, opens a read-only client connection), says
+``ready`` and blocks on its pipe. When the trial request arrives it
+
+1. opens the image read-only (a ``FileStorage`` is opened only now, since a
+   read-only FileStorage never sees commits made after it was opened);
+2. begins a transaction, resolves the receiver, and only then limits itself:
+   no core dumps, no new files (``RLIMIT_NOFILE``), no file writes
+   (``RLIMIT_FSIZE`` 0), address space (``RLIMIT_AS``: what it holds now plus
+   ``memory_mb``), and CPU (``ITIMER_PROF`` with its default action, which
+   kills the process, backed by ``RLIMIT_CPU``);
+3. installs the proposal on the receiver (a source as a method in the
+   receiver's own slots, acts through ``uvm.acts.apply_acts``), sends the
+   original message with ``uvm.kernel.dispatch`` inside a ``Cycle``, turns the
+   result into plain data, and ALWAYS aborts: the image never sees a trial;
+4. answers one frame and exits.
+
+It dies with its parent (``PR_SET_PDEATHSIG``), and the parent kills its
+process group when the wall-clock limit passes. Frames on the pipes are a
+4-byte big-endian length then msgpack. Protocol output goes to a private
+duplicate of stdout; fd 1 is pointed at stderr so nothing else can corrupt it.
+
+This module runs only in the worker process; the parent never imports it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import struct
+import sys
+import time
+from typing import Any
+
+import ormsgpack
+
+__all__ = ["main", "read_frame", "write_frame"]
+
+_PR_SET_PDEATHSIG = 1
+_HEADER = struct.Struct(">I")
+MAX_FRAME = 16 << 20
+_RESULT_CHARS = 4000
+
+
+def write_frame(fd: int, value: Any) -> None:
+    body = ormsgpack.packb(value)
+    data = _HEADER.pack(len(body)) + body
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int) -> Any:
+    """The next frame from ``fd`` (blocking), or None at end of file."""
+    header = _read_exact(fd, _HEADER.size)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes is over the limit")
+    body = _read_exact(fd, size)
+    return None if body is None else ormsgpack.unpackb(body)
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the pipe's EOF still ends an idle worker
+        pass
+    if os.getppid() != parent:
+        os._exit(0)  # the parent died before prctl took effect
+
+
+def _vm_bytes() -> int:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _limit(limits: dict[str, Any]) -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    highest = max((int(n) for n in os.listdir("/proc/self/fd") if n.isdigit()), default=16)
+    # a little room for what the storage opens lazily while loading objects
+    resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 4, highest + 4))
+    memory = _vm_bytes() + int(limits["memory_mb"]) * (1 << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    cpu = float(limits["cpu_seconds"])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = usage.ru_utime + usage.ru_stime
+    hard = int(used + cpu) + 2
+    resource.setrlimit(resource.RLIMIT_CPU, (hard - 1, hard))
+    signal.signal(signal.SIGPROF, signal.SIG_DFL)  # default action: terminate
+    signal.setitimer(signal.ITIMER_PROF, cpu)
+
+
+def _short(value: Any) -> tuple[Any, bool]:
+    text = repr(value)
+    if len(text) <= _RESULT_CHARS:
+        return value, False
+    return text[:_RESULT_CHARS] + "...", True
+
+
+def _failure(exc: BaseException, limits: dict[str, Any], phase: str) -> tuple[str, dict[str, str]]:
+    from uvm.errors import (
+        DoesNotUnderstand,
+        InvalidAct,
+        MethodFailed,
+        MethodSourceError,
+        UnserializableResult,
+        UVMError,
+    )
+
+    cause = exc.__cause__ or exc.__context__
+    error = {"type": type(exc).__name__, "message": str(exc)[:2000]}
+    if isinstance(exc, MemoryError) or isinstance(cause, MemoryError):
+        return (f"the method ran out of memory (the trial allows {limits['memory_mb']} MB more "
+                f"than the worker holds)"), error
+    if isinstance(exc, MethodSourceError):
+        return f"the proposal does not compile in the trial: {exc}", error
+    if isinstance(exc, InvalidAct):
+        return f"the acts do not apply: {exc}", error
+    if isinstance(exc, UnserializableResult):
+        return f"the result cannot leave the image: {exc}", error
+    if isinstance(exc, DoesNotUnderstand):
+        return f"{phase}: {exc}", error
+    if isinstance(exc, MethodFailed):
+        return f"the message failed: {exc}", error
+    if isinstance(exc, UVMError):
+        return f"{phase}: {type(exc).__name__}: {exc}", error
+    return f"{phase} raised {type(exc).__name__}: {exc}", error
+
+
+def _trial(db: Any, request: dict[str, Any], limits: dict[str, Any], answer: dict[str, Any]) -> None:
+    import transaction
+
+    from uvm.acts import apply_acts
+    from uvm.kernel import dispatch
+    from uvm.obj import find_slot
+    from uvm.primitives import PRIMITIVES
+    from uvm.registry import Cycle, Registry, using_cycle
+    from uvm.selectors import slot_name
+    from uvm.values import from_plain, to_plain
+
+    tm = transaction.TransactionManager(explicit=True)
+    tm.begin()
+    conn = db.open(transaction_manager=tm)
+    phase = "opening the image"
+    try:
+        cycle = Cycle(conn, Registry(conn.root()), "crucible")
+        with using_cycle(cycle):
+            phase = "resolving the receiver"
+            receiver = cycle.registry.resolve(request["receiver"])
+            args = from_plain(list(request.get("args") or []), cycle.registry)
+            _limit(limits)
+            started = resource.getrusage(resource.RUSAGE_SELF)
+            wall = time.perf_counter()
+            try:
+                phase = "installing the proposal"
+                selector = request["selector"]
+                if request.get("source") is not None:
+                    PRIMITIVES["define_method"](receiver, selector, request["source"],
+                                                "crucible trial")
+                else:
+                    apply_acts(receiver, request["acts"])
+                    phase = "after the acts"
+                    find_slot(receiver, slot_name(selector))
+                phase = "running the message"
+                result = to_plain(dispatch(receiver, selector, args))
+                shown, truncated = _short(result)
+                answer.update(status="pass", result=shown, result_truncated=truncated)
+            finally:
+                ended = resource.getrusage(resource.RUSAGE_SELF)
+                answer["cpu_ms"] = round(((ended.ru_utime + ended.ru_stime)
+                                          - (started.ru_utime + started.ru_stime)) * 1000, 3)
+                answer["run_ms"] = round((time.perf_counter() - wall) * 1000, 3)
+                answer["changed"] = bool(getattr(conn, "_registered_objects", ()))
+    except BaseException as exc:  # noqa: BLE001
+        # a single-use process: whatever the proposal raised (SystemExit included) is the
+        # verdict; there is no caller whose cancellation this could swallow
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        reason, error = _failure(exc, limits, phase)
+        answer.update(status="fail", reasons=[reason], error=error)
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        tm.abort()  # always: the image never sees a trial's effects
+        conn.close()
+
+
+def main(argv: list[str]) -> int:
+    import json
+
+    config = json.loads(argv[0])
+    _die_with_parent(int(config["parent"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    out = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    # everything the trial needs is imported now, while the worker is a spare
+    import transaction  # noqa: F401
+    import ZODB.FileStorage  # noqa: F401
+
+    import uvm.acts  # noqa: F401
+    import uvm.kernel  # noqa: F401 - installs the primitives as method globals
+    import uvm.values  # noqa: F401
+    from uvm import allowlist
+    from uvm.image import open_db
+
+    if config.get("allowed_packages"):
+        allowlist.set_allowed(allowlist.top_level_modules(config["allowed_packages"]))
+    db = open_db(zeo=config["zeo"], read_only=True) if config.get("zeo") else None
+    write_frame(out, {"ready": True, "pid": os.getpid()})
+
+    request = read_frame(0)
+    if request is None:
+        return 0
+    answer: dict[str, Any] = {"status": "fail", "reasons": []}
+    opened = time.perf_counter()
+    try:
+        if db is None:
+            db = open_db(config["path"], read_only=True, pool_size=1)
+        answer["open_ms"] = round((time.perf_counter() - opened) * 1000, 3)
+        _trial(db, request, request["limits"], answer)
+    except Exception as exc:  # the image could not be opened: the trial did not run
+        answer.update(status="error", reasons=[f"the worker could not open the image: {exc}"],
+                      error={"type": type(exc).__name__, "message": str(exc)[:2000]})
+    try:
+        write_frame(out, answer)
+    except (TypeError, ValueError, ormsgpack.MsgpackEncodeError) as exc:
+        write_frame(out, {"status": "fail", "reasons": [f"the result cannot be sent back: {exc}"]})
+    os._exit(0)  # skip interpreter teardown: nothing of the trial is worth closing cleanly
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
