@@ -30,8 +30,10 @@ ASK = [{"role": "system", "content": "You write methods."},
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama",
-                            hidden_size=64, heads=2, layers=1, vocab_size=512)
+    # A fixed corpus keeps the tokenizer (and so the greedy text) the same in every checkout.
+    corpus = ["def double(self):\n    return 2 * self.n\n", "A method doubles n. " * 20] * 20
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama", hidden_size=64,
+                            heads=2, layers=1, vocab_size=400, corpus=corpus)
 
 
 @pytest.fixture(scope="module")
