@@ -29,7 +29,7 @@ from .static import check_proposal, check_ui_source
 from .trial import ImageRef, TrialRunner
 from .verdict import StageVerdict, Verdict, decide
 
-__all__ = ["Crucible", "check_ui_source", "review"]
+__all__ = ["Crucible", "check_ui_source", "review", "selector_of"]
 
 
 def _off(stage: str, reason: str, *, skipped: bool = False, required: bool = False) -> StageVerdict:
@@ -104,7 +104,8 @@ class Crucible:
         return decide(stages)
 
 
-def _selector_of(proposal: Proposal) -> str:
+def selector_of(proposal: Proposal) -> str:
+    """The selector a one-function source answers: the function's name."""
     import ast
 
     try:
@@ -128,7 +129,7 @@ def review(source: Proposal | dict[str, Any] | str, receiver: str, args: list[An
     """
     proposal = coerce(source)
     if selector is None:
-        selector = _selector_of(proposal)
+        selector = selector_of(proposal)
     if isinstance(image, str):
         image = ImageRef(path=image)
     with Crucible(policy=policy, image=image, reviewer=reviewer) as crucible:
