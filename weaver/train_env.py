@@ -1,0 +1,329 @@
+"""The training environment: a uv venv with the ML stack, and runs of modules inside it.
+
+The heavy stack (torch, transformers, peft, trl, bitsandbytes, datasets, accelerate)
+never enters the supervisor's or the incarnation's environment: ``ensure_env(root)``
+builds ``<root>/<spec hash>/venv`` once and reuses it while the spec is the same, and
+``run_module`` starts ``python -m weaver.training`` (or ``weaver.evaluate``) in it as a
+child process in its own session, reading its JSON-lines events as they come.
+
+The spec (``default_spec``): each package pinned to the version in the current
+interpreter when it is installed here, so uv resolves the same wheels; torch pinned to
+a CPU build (a ``torch-*+cpu`` wheel in a find-links folder, else the installed build if
+it is a CPU one, else uv's ``--torch-backend cpu``): a plain torch requirement pulls
+gigabytes of CUDA libraries. ``$BATOS_TRAIN_TORCH`` replaces the torch requirement (a
+GPU machine sets e.g. ``torch==2.14.1``). uv does not read pip's configuration, so
+pip's find-links, index URLs and constraint files (``pip config list``, which includes
+``PIP_*`` variables) are passed to uv explicitly, with pip's index semantics
+(``--index-strategy unsafe-best-match``). batos itself enters the venv as a ``.pth``
+file naming the source root, so the child imports the same ``weaver`` code.
+
+A build happens under a lock file, in place, and a marker (``batos-train-env.json``)
+written last says it is complete; a folder without the marker is rebuilt. The uv cache
+is ``<root>/uv-cache`` (same filesystem: hard links, so a rebuild takes seconds).
+
+Where: the CLI uses ``<batos home>/train-envs``; ``$BATOS_TRAIN_ENVS`` overrides it
+(the tests use ``~/.cache/batos/train-envs`` so CI builds the env once).
+
+Boundary: stdlib only; builds and runs processes, never imports the ML stack itself.
+Runs in the caller's thread; ``run_module`` blocks until the child exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .narrative import GrandNarrativeError
+
+__all__ = [
+    "PACKAGES", "TrainEnv", "TrainEnvError", "TrainEnvSpec", "TrainingFailed", "default_root",
+    "default_spec", "ensure_env", "run_module",
+]
+
+PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate",
+            "pydantic")
+MARKER = "batos-train-env.json"
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+             "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
+             "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "DISABLE_TQDM": "1"}
+
+
+class TrainEnvError(GrandNarrativeError):
+    """The training environment could not be built (uv failed; the message has its output)."""
+
+
+class TrainingFailed(GrandNarrativeError):
+    """A run in the training environment failed; the message carries the child's error."""
+
+
+@dataclass(frozen=True)
+class TrainEnvSpec:
+    python: str
+    requirements: list[str]
+    find_links: list[str] = field(default_factory=list)
+    index_urls: list[str] = field(default_factory=list)
+    extra_index_urls: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
+    torch_backend: str | None = None
+    source: str = str(SOURCE_ROOT)
+
+    def digest(self) -> str:
+        data = asdict(self)
+        # constraint files count by content: editing one must give a new env
+        data["constraints"] = [[p, _file_digest(p)] for p in self.constraints]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainEnv:
+    path: Path
+    python: Path
+    spec: TrainEnvSpec
+    built: bool  # False when an existing env was reused
+
+
+def default_root(home: str | os.PathLike[str] | None = None) -> Path:
+    env = os.environ.get("BATOS_TRAIN_ENVS")
+    if env:
+        return Path(env).expanduser()
+    if home is not None:
+        return Path(home) / "train-envs"
+    return Path.home() / ".cache" / "batos" / "train-envs"
+
+
+def _file_digest(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def pip_settings(python: str = sys.executable) -> dict[str, list[str]]:
+    """find-links, index-url, extra-index-url and constraint from ``pip config list``."""
+    out = {"find-links": [], "index-url": [], "extra-index-url": [], "constraint": []}
+    try:
+        text = subprocess.run([python, "-m", "pip", "config", "list"], capture_output=True,
+                              text=True, timeout=60, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return out
+    for line in text.splitlines():
+        m = re.match(r"^[^.]*\.([a-z-]+)='(.*)'$", line.strip())
+        if m and m.group(1) in out:
+            for value in m.group(2).split():
+                if value not in out[m.group(1)]:
+                    out[m.group(1)].append(value)
+    return out
+
+
+def _installed(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_torch_wheel(find_links: list[str]) -> str | None:
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    best: tuple[tuple[int, ...], str] | None = None
+    for link in find_links:
+        folder = Path(link[7:] if link.startswith("file://") else link)
+        if not folder.is_dir():
+            continue
+        for wheel in folder.glob(f"torch-*+cpu-{tag}-*.whl"):
+            version = wheel.name.split("-")[1]
+            key = tuple(int(x) for x in re.findall(r"\d+", version.split("+")[0]))
+            if best is None or key > best[0]:
+                best = (key, version)
+    return best[1] if best else None
+
+
+def default_spec(python: str | None = None) -> TrainEnvSpec:
+    """The spec of the module docstring, from this interpreter and pip's settings."""
+    pip = pip_settings()
+    requirements, backend = [], None
+    for name in PACKAGES:
+        version = _installed(name)
+        if name == "torch":
+            override = os.environ.get("BATOS_TRAIN_TORCH")
+            cpu = _cpu_torch_wheel(pip["find-links"])
+            if override:
+                requirements.append(override)
+            elif cpu:
+                requirements.append(f"torch=={cpu}")
+            elif version and "+" not in version or (version or "").endswith("+cpu"):
+                requirements.append(f"torch=={version}")
+            else:
+                requirements.append(f"torch=={version.split('+')[0]}" if version else "torch")
+                backend = "cpu"
+            continue
+        requirements.append(f"{name}=={version}" if version else name)
+    return TrainEnvSpec(
+        python=python or sys.executable, requirements=requirements,
+        find_links=pip["find-links"], index_urls=pip["index-url"][:1],
+        extra_index_urls=pip["extra-index-url"], constraints=pip["constraint"],
+        torch_backend=backend)
+
+
+def _uv() -> str:
+    try:
+        import uv
+
+        return uv.find_uv_bin()
+    except (ImportError, FileNotFoundError) as exc:
+        raise TrainEnvError("uv is not installed here: pip install uv (a batos dependency)") from exc
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_env(root: str | os.PathLike[str] | None = None, spec: TrainEnvSpec | None = None, *,
+               log: Callable[[str], None] | None = None, timeout: float = 1800) -> TrainEnv:
+    """The env for ``spec`` under ``root``: reused when complete, else built (minutes the first time)."""
+    spec = spec or default_spec()
+    root = Path(root) if root is not None else default_root()
+    path = root / spec.digest()
+    python = path / "venv" / "bin" / "python"
+    with _locked(root / f"{spec.digest()}.lock"):
+        if (path / MARKER).is_file() and python.exists():
+            return TrainEnv(path, python, spec, built=False)
+        if log:
+            log(f"building the training env {path} (uv; first time only)")
+        uv, cache = _uv(), root / "uv-cache"
+        environ = {**os.environ, "UV_CACHE_DIR": str(cache), "UV_NO_CONFIG": "1"}
+        environ.pop("VIRTUAL_ENV", None)
+        if path.exists():
+            import shutil
+
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        began = time.monotonic()
+        _run([uv, "venv", "--python", spec.python, str(path / "venv")], environ, timeout)
+        cmd = [uv, "pip", "install", "--python", str(python), "--index-strategy", "unsafe-best-match"]
+        for link in spec.find_links:
+            cmd += ["--find-links", link]
+        for url in spec.index_urls:
+            cmd += ["--index-url", url]
+        for url in spec.extra_index_urls:
+            cmd += ["--extra-index-url", url]
+        for c in spec.constraints:
+            cmd += ["--constraint", c]
+        if spec.torch_backend:
+            cmd += ["--torch-backend", spec.torch_backend]
+        _run(cmd + list(spec.requirements), environ, timeout)
+        site = next((path / "venv" / "lib").glob("python*/site-packages"))
+        (site / "batos-source.pth").write_text(spec.source + "\n")
+        record = {"spec": asdict(spec), "digest": spec.digest(), "built": time.time(),
+                  "seconds": round(time.monotonic() - began, 1)}
+        (path / MARKER).write_text(json.dumps(record, indent=1))
+        return TrainEnv(path, python, spec, built=True)
+
+
+def _run(cmd: list[str], environ: dict[str, str], timeout: float) -> None:
+    try:
+        proc = subprocess.run(cmd, env=environ, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise TrainEnvError(f"{' '.join(cmd[:3])} took over {timeout:.0f}s; retry, or check the "
+                            "network/find-links") from exc
+    except OSError as exc:
+        raise TrainEnvError(f"cannot run {cmd[0]}: {exc.strerror}") from exc
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise TrainEnvError(f"{' '.join(cmd[:3])} failed (exit {proc.returncode}):\n{tail}")
+
+
+def run_module(env: TrainEnv, module: str, args: list[str], *,
+               on_event: Callable[[dict[str, Any]], None] | None = None,
+               log_path: str | os.PathLike[str] | None = None, timeout: float = 3600) -> dict[str, Any]:
+    """Run ``python -m module args`` in ``env``; return the ``done`` event's data.
+
+    Each JSON line the child prints goes to ``on_event``; its stderr goes to ``log_path``
+    (or is discarded). An ``error`` event, a non-zero exit or the timeout raise
+    ``TrainingFailed`` with the child's message and the log's tail. The child runs in its
+    own session; on timeout or KeyboardInterrupt its process group is terminated, then killed.
+    """
+    environ = {**os.environ, **CHILD_ENV}
+    environ.pop("PYTHONPATH", None)
+    log = open(log_path, "w") if log_path else open(os.devnull, "w")  # noqa: SIM115
+    deadline = time.monotonic() + timeout
+    done: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    with log:
+        proc = subprocess.Popen([str(env.python), "-m", module, *args], stdout=subprocess.PIPE,
+                                stderr=log, text=True, env=environ, start_new_session=True,
+                                cwd=str(SOURCE_ROOT))
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if time.monotonic() > deadline:
+                    raise TrainingFailed(f"{module} ran past {timeout:.0f}s")
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if not isinstance(event, dict):
+                    continue
+                if event.get("event") == "done":
+                    done = event
+                elif event.get("event") == "error":
+                    error = event
+                if on_event:
+                    on_event(event)
+            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except (KeyboardInterrupt, TrainingFailed, subprocess.TimeoutExpired) as exc:
+            _stop(proc)
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise TrainingFailed(f"{module} ran past {timeout:.0f}s") from exc
+            raise
+        finally:
+            if proc.stdout:
+                proc.stdout.close()
+    tail = _tail(log_path)
+    if error is not None:
+        raise TrainingFailed(f"{module}: {error.get('type')}: {error.get('message')}{tail}")
+    if rc != 0 or done is None:
+        raise TrainingFailed(f"{module} exited with status {rc} without a summary{tail}")
+    return done
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _tail(log_path: str | os.PathLike[str] | None, lines: int = 15) -> str:
+    if not log_path:
+        return ""
+    try:
+        text = Path(log_path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return ("\n--- " + str(log_path) + " (last lines) ---\n" + "\n".join(text[-lines:])) if text else ""
