@@ -1,0 +1,63 @@
+"""``batos ui``: the window the image draws of itself (extra ``ui``: Kivy).
+
+Fetches Genesis's ``display_yourself`` through the supervisor at
+``--endpoint``, checks it with the crucible's static stage and runs it; falls
+back to the seed window in ``ui_seed`` with a banner saying why.
+``--screenshot PATH`` renders offscreen once Genesis's slots are shown, saves
+a PNG (and ``PATH.json`` with the texts drawn) and exits: 0 when the data
+arrived, 3 when the supervisor could not be reached. Kivy is imported only
+when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import sys
+
+__all__ = ["add_commands"]
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ui", help="show the image's own Kivy window (needs the 'ui' extra)")
+    p.add_argument("--endpoint", help="supervisor frontend (default: $BATOS_ENDPOINT or "
+                   "tcp://127.0.0.1:7719)")
+    p.add_argument("--home", help="batos home, for CURVE keys beyond loopback")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    p.add_argument("--screenshot", metavar="PATH",
+                   help="render offscreen, save a PNG once Genesis is shown, and exit")
+    p.set_defaults(func=cmd_ui)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from bridge import default_endpoint
+
+    from .client import _curve
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from ui_seed import runner
+    except ImportError as exc:
+        print(f"batos ui: {exc}; install the UI extra: pip install -e '.[ui]'", file=sys.stderr)
+        return 2
+    endpoint = args.endpoint or default_endpoint()
+    if importlib.util.find_spec("kivy") is None:  # not imported here: Kivy reads its env once
+        print("batos ui: Kivy is not installed; install the UI extra: pip install -e '.[ui]'",
+              file=sys.stderr)
+        return 2
+    return runner.run(endpoint, timeout=args.timeout, curve=_curve(args),
+                      screenshot=args.screenshot)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cli.ui``: the same command without the rest of ``batos``."""
+    parser = argparse.ArgumentParser(prog="batos")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["ui", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
