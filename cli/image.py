@@ -91,17 +91,25 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 def send_embedded(args: argparse.Namespace) -> int:
     from uvm import Kernel, UVMError
+    from uvm.mindkit import build_mind, close_mind
 
     try:
         db = _open(args)
     except UVMError as exc:
         return _fail(exc)
+    mind = None
     try:
-        result = Kernel(db).send(args.target, args.selector, [parse_arg(a) for a in args.args],
-                                 author=args.author)
+        # a mind from BATOS_MIND_* / BATOS_MIND_CONFIG makes doesNotUnderstand: synthesize
+        mind = build_mind(zeo=args.zeo, image_path=None if args.zeo else
+                          str(default_image(args.image, args.home)))
+        result = Kernel(db, mind=mind).send(
+            args.target, args.selector, [parse_arg(a) for a in args.args], author=args.author)
     except UVMError as exc:
         return _fail(exc)
+    except Exception as exc:  # a mind configuration error (weaver/crucible) names its cause
+        return _fail(exc)
     finally:
+        close_mind(mind)
         db.close()
     print(json.dumps(jsonable(result), indent=None if not isinstance(result, dict | list) else 2))
     return 0

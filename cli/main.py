@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import admin, audit, client, image, supervise
+from . import crucible as crucible_cmd
 
 __all__ = ["main"]
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_commands(sub)
     admin.add_commands(sub)
     audit.add_commands(sub)
+    crucible_cmd.add_commands(sub)
     return parser
 
 

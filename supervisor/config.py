@@ -17,7 +17,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -78,6 +78,9 @@ class Config(BaseModel):
     envs_dir: str | None = None
     uv_cache: str | None = None
     env: EnvConfig = Field(default_factory=EnvConfig)
+    #: the mind for doesNotUnderstand: (``[mind]`` table): handed to incarnations as
+    #: BATOS_MIND_CONFIG (JSON) and validated there; empty: BATOS_MIND_* from the environment
+    mind: dict[str, Any] = Field(default_factory=dict)
 
 
 def load_config(path: str | os.PathLike[str] | None, home: Path, **overrides: object) -> Config:

@@ -180,7 +180,11 @@ def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, z
         "--heartbeat", str(config.heartbeat_interval),
         "--packages", ",".join(env.requirement_names), "--image", str(home.image),
     ]
-    proc = process.spawn(argv, log_file=home.logs / f"{ident}.log")
+    env_vars = None
+    if config.mind:
+        env_vars = process.child_environment()
+        env_vars["BATOS_MIND_CONFIG"] = json.dumps(config.mind)
+    proc = process.spawn(argv, log_file=home.logs / f"{ident}.log", env=env_vars)
     log.info("spawned incarnation", extra={"incarnation": ident, "pid": proc.pid, "env_id": env.id,
                                            "role": role})
     return Incarnation(id=ident, proc=proc, env=env, started_at=now, last_seen=now, role=role)

@@ -22,11 +22,16 @@ __all__ = ["kill", "spawn", "stop"]
 log = logging.getLogger("batos.supervisor.process")
 
 
+def child_environment() -> dict[str, str]:
+    """The supervisor's environment less what is the supervisor's alone (systemd's notify socket)."""
+    return {k: v for k, v in os.environ.items() if k not in NOTIFY_VARIABLES}
+
+
 def spawn(argv: Sequence[str], *, log_file: Path, env: dict[str, str] | None = None,
           cwd: Path | None = None) -> subprocess.Popen[bytes]:
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    if env is None:  # systemd's notify socket is the supervisor's alone
-        env = {k: v for k, v in os.environ.items() if k not in NOTIFY_VARIABLES}
+    if env is None:
+        env = child_environment()
     with open(log_file, "ab") as out:
         return subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

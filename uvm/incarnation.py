@@ -18,7 +18,9 @@ Backend frames (see docs/protocol.md): supervisor -> incarnation
 Boundaries: the event loop owns the socket and never touches ZODB; the
 kernel runs in the ``AsyncKernel`` worker threads. ``Stop`` or SIGTERM stops
 taking requests, lets those in flight finish, says ``Bye`` and exits 0.
-``Validate`` (a handover's candidate) runs ``uvm.validation.validate_image``
+A mind (``uvm.mindkit``: ``BATOS_MIND_CONFIG`` or ``BATOS_MIND_*`` in the
+environment) makes doesNotUnderstand: synthesize; none configured, it answers
+``NoMind``. ``Validate`` (a handover's candidate) runs ``uvm.validation.validate_image``
 in a thread and answers ``Validated``. Methods may import the top-level
 modules of the env spec's packages (``--packages``; ``uvm.allowlist``).
 Every ``maintenance`` seconds the exactly-once record is pruned.
@@ -49,6 +51,7 @@ from .front import AsyncKernel
 from .genesis import bootstrap
 from .image import open_db
 from .kernel import Kernel
+from .mindkit import build_mind, close_mind
 from .validation import validate_image
 
 __all__ = ["Incarnation", "main"]
@@ -89,10 +92,15 @@ class Incarnation:
     async def run(self) -> int:
         set_allowed(top_level_modules(self.packages))
         db = open_db(zeo=self.zeo, pool_size=self.workers + 4)
+        mind = None
         try:
             await asyncio.to_thread(self._bootstrap, db)
             self.db = db
-            kernel = Kernel(db)
+            # a misconfigured mind stops the start here, with the reason in the log
+            mind = await asyncio.to_thread(build_mind, zeo=self.zeo, packages=self.packages)
+            log.info("mind: %s", "none configured" if mind is None else
+                     f"{type(mind.chat).__name__} {getattr(mind.chat, 'model', '')}")
+            kernel = Kernel(db, mind=mind)
             ctx = zmq.asyncio.Context()
             sock = ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 2000)
@@ -125,6 +133,7 @@ class Incarnation:
                 sock.close()
                 ctx.term()
         finally:
+            close_mind(mind)
             db.close()
         return 0
 

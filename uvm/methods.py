@@ -52,6 +52,7 @@ from RestrictedPython import compile_restricted_exec, safe_builtins
 from RestrictedPython.Guards import (
     guarded_iter_unpack_sequence,
     guarded_unpack_sequence,
+    raise_,
     safer_getattr,
 )
 
@@ -92,7 +93,9 @@ _INPLACE = {
 _WRITABLE = (UvmObject, dict, list, set, PersistentMapping, PersistentList)
 
 
-def _guarded_getattr(obj: Any, name: str, default: Any = None) -> Any:
+def _guarded_getattr(obj: Any, name: str, default: Any = raise_) -> Any:
+    # ``raise_``: a missing attribute raises AttributeError (as in Python), unless the
+    # method itself passed a default (``getattr(x, "a", None)``).
     if isinstance(obj, UvmObject):
         _holder, value = find_slot(obj, slot_name(name))
         return value.bind(obj) if isinstance(value, Method) else value

@@ -126,3 +126,10 @@ def test_containers_written_by_methods_are_tracked(kernel):
     kernel.send("genesis", "add:", [1])
     kernel.send("genesis", "add:", [2])
     assert kernel.send("genesis", "items") == [1, 2]
+
+
+def test_a_missing_attribute_on_a_plain_value_raises_like_python(kernel):
+    kernel.send("genesis", "defineMethod:source:", ["probe",
+                "def probe(self):\n    return (21).nothing\n"])
+    with pytest.raises(MethodFailed, match="AttributeError"):
+        kernel.send("genesis", "probe", [])
