@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import admin, audit, client, image, supervise
+from . import admin, audit, client, image, supervise, ui
 from . import crucible as crucible_cmd
 
 __all__ = ["main"]
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_commands(sub)
     audit.add_commands(sub)
     crucible_cmd.add_commands(sub)
+    ui.add_commands(sub)
     return parser
 
 
