@@ -17,6 +17,8 @@ Objects, by name:
     nil      isNil -> True
     block    value (answers nil; clones redefine it) and whileTrue:
     checks   the image's self-checks; parent* -> traits
+    weaver   the CognitiveWeaver's registry: adapters, facets, inquiry settings and
+             cycles (uvm.facets); parent* -> traits
 
 Self-checks: every method slot of the object named ``checks`` is one. A
 check takes only the receiver and answers True when its invariant holds;
@@ -42,6 +44,7 @@ from typing import Any
 import transaction
 
 from .errors import UnknownTarget
+from .facets import WEAVER_SLOTS
 from .methods import Method, compile_method
 from .obj import UvmObject, write_slot
 from .registry import Registry
@@ -50,7 +53,8 @@ from .selectors import PARENT_SLOT
 
 __all__ = ["CHECK_METHODS", "GENESIS", "GENESIS_VERSION", "BootstrapReport", "bootstrap", "verify"]
 
-GENESIS_VERSION = 3  # 2: the checks object; 3: synthesis, become:, display_yourself
+GENESIS_VERSION = 4  # 2: the checks object; 3: synthesis, become:, display_yourself;
+# 4: the weaver object, entropy / entropyOver:
 META_KEY = "batos.genesis"
 
 
@@ -136,6 +140,17 @@ def become(self, other):
 def reviewProposal(self, proposal):
     """Run the crucible on {source|acts, selector, arguments} for the receiver; installs nothing."""
     return review_proposal(self, proposal)
+'''),
+    "entropy": _m('''
+def entropy(self):
+    """The image's Composite Entropy Metric over the last hour: cem, h_cog, structure,
+    novelty, weights and counts (uvm.entropy)."""
+    return composite_entropy_of(self)
+'''),
+    "entropyOver": _m('''
+def entropyOver(self, seconds):
+    """The Composite Entropy Metric over the last seconds."""
+    return composite_entropy_of(self, seconds)
 '''),
 }
 
@@ -305,6 +320,7 @@ def whileTrue(self, body):
                        "directly commits the clones it makes.",
         **CHECK_METHODS,
     }),
+    "weaver": ("traits", WEAVER_SLOTS),
 }
 
 

@@ -295,13 +295,68 @@ def not_understood(obj: UvmObject, message: Any) -> None:
     )
 
 
+def composite_entropy_of(obj: UvmObject, window_seconds: float = 3600.0) -> dict[str, Any]:
+    """The image's Composite Entropy Metric over the last ``window_seconds`` (uvm.entropy)."""
+    from .entropy import composite_entropy
+
+    _obj(obj)
+    return composite_entropy(current().connection.root(), window_seconds=window_seconds)
+
+
+# The CognitiveWeaver's primitives: thin doors to uvm.facets (which builds on the above).
+
+
+def weaver_register_adapter(weaver: UvmObject, info: Any) -> str:
+    from .facets import register_adapter
+
+    return register_adapter(weaver, info)
+
+
+def weaver_facet_for(weaver: UvmObject, facet: str) -> str | None:
+    from .facets import facet_for
+
+    return facet_for(weaver, facet)
+
+
+def weaver_facet_object(weaver: UvmObject, facet: str) -> UvmObject:
+    from .facets import facet_object
+
+    return facet_object(weaver, facet)
+
+
+def weaver_switch_facet(weaver: UvmObject, facet: str, adapter: str | None) -> str | None:
+    from .facets import switch_facet
+
+    return switch_facet(weaver, facet, adapter)
+
+
+def weaver_record_cycle(weaver: UvmObject, summary: Any) -> Any:
+    from .facets import record_cycle
+
+    return record_cycle(weaver, summary)
+
+
+def weaver_inquiry_config(weaver: UvmObject) -> dict[str, Any]:
+    from .facets import inquiry_config
+
+    return inquiry_config(weaver)
+
+
+def weaver_set_inquiry(weaver: UvmObject, key: str, value: Any) -> dict[str, Any]:
+    from .facets import set_inquiry
+
+    return set_inquiry(weaver, key, value)
+
+
 PRIMITIVES: dict[str, Any] = {
     f.__name__: f
     for f in (
         clone_object, set_slot, remove_slot, slot_names, slot_kinds, object_responds_to,
         print_object, uuid_of, describe_object, object_named, name_object, define_method,
         method_history, rollback_method, apply_acts, truth, not_understood, synthesize,
-        become_object, review_proposal,
+        become_object, review_proposal, composite_entropy_of, weaver_register_adapter,
+        weaver_facet_for, weaver_facet_object, weaver_switch_facet, weaver_record_cycle,
+        weaver_inquiry_config, weaver_set_inquiry,
     )
 }
 methods.method_globals(PRIMITIVES)
