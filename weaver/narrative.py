@@ -34,6 +34,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from weaver.errors import WeaverError
+
 __all__ = [
     "ASSISTANT_KEYS", "CURRICULUM", "TASKS", "AutopoieticAct", "Chapter", "DidacticRecord",
     "GrandNarrativeError", "InvalidRecord", "Metadata", "acts_valid", "chapter", "is_held_out",
@@ -41,8 +43,8 @@ __all__ = [
 ]
 
 
-class GrandNarrativeError(Exception):
-    """Root of the dataset/training/evaluation errors (to sit under WeaverError)."""
+class GrandNarrativeError(WeaverError):
+    """Root of the dataset/training/evaluation errors, under the weaver's one root."""
 
 
 class InvalidRecord(GrandNarrativeError, ValueError):

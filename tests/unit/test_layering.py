@@ -28,7 +28,7 @@ FORBIDDEN = {
 
 # The crucible imports the UVM; so the UVM imports it (and the weaver) only in its
 # composition roots, which assemble a mind from the parts.
-COMPOSITION_ROOTS = {"mindkit.py", "incarnation.py"}
+COMPOSITION_ROOTS = {"mindkit.py", "incarnation.py", "inquiry_root.py"}
 
 
 def test_uvm_reaches_the_mind_only_through_its_composition_roots():
