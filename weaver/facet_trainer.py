@@ -6,7 +6,8 @@ runs ``python -m weaver.evaluate`` in the uv training environment
 (``weaver.train_env``), each a child process in its own session. Both take a
 ``timeout``: the loop hands them what is left of the cycle's budget, and
 ``run_module`` kills the child's process group when it runs past it (the budget
-is enforced, not advisory). ``cpu_seconds`` of each run (user + system of the
+is enforced, not advisory). ``cancel`` (an event) stops a run at the child's next
+progress line, the same way. ``cpu_seconds`` of each run (user + system of the
 children reaped in this process meanwhile) is reported beside the wall time.
 
 Boundary: builds argument lists and runs processes; imports neither the ML stack
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import resource
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,14 +42,20 @@ class FacetTrainer:
     def __init__(self, base: str | os.PathLike[str], *, env_root: str | os.PathLike[str] | None = None,
                  rank: int = 8, lr: float = 2e-4, max_length: int = 512, batch_size: int = 2,
                  qlora: bool = False, eval_max_new_tokens: int = 48, eval_limit: int | None = 8,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 cancel: threading.Event | None = None) -> None:
         self.base = Path(base).resolve()
         self.env_root = Path(env_root) if env_root else train_env.default_root()
         self.rank, self.lr, self.max_length, self.batch_size = rank, lr, max_length, batch_size
         self.qlora = qlora
         self.eval_max_new_tokens, self.eval_limit = eval_max_new_tokens, eval_limit
         self.log = log
+        self.cancel = cancel or threading.Event()
         self._env: train_env.TrainEnv | None = None
+
+    def prepare(self) -> None:
+        """Build (or find) the training env now, so the budget counts only the runs."""
+        self.env()
 
     def env(self) -> train_env.TrainEnv:
         """The training env, built on first use (minutes the first time, then reused)."""
@@ -85,7 +93,16 @@ class FacetTrainer:
         env = self.env()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         cpu, began = child_cpu_seconds(), time.monotonic()
-        done = train_env.run_module(env, module, args, on_event=on_event, log_path=log_path,
+        if self.cancel.is_set():
+            raise train_env.TrainingFailed(f"{module} cancelled before it started")
+
+        def event(e: dict[str, Any]) -> None:
+            if self.cancel.is_set():  # run_module stops the child's process group
+                raise train_env.TrainingFailed(f"{module} cancelled")
+            if on_event:
+                on_event(e)
+
+        done = train_env.run_module(env, module, args, on_event=event, log_path=log_path,
                                     timeout=max(1.0, timeout))
         result = dict(pick(done))
         result["cpu_seconds"] = round(child_cpu_seconds() - cpu, 3)

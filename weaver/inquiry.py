@@ -1,14 +1,17 @@
 """The Characterological Inquiry Loop: when idle and the image's entropy is low, grow a facet.
 
-One cycle (``InquiryLoop.run_cycle``), each phase an event ``image.inquiry.<phase>``
+One cycle (``InquiryLoop.run_cycle``), after ``env`` (``trainer.prepare()``, when the
+trainer has one: the training environment, built the first time and not counted in
+the budget), each phase an event ``image.inquiry.<phase>``
 published when it ends (with its duration), and the whole cycle one ``recordCycle:``
 entry in the image at the end, whatever happened:
 
 1. ``dataset``   the image's records (``export()``) + curriculum -> ``weaver.dataset``
                  folder ``<work>/<cycle>/data``;
 2. ``train``     a new LoRA adapter for the facet (``trainer.train``), at most
-                 ``max_steps`` steps and ``budget_seconds`` wall seconds for train and
-                 evaluate together (the child is killed past it: outcome ``over_budget``);
+                 ``max_steps`` steps; the whole cycle has ``budget_seconds`` of wall time,
+                 and training and evaluation get what is left of it (the child process
+                 is killed past it: outcome ``over_budget``);
 3. ``evaluate``  held-out scores of the new adapter beside the facet's current adapter
                  (``facetFor:`` -> its folder) or, when the facet has none, the base model;
 4. ``review``    the crucible's judgement (``review(evidence)``, the composition root
@@ -21,12 +24,13 @@ entry in the image at the end, whatever happened:
                  with ``discarded.json`` (scores, reasons) for a post-mortem; the dataset
                  stays in ``<work>/<cycle>/data``.
 
-Outcomes: ``switched``, ``discarded``, ``over_budget``, ``failed`` (a phase raised: the
+Outcomes: ``switched``, ``discarded``, ``over_budget``, ``cancelled`` (the trainer
+was told to stop), ``failed`` (a phase raised: the
 record names the phase and the error). ``run_cycle`` never raises for a failed phase;
 it returns the record.
 
 When (``should_run``): enabled, no cycle running, idle (no ``touch()``) for
-``idle_seconds``, ``min_interval`` since the last cycle ended, and the image's
+``idle_seconds``, ``min_interval`` since the last cycle started, and the image's
 Composite Entropy Metric (``entropy`` sent to ``entropy_target``) below ``threshold``.
 Cheap checks first; the image is asked last.
 
@@ -193,7 +197,7 @@ class InquiryLoop:
         if idle < c.idle_seconds:
             return False, f"not idle: last request {idle:.0f}s ago (< {c.idle_seconds:.0f}s)"
         if self.last_cycle_at is not None and now - self.last_cycle_at < c.min_interval:
-            return False, (f"last cycle ended {now - self.last_cycle_at:.0f}s ago "
+            return False, (f"last cycle started {now - self.last_cycle_at:.0f}s ago "
                            f"(< min_interval {c.min_interval:.0f}s)")
         cem = self.cem()
         if cem >= c.threshold:
@@ -217,14 +221,13 @@ class InquiryLoop:
         if not self._lock.acquire(blocking=False):
             raise InquiryBusy("an inquiry cycle is already running; one runs at a time")
         try:
-            return self._cycle()
+            self.last_cycle_at = self.clock()  # min_interval runs from a cycle's start
+            return self._cycle(self.last_cycle_at)
         finally:
-            self.last_cycle_at = self.clock()
             self._lock.release()
 
-    def _cycle(self) -> dict[str, Any]:
+    def _cycle(self, started: float) -> dict[str, Any]:
         c = self.config
-        started = self.clock()
         cycle = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started)) + f"-{int(started * 1e3) % 1000:03d}"
         folder = self.work_dir / cycle
         phases = _Phases(self.publish, cycle)
@@ -232,9 +235,14 @@ class InquiryLoop:
                                   "config": asdict(c), "outcome": "failed"}
         phases.emit("start", facet=c.facet, max_steps=c.max_steps, budget_seconds=c.budget_seconds)
         try:
-            self._phases(record, phases, folder)
+            prepare = getattr(self.trainer, "prepare", None)
+            if prepare is not None:  # the training env: built once, outside the budget
+                phases.run("env", prepare)
+            deadline = time.monotonic() + c.budget_seconds
+            self._phases(record, phases, folder, deadline)
         except Exception as exc:
-            record["outcome"] = "over_budget" if _over_budget(exc) else "failed"
+            record["outcome"] = ("over_budget" if _over_budget(exc) else
+                                 "cancelled" if "cancelled" in str(exc) else "failed")
             record["failed_phase"] = phases.current
             record["error"] = {"type": type(exc).__name__, "message": str(exc)[:2000]}
             phases.current = None
@@ -256,7 +264,8 @@ class InquiryLoop:
         self.last_record = record
         return record
 
-    def _phases(self, record: dict[str, Any], phases: _Phases, folder: Path) -> None:
+    def _phases(self, record: dict[str, Any], phases: _Phases, folder: Path,
+                deadline: float) -> None:
         c = self.config
         data = folder / "data"
         manifest = phases.run("dataset", lambda: self._dataset(data))
@@ -264,7 +273,6 @@ class InquiryLoop:
         record["dataset"] = {k: manifest[k] for k in ("turns", "train", "held_out")}
         record["dataset"]["skipped"] = len(manifest["skipped"])
 
-        deadline = time.monotonic() + c.budget_seconds
         out = folder / "adapter"
         record["adapter_path"] = str(out)
         summary = phases.run("train", lambda: self.trainer.train(
@@ -280,8 +288,8 @@ class InquiryLoop:
         record["previous"] = current
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TrainingFailed(f"training used the whole budget of {c.budget_seconds:.0f}s; "
-                                 "nothing left to evaluate")
+            raise TrainingFailed(f"the cycle used its whole budget of {c.budget_seconds:.0f}s "
+                                 "in training; nothing left to evaluate")
         result = phases.run("evaluate", lambda: self.trainer.evaluate(data, out, against,
                                                                       timeout=left),
                             against=current or "base")
@@ -366,7 +374,7 @@ def _registration(info: AdapterInfo) -> dict[str, Any]:
     """The ``registerAdapter:`` argument: the registry fields, plain JSON."""
     data = info.model_dump(mode="json")
     return {k: data[k] for k in ("name", "path", "base_model", "rank", "size_bytes", "facet",
-                                 "data_digest", "eval_scores", "created")}
+                                 "data_digest", "eval_scores", "created", "digest")}
 
 
 def _plain(value: Any) -> Any:

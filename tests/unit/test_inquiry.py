@@ -152,7 +152,7 @@ def test_a_better_adapter_is_registered_loaded_and_switched_in_order(tmp_path, e
     assert loop.loaded == [name]
     assert (tmp_path / "adapters" / name / "adapter_config.json").is_file()
     assert weaver.adapters[name]["path"] == str((tmp_path / "adapters" / name).resolve())
-    assert set(weaver.adapters[name]) == {"name", "path", "base_model", "rank", "size_bytes",
+    assert set(weaver.adapters[name]) == {"name", "path", "base_model", "rank", "size_bytes", "digest",
                                           "facet", "data_digest", "eval_scores", "created"}
     # the messages, in order: CEM, current facet, register, switch, record
     assert [s for _, s in weaver.sent] == ["entropy", "facetFor:", "registerAdapter:",
@@ -265,3 +265,18 @@ def test_review_rejects_an_insane_config(tmp_path):
     for expected in ("rank 64", "modules", "/other", "no adapter weights", "below the current"):
         assert expected in text
     assert verdict.stage("evaluation").passed
+
+
+def test_root_settings_layer_the_operator_table_over_the_image():
+    from uvm.inquiry_root import config_from_env, settings
+
+    image = {"enabled": True, "idle_seconds": 300, "threshold": 0.35, "max_steps": 20}
+    c = settings(image, {"max_steps": 4, "facet": "code generation", "lr": 0.1})
+    assert (c.enabled, c.max_steps, c.idle_seconds, c.facet) == (True, 4, 300.0, "code generation")
+    # either side switches the loop off
+    assert not settings({**image, "enabled": False}, {"enabled": True}).enabled
+    assert not settings(image, {"enabled": False}).enabled
+    assert config_from_env({"BATOS_INQUIRY_CONFIG": '{"interval": 5}'}) == {"interval": 5}
+    assert config_from_env({}) == {}
+    with pytest.raises(Exception, match="BATOS_INQUIRY_CONFIG"):
+        config_from_env({"BATOS_INQUIRY_CONFIG": "[1]"})

