@@ -7,7 +7,7 @@ Three conversations, all msgpack maps with a protocol version ``v``:
   client-chosen ``id`` (a uuid4 by default); the reply carries the same id,
   ``ok``, and either ``result`` or ``error``.
 * supervisor <-> incarnation (backend, ZMQ DEALER -> ROUTER): ``Ready``,
-  ``Heartbeat``, ``Bye`` and ``Validated`` from the incarnation; ``Stop`` and
+  ``Heartbeat``, ``Bye``, ``Validated`` and ``Publish`` from the incarnation; ``Stop`` and
   ``Validate`` from the supervisor; requests and replies travel as the
   client's own bytes.
 * supervisor -> anyone (event stream, ZMQ PUB): ``Event``.
@@ -33,6 +33,7 @@ __all__ = [
     "HandoversRequest",
     "Heartbeat",
     "PingRequest",
+    "Publish",
     "Ready",
     "Reply",
     "Request",
@@ -213,8 +214,30 @@ class Validated(_Message):
     record: dict[str, Any] = Field(default_factory=dict)
 
 
+#: what an image event's kind looks like: the "image." topic, then words and dots
+IMAGE_EVENT_PATTERN = r"^image\.[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$"
+#: the most bytes a Publish control frame may take (the supervisor drops larger ones)
+MAX_PUBLISH_BYTES = 64 * 1024
+
+
+class Publish(_Message):
+    """Incarnation -> supervisor: re-publish ``data`` as an event of kind ``event``.
+
+    The image's own events (the inquiry loop's steps, ``image.inquiry.*``). The
+    kind must start with ``image.``, so an incarnation cannot forge the
+    supervisor's events; the frame may take at most ``MAX_PUBLISH_BYTES``. The
+    event's own ``kind`` is carried as ``event`` because ``kind`` names this
+    control message; the supervisor adds ``incarnation`` to ``data``.
+    """
+
+    kind: Literal["publish"] = "publish"
+    incarnation: str
+    event: str = Field(pattern=IMAGE_EVENT_PATTERN)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
 Control = Annotated[
-    Ready | Heartbeat | Bye | Stop | Validate | Validated, Field(discriminator="kind")
+    Ready | Heartbeat | Bye | Stop | Validate | Validated | Publish, Field(discriminator="kind")
 ]
 
 

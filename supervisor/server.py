@@ -34,7 +34,17 @@ import zmq
 
 from bridge.codec import decode_control, decode_reply, encode, peek_id, unpack, validate_request
 from bridge.errors import ProtocolError
-from bridge.messages import FORWARDED_KINDS, ErrorInfo, Event, Ready, Reply, Stop, Validated
+from bridge.messages import (
+    FORWARDED_KINDS,
+    MAX_PUBLISH_BYTES,
+    ErrorInfo,
+    Event,
+    Publish,
+    Ready,
+    Reply,
+    Stop,
+    Validated,
+)
 from envs import BuildWatch
 
 from . import control, keys, process
@@ -361,6 +371,8 @@ class Supervisor(EvolutionMixin):
             elif isinstance(message, Validated):
                 if self.handover is not None:
                     self.handover.on_validated(inc.id, message.ok, message.record)
+            elif isinstance(message, Publish):
+                self._on_publish(inc, message, len(frames[2]))
             elif message.kind == "heartbeat":
                 inc.busy = message.busy
             elif message.kind == "bye":
@@ -505,7 +517,19 @@ class Supervisor(EvolutionMixin):
     def _kill(self, inc: Incarnation) -> None:
         process.kill(inc.proc, f"incarnation {inc.id}")
 
+    def _on_publish(self, inc: Incarnation, message: Publish, size: int) -> None:
+        """An image event from an incarnation, re-published as its own kind (``image.*``)."""
+        if size > MAX_PUBLISH_BYTES or not message.event.startswith("image."):
+            log.warning("dropped an event from %s: %s", inc.id,
+                        f"{size} bytes (limit {MAX_PUBLISH_BYTES})" if size > MAX_PUBLISH_BYTES
+                        else f"kind {message.event!r} is not an image event")
+            return
+        self._emit(message.event, {**message.data, "incarnation": inc.id})
+
     def publish(self, kind: str, **data: Any) -> None:
+        self._emit(kind, data)
+
+    def _emit(self, kind: str, data: dict[str, Any]) -> None:
         if not hasattr(self, "events"):
             return
         event = Event(kind=kind, ts=time.time(), data=data)

@@ -24,12 +24,16 @@ environment) makes doesNotUnderstand: synthesize; none configured, it answers
 in a thread and answers ``Validated``. Methods may import the top-level
 modules of the env spec's packages (``--packages``; ``uvm.allowlist``).
 Every ``maintenance`` seconds the exactly-once record is pruned.
+``publish(kind, **data)`` sends an image event (``image.*``) for the supervisor
+to re-publish on its event stream; it may be called from the loop or from any
+worker thread (the send itself always runs in the loop).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import logging
 import os
 import signal
@@ -42,11 +46,22 @@ import zmq
 import zmq.asyncio
 
 from bridge.codec import decode_control, decode_request, encode
-from bridge.errors import ProtocolError
-from bridge.messages import Bye, ErrorInfo, Heartbeat, Ready, Reply, Stop, Validate, Validated
+from bridge.errors import BridgeError, ProtocolError
+from bridge.messages import (
+    MAX_PUBLISH_BYTES,
+    Bye,
+    ErrorInfo,
+    Heartbeat,
+    Publish,
+    Ready,
+    Reply,
+    Stop,
+    Validate,
+    Validated,
+)
 
 from .allowlist import set_allowed, top_level_modules
-from .errors import UVMError
+from .errors import InvalidValue, UVMError
 from .front import AsyncKernel
 from .genesis import bootstrap
 from .image import open_db
@@ -88,8 +103,11 @@ class Incarnation:
         self._stopping = asyncio.Event()
         self._send_lock = asyncio.Lock()
         self._serving: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._events: set[asyncio.Task[bool]] = set()
 
     async def run(self) -> int:
+        self._loop = asyncio.get_running_loop()
         set_allowed(top_level_modules(self.packages))
         db = open_db(zeo=self.zeo, pool_size=self.workers + 4)
         mind = None
@@ -160,6 +178,51 @@ class Incarnation:
 
     async def _control(self, message: Any) -> None:
         await self._send([b"C", encode(message)])
+
+    def publish(self, kind: str, **data: Any) -> asyncio.Future[bool] | concurrent.futures.Future[bool]:
+        """Send an image event of ``kind`` (``image.<words>``) with ``data`` (plain,
+        msgpack-able, at most ``MAX_PUBLISH_BYTES`` encoded) for the supervisor to
+        re-publish on its event stream.
+
+        Thread-safe and non-blocking: from the loop's thread it answers an
+        ``asyncio.Task``, from any other thread a ``concurrent.futures.Future``; either
+        resolves to True once the frame is handed to the socket (False when the
+        incarnation is not connected or already stopped). Events are best effort, like
+        the PUB stream itself. A bad kind or data raises ``InvalidValue`` at once.
+        """
+        try:
+            frame = encode(Publish(incarnation=self.ident, event=kind, data=data))
+        except (ValueError, BridgeError) as exc:  # pydantic's ValidationError is a ValueError
+            raise InvalidValue(
+                f"cannot publish event {kind!r}: the kind is 'image.' followed by letters, "
+                f"digits, '_', '.' or '-', and the data plain values ({exc})"
+            ) from None
+        if len(frame) > MAX_PUBLISH_BYTES:
+            raise InvalidValue(f"event {kind!r} takes {len(frame)} bytes; the limit is "
+                               f"{MAX_PUBLISH_BYTES}: publish a summary, keep details in the image")
+        loop = self._loop
+        if loop is None or loop.is_closed() or getattr(self, "sock", None) is None:
+            log.debug("event %s dropped: not connected", kind)
+            return _done(False)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            task = loop.create_task(self._publish(frame))
+            self._events.add(task)
+            task.add_done_callback(self._events.discard)
+            return task
+        try:
+            return asyncio.run_coroutine_threadsafe(self._publish(frame), loop)
+        except RuntimeError:  # the loop closed meanwhile
+            return _done(False)
+
+    async def _publish(self, frame: bytes) -> bool:
+        if self.sock.closed:
+            return False
+        await self._send([b"C", frame])
+        return True
 
     async def _beat(self) -> None:
         while True:
@@ -260,6 +323,12 @@ class Incarnation:
             payload = encode(Reply(id=request.id, ok=False, error=ErrorInfo(
                 type="UnserializableResult", message=str(exc), where=self.ident)))
         await self._send([b"R", request.id.encode(), payload])
+
+
+def _done(value: bool) -> concurrent.futures.Future[bool]:
+    future: concurrent.futures.Future[bool] = concurrent.futures.Future()
+    future.set_result(value)
+    return future
 
 
 def main(argv: list[str] | None = None) -> int:
