@@ -263,32 +263,37 @@ class VllmServer:
                 self._seen.setdefault(child.pid, child)
 
     def stop(self, grace: float = 20.0) -> int | None:
-        """Stop the server and everything it started; returns its exit status."""
+        """Stop the server and everything it started; returns its exit status.
+
+        SIGTERM to the process group, up to ``grace`` seconds for the server and its
+        engine processes to leave, then SIGKILL to whatever is left (each step logged).
+        """
         process = self.process
         if process is None:
             return None
         self._remember_descendants()
+        deadline = time.monotonic() + grace
         if process.poll() is None:
             log.info("vLLM (pid %d): SIGTERM to its process group", process.pid)
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                log.warning("vLLM (pid %d) still running after %.0fs: SIGKILL", process.pid,
-                            grace)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        for child in self._seen.values():
-            with contextlib.suppress(psutil.Error):
-                if child.is_running():
-                    log.warning("vLLM child %d left behind: SIGKILL", child.pid)
+        children = list(self._seen.values())
+        _, alive = psutil.wait_procs(children, timeout=max(0.0, deadline - time.monotonic()))
+        if alive or process.poll() is None:
+            log.warning("vLLM (pid %d) or its processes %s still running after %.0fs: SIGKILL",
+                        process.pid, [p.pid for p in alive], grace)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            for child in alive:
+                with contextlib.suppress(psutil.Error):
                     child.kill()
-        gone, alive = psutil.wait_procs(list(self._seen.values()), timeout=10)
+            _, alive = psutil.wait_procs(alive, timeout=10)
+            if alive:
+                log.error("vLLM processes %s survived SIGKILL", [p.pid for p in alive])
         code = process.wait(timeout=10)
         self._seen.clear()
-        if alive:
-            log.error("vLLM children %s survived SIGKILL", [p.pid for p in alive])
         return code
 
     def __enter__(self) -> VllmServer:
