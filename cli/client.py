@@ -153,10 +153,55 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from bridge import new_request_id
+    """The supervisor's status, plus the image's Composite Entropy Metric under ``image``
+    (``genesis entropy``), or ``image: {error}`` when the image cannot answer it."""
+    from bridge import Client, Timeout, new_request_id
+    from bridge.errors import BridgeError
     from bridge.messages import StatusRequest
 
-    return _call(args, lambda _c: StatusRequest(id=new_request_id()))
+    try:
+        with Client(args.endpoint, timeout=args.timeout, curve=_curve(args), retries=2) as client:
+            reply = client.request(StatusRequest(id=new_request_id()))
+            image = _image_entropy(client, reply, args.timeout)
+    except Timeout as exc:
+        print(json.dumps({"error": {"type": "Timeout", "message": str(exc)}}), file=sys.stderr)
+        return 3
+    except BridgeError as exc:
+        print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}), file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(jsonable({**reply.model_dump(), "image": image}), indent=2))
+        return 0 if reply.ok else 1
+    if not reply.ok:
+        print(json.dumps({"error": reply.error.model_dump()}), file=sys.stderr)
+        return 1
+    result = reply.result if isinstance(reply.result, dict) else {"status": reply.result}
+    print(json.dumps(jsonable({**result, "image": image}), indent=2))
+    return 0
+
+
+def _image_entropy(client: Any, status: Any, timeout: float) -> dict[str, Any]:
+    """``genesis entropy`` through the same client, once; an error entry if it fails
+    (no incarnation serving, or an image from before the CEM that does not understand it)."""
+    from bridge import new_request_id
+    from bridge.errors import BridgeError
+    from bridge.messages import SendRequest
+
+    state = status.result.get("state") if status.ok and isinstance(status.result, dict) else None
+    if state != "serving":
+        return {"error": {"type": "Unavailable",
+                          "message": f"no incarnation is serving (supervisor state {state})"}}
+    retries, client.retries = client.retries, 0
+    try:
+        reply = client.request(SendRequest(id=new_request_id(), target="genesis",
+                                           selector="entropy", args=[]), timeout=timeout)
+    except BridgeError as exc:  # Timeout included: the supervisor's status still prints
+        return {"error": {"type": type(exc).__name__, "message": str(exc)}}
+    finally:
+        client.retries = retries
+    if not reply.ok:
+        return {"error": reply.error.model_dump()}
+    return reply.result if isinstance(reply.result, dict) else {"entropy": reply.result}
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
