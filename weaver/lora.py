@@ -235,8 +235,11 @@ class LoraRuntime:
         return {m["id"]: m.get("root", "") for m in data if m.get("parent")}
 
     def load(self, info: AdapterInfo, *, _checked: bool = False) -> None:
-        """Load one adapter under its name, confirmed by ``/v1/models``. No LRU bookkeeping
-        beyond recording it; ``ensure`` is the call that keeps the budget."""
+        """Load one adapter under its name, confirmed by ``/v1/models``.
+
+        Records it as the most recently used but evicts nothing: ``ensure`` is the call
+        that keeps the budget. A name already loaded is ``AdapterNameConflict``.
+        """
         with self._lock:
             if not _checked:
                 self._admissible(info)
