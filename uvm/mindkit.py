@@ -84,8 +84,25 @@ def build_mind(
         chat, crucible, schema=proposal_schema(),
         attempts=int(options.get("attempts", 2)),
         max_tokens=int(options.get("max_tokens", 1024)),
-        facet=str(options.get("facet", "code generation")),
+        facet=str(options.get("facet", "code_generation")),
+        load_adapter=_adapter_loader(chat),
     )
+
+
+def _adapter_loader(chat: Any) -> Any:
+    """For a vLLM-style server: load the facet's adapter on demand (LRU under its budget)."""
+    base_url = getattr(chat, "base_url", None)
+    if not base_url:
+        return None
+    from weaver.adapters import AdapterInfo
+    from weaver.lora import LoraRuntime
+
+    runtime = LoraRuntime(base_url)
+
+    def load(info: dict[str, Any]) -> str:
+        return runtime.ensure(AdapterInfo.model_validate(info))
+
+    return load
 
 
 def close_mind(mind: Synthesizer | None) -> None:

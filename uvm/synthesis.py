@@ -104,8 +104,11 @@ class Synthesizer:
     args, context) -> verdict`` (``approved``, ``reasons``, ``to_plain()``),
     or None to install whatever parses (recorded as unreviewed; for tests of
     the plumbing only). ``schema``: the JSON schema of a proposal.
-    ``model_for(facet)``: the model or adapter name for a facet (the
-    CognitiveWeaver), or None for the backend's default.
+    ``load_adapter(info) -> model name``: loads a registered adapter on the
+    model server (the CognitiveWeaver's runtime, ``weaver.lora.LoraRuntime``).
+    When given, the adapter the image's ``weaver`` object names for ``facet``
+    answers the request (``model=<adapter>``); when none is named, or it
+    cannot be loaded (logged and recorded), the backend's base model does.
     """
 
     def __init__(
@@ -115,8 +118,8 @@ class Synthesizer:
         *,
         schema: dict[str, Any] | None = None,
         attempts: int = 2,
-        facet: str = "code generation",
-        model_for: Any = None,
+        facet: str = "code_generation",
+        load_adapter: Any = None,
         max_tokens: int = 1024,
         temperature: float = 0.0,
         principles: str = prompt.PRINCIPLES,
@@ -129,7 +132,7 @@ class Synthesizer:
         self.schema = schema
         self.attempts = attempts
         self.facet = facet
-        self.model_for = model_for
+        self.load_adapter = load_adapter
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.principles = principles
@@ -144,7 +147,7 @@ class Synthesizer:
             lambda cycle: prompt.context_for(cycle, need.receiver, need.selector, need.arguments)
         )
         chat = prompt.messages(context, principles=self.principles)
-        model = self.model_for(self.facet) if self.model_for is not None else None
+        model, facet_note = self._facet_model(kernel)
         record: dict[str, Any] = {
             "id": new_record_id(),
             "timestamp": time.time(),
@@ -157,6 +160,7 @@ class Synthesizer:
             "prompt": chat,
             "prompt_digest": prompt.digest(chat),
             "asked_by": author,
+            "facet_note": facet_note,
             "attempts": [],
             "outcome": None,
             "method": None,
@@ -230,6 +234,31 @@ class Synthesizer:
             log.exception("could not keep synthesis record %s", plan.record["id"])
 
     # -- helpers ---------------------------------------------------------------------
+
+    def _facet_model(self, kernel: Any) -> tuple[str | None, str]:
+        """The adapter serving this mind's facet, loaded; (None, why) for the base model."""
+        if self.load_adapter is None:
+            return None, ""
+
+        def lookup(cycle: Cycle) -> dict[str, Any] | None:
+            from .facets import facet_for  # the weaver object's half, in the image
+
+            try:
+                weaver = cycle.registry.resolve("weaver")
+            except UVMError:
+                return None
+            name = facet_for(weaver, self.facet)
+            adapters = weaver._slots.get("adapters") or {}
+            return dict(adapters[name]) if name and name in adapters else None
+
+        info = kernel.read(lookup)
+        if info is None:
+            return None, "no adapter for the facet: base model"
+        try:
+            return self.load_adapter(info), f"adapter {info['name']}"
+        except Exception as exc:  # the base model still answers; the record says why
+            log.warning("adapter %s for %s not loaded: %s", info.get("name"), self.facet, exc)
+            return None, f"adapter {info.get('name')} not loaded ({exc}): base model"
 
     def _review(
         self, proposal: dict[str, Any], need: NeedsSynthesis, context: dict[str, Any]
