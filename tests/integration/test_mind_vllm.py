@@ -107,3 +107,31 @@ def test_a_random_models_garbage_is_rejected_cleanly(vllm_server, image):
     assert record["outcome"] == "rejected"
     assert len(record["attempts"]) == 2
     assert all(a["raw"] or a["error"] for a in record["attempts"])
+
+
+def test_the_facets_adapter_answers_the_synthesis(vllm_server, image, tmp_path):
+    pytest.importorskip("peft")
+    from tests.integration.test_weaver_lora import make_adapter
+    from weaver.adapters import describe_adapter
+    from weaver.lora import LoraRuntime
+
+    db, crucible = image
+    folder = make_adapter(Path(vllm_server.model_path), tmp_path / "adapter", rank=8, seed=7)
+    info = describe_adapter(folder, facet="code_generation")
+    plain = Kernel(db)
+    plain.send("weaver", "registerAdapter:", [info.model_dump(mode="json")])
+    assert plain.send("weaver", "switchFacet:to:", ["code_generation", info.name]) is None
+    runtime = LoraRuntime.for_server(vllm_server)
+    schema = {"type": "object", "properties": {"source": {"type": "string", "enum": [DOUBLE]}},
+              "required": ["source"], "additionalProperties": False}
+    mind = Synthesizer(client(vllm_server), crucible, schema=schema, attempts=1, max_tokens=64,
+                       load_adapter=lambda plain_info: runtime.ensure(
+                           type(info).model_validate(plain_info)))
+    try:
+        assert Kernel(db, mind=mind).send("genesis", "double:", [4]) == 8
+        (record,) = export_records(db)["synthesis"]
+        assert record["model"] == info.name
+        assert record["facet_note"] == f"adapter {info.name}"
+        assert info.name in runtime.loaded()
+    finally:
+        runtime.unload(info.name)
