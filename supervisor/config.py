@@ -25,6 +25,7 @@ from bridge.client import DEFAULT_ENDPOINT
 from bridge.codec import MAX_FRAME
 
 from .errors import ConfigError
+from .vllm import VllmConfig
 
 __all__ = ["Config", "EnvConfig", "Home", "load_config"]
 
@@ -81,6 +82,9 @@ class Config(BaseModel):
     #: the mind for doesNotUnderstand: (``[mind]`` table): handed to incarnations as
     #: BATOS_MIND_CONFIG (JSON) and validated there; empty: BATOS_MIND_* from the environment
     mind: dict[str, Any] = Field(default_factory=dict)
+    #: the vLLM server the supervisor runs and restarts (``[vllm]``, off by default);
+    #: when on and ``[mind]`` is empty, incarnations get a mind pointed at it
+    vllm: VllmConfig = Field(default_factory=VllmConfig)
 
 
 def load_config(path: str | os.PathLike[str] | None, home: Path, **overrides: object) -> Config:

@@ -35,6 +35,7 @@ __all__ = [
     "build",
     "current_spec",
     "envs_dir",
+    "mind_config",
     "prepare_env",
     "save_current_spec",
     "spawn_incarnation",
@@ -172,6 +173,14 @@ def prepare_env(config: Config, home: Home, watch: BuildWatch | None = None) -> 
     return build(spec, config, home, watch=watch)
 
 
+def mind_config(config: Config) -> dict[str, Any]:
+    """What incarnations get as BATOS_MIND_CONFIG: ``[mind]``, else (when the supervisor
+    runs vLLM) a mind pointed at that server; {}: none (BATOS_MIND_* decide)."""
+    if config.mind:
+        return dict(config.mind)
+    return config.vllm.mind() if config.vllm.enabled else {}
+
+
 def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, zeo: str,
                       now: float, role: str = "active") -> Incarnation:
     argv = [
@@ -181,9 +190,10 @@ def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, z
         "--packages", ",".join(env.requirement_names), "--image", str(home.image),
     ]
     env_vars = None
-    if config.mind:
+    mind = mind_config(config)
+    if mind:
         env_vars = process.child_environment()
-        env_vars["BATOS_MIND_CONFIG"] = json.dumps(config.mind)
+        env_vars["BATOS_MIND_CONFIG"] = json.dumps(mind)
     proc = process.spawn(argv, log_file=home.logs / f"{ident}.log", env=env_vars)
     log.info("spawned incarnation", extra={"incarnation": ident, "pid": proc.pid, "env_id": env.id,
                                            "role": role})

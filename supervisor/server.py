@@ -59,6 +59,7 @@ from .logs import configure_logging
 from .notify import Notifier
 from .restart import RestartPolicy
 from .routing import InFlight, Route, RoutingTable
+from .vllm import VllmChild
 from .zeo import ZeoServer
 
 __all__ = ["Supervisor"]
@@ -71,7 +72,11 @@ _TICK = 0.01  # s between timer checks; the loop turns far more often under load
 class Supervisor(EvolutionMixin):
     def __init__(self, home: Home, config: Config) -> None:
         self.home = home
-        self.config = config
+        # the vLLM server's port is fixed here (0: a free one), before any incarnation
+        # or handover reads config.vllm for its mind
+        self.vllm = VllmChild(config.vllm, home.logs / "vllm.log",
+                              degraded_retry=config.degraded_retry)
+        self.config = config = config.model_copy(update={"vllm": self.vllm.config})
         self.routing = RoutingTable(max_pending=config.max_pending)
         self.policy = RestartPolicy(
             max_restarts=config.max_restarts, period=config.restart_period,
@@ -116,6 +121,8 @@ class Supervisor(EvolutionMixin):
             self.zeo.start()
             self.children.add(self.zeo.pid, "zeo")
             self._open_sockets()
+            if self.config.vllm.enabled:  # serving does not wait for it to be ready
+                self._vllm_events(self.vllm.start(time.monotonic()))
             self._env_job = self._pool.submit(prepare_env, self.config, self.home, self.build_watch)
             self._loop()
         finally:
@@ -228,6 +235,10 @@ class Supervisor(EvolutionMixin):
                 self._stop_incarnation(inc, "supervisor shutdown")
             for inc in list(self.incarnations.values()):
                 process.stop(inc.proc, f"incarnation {inc.id}", grace=self.config.stop_grace)
+        vllm_pid = self.vllm.pid
+        if vllm_pid is not None:
+            self.vllm.stop()
+            self.children.remove(vllm_pid)
         self.build_watch.cancel.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.zeo.stop()
@@ -284,7 +295,10 @@ class Supervisor(EvolutionMixin):
             self._handovers(request, envelope)
             return
         if request.kind not in FORWARDED_KINDS:
-            self._reply(envelope, control.answer(self, request, now))
+            reply = control.answer(self, request, now)
+            if request.kind == "status" and reply.ok and isinstance(reply.result, dict):
+                reply.result["vllm"] = self.vllm.status() if self.config.vllm.enabled else None
+            self._reply(envelope, reply)
             return
         if self.state in ("degraded", "stopping"):
             why = self._unavailable() if self.state == "degraded" else (
@@ -475,6 +489,8 @@ class Supervisor(EvolutionMixin):
             self.children.remove(zeo_pid)
             self.children.add(self.zeo.pid, "zeo")
             self.publish("zeo.restarted", restarts=self.zeo.restarts)
+        if self.config.vllm.enabled:
+            self._vllm_events(self.vllm.step(now))
         if self._env_job is not None and self._env_job.done():
             job, self._env_job = self._env_job, None
             try:
@@ -513,6 +529,15 @@ class Supervisor(EvolutionMixin):
         for entry in self.routing.expire(now, self.config.request_timeout):
             self._reply_error(entry, "Unavailable", f"no incarnation could take the request within "
                               f"{self.config.request_timeout:g}s (state: {self.state})")
+
+    def _vllm_events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Record the vLLM server's process in children.json and publish what it did."""
+        for kind, data in events:
+            if kind == "vllm.starting":
+                self.children.add(data["pid"], "vllm")
+            elif kind == "vllm.exited":
+                self.children.remove(data["pid"])
+            self.publish(kind, **data)
 
     def _kill(self, inc: Incarnation) -> None:
         process.kill(inc.proc, f"incarnation {inc.id}")
