@@ -11,11 +11,13 @@ Layers, bottom up (each imports only those below it):
     primitives, acts           what method code and autopoietic_acts may do
     records, prompt,           the mind's side of doesNotUnderstand: (the chat
     synthesis                  backend and crucible come in duck-typed)
+    entropy, facets            the Composite Entropy Metric; the CognitiveWeaver's
+                               persistent half (adapters, facets switched by become:)
     kernel, front              one message = one transaction; asyncio front
     image, genesis             opening storages; bootstrap, verify, self-checks
     validation                 a candidate incarnation proving itself on the image
-    mindkit, incarnation       composition roots: assemble weaver + crucible into a
-                               mind; the process the supervisor runs
+    mindkit, inquiry_root,     composition roots: assemble weaver + crucible into a
+    incarnation                mind and the inquiry loop; the process the supervisor runs
 
 The public API is what ``__all__`` lists here.
 """
