@@ -117,24 +117,20 @@ def cmd_once(args: argparse.Namespace) -> int:
             db = _open(args)
             stack.callback(db.close)
             kernel = Kernel(db)
-            base = Path(args.base).resolve() if args.base else _tiny(home)
-            url, lora = _server(args, base, home, stack)
             table = {**config_from_env(), **{k: v for k, v in (
                 ("facet", args.facet), ("max_steps", args.steps), ("budget_seconds", args.budget),
                 ("lr", args.lr if args.lr is not None else 1e-3)) if v is not None}}
-            loop = build_loop(kernel, home=home, base_model=base, lora=lora, table=table,
-                              publish=_phase, log_line=lambda m: print(m, file=sys.stderr))
-            config = refresh(loop, kernel, table)
             if not args.force:
-                loop.idle_since = float("-inf")  # a command cannot see the clients' requests
-                cycles = kernel.send("weaver", "cycles", []) or []
-                if cycles:
-                    loop.last_cycle_at = float(cycles[-1].get("started") or 0)
-                ok, why = loop.should_run()
-                if not ok:
+                why = _would_not_run(kernel, home, table)
+                if why:
                     print(f"batos: the loop would not run now: {why} (--force runs it anyway)",
                           file=sys.stderr)
                     return 2
+            base = Path(args.base).resolve() if args.base else _tiny(home)
+            url, lora = _server(args, base, home, stack)
+            loop = build_loop(kernel, home=home, base_model=base, lora=lora, table=table,
+                              publish=_phase, log_line=lambda m: print(m, file=sys.stderr))
+            config = refresh(loop, kernel, table)
             print(f"inquiry: facet {config.facet!r}, {config.max_steps} steps, budget "
                   f"{config.budget_seconds:.0f}s, base {base}, vLLM {url}", flush=True)
             record = loop.run_cycle()
@@ -143,6 +139,25 @@ def cmd_once(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(record, default=str))
         return _show(record, kernel, url, loop)
+
+
+def _would_not_run(kernel: Any, home: Path, table: dict[str, Any]) -> str | None:
+    """Why the loop would not run a cycle now (None: it would), idleness aside."""
+    from uvm.inquiry_root import settings
+    from weaver.inquiry import InquiryLoop
+
+    def unused(*a: Any, **k: Any) -> Any:
+        raise AssertionError("the decision runs no phase")
+
+    decide = InquiryLoop(send=kernel.send, export=unused, review=unused, trainer=unused,
+                         load=unused, work_dir=home, adapters_dir=home,
+                         config=settings(kernel.send("weaver", "inquiryConfig", []), table))
+    decide.idle_since = float("-inf")  # a command cannot see the clients' requests
+    cycles = kernel.send("weaver", "cycles", []) or []
+    if cycles:
+        decide.last_cycle_at = float(cycles[-1].get("started") or 0)
+    ok, why = decide.should_run()
+    return None if ok else why
 
 
 def _tiny(home: Path) -> Path:

@@ -280,3 +280,23 @@ def test_root_settings_layer_the_operator_table_over_the_image():
     assert config_from_env({}) == {}
     with pytest.raises(Exception, match="BATOS_INQUIRY_CONFIG"):
         config_from_env({"BATOS_INQUIRY_CONFIG": "[1]"})
+
+
+def test_cli_once_without_force_says_why_the_loop_would_not_run(tmp_path, capsys):
+    import argparse
+
+    from cli import inquiry as inquiry_cli
+
+    parser = argparse.ArgumentParser()
+    inquiry_cli.add_commands(parser.add_subparsers())
+    args = parser.parse_args(["inquiry", "once", "--home", str(tmp_path),
+                              "--image", str(tmp_path / "img.fs")])
+    assert args.func(args) == 2  # a new image has the loop switched off; nothing was started
+    assert "switched off" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()
+    status = parser.parse_args(["inquiry", "status", "--image", str(tmp_path / "img.fs"), "--json"])
+    assert status.func(status) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["config"]["enabled"] is False
+    assert shown["cycles"] == []
+    assert "cem" in shown["entropy"]
