@@ -300,3 +300,21 @@ def test_cli_once_without_force_says_why_the_loop_would_not_run(tmp_path, capsys
     assert shown["config"]["enabled"] is False
     assert shown["cycles"] == []
     assert "cem" in shown["entropy"]
+
+
+def test_start_inquiry_checks_in_the_background_and_stops(kernel, tmp_path):
+    from tests.conftest import wait_until
+    from uvm.inquiry_root import start_inquiry
+    from weaver.lora import LoraRuntime
+
+    handle = start_inquiry(kernel, publish=None, home=tmp_path, base_model=tmp_path / "model",
+                           lora=LoraRuntime("http://127.0.0.1:9"), table={}, interval=0.01)
+    try:
+        wait_until(lambda: handle.checks >= 2)
+        assert "switched off" in handle.last_reason  # the image's default: off
+        kernel.send("weaver", "setInquiry:to:", ["enabled", True])
+        handle.touch()
+        wait_until(lambda: "not idle" in handle.last_reason)
+    finally:
+        assert handle.stop(timeout=10)
+    assert not handle.thread.is_alive()
