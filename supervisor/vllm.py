@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -159,6 +160,7 @@ class Handle(Protocol):
 
     def poll(self) -> int | None: ...
     def kill(self) -> None: ...
+    def reap(self) -> None: ...
     def stop(self, grace: float) -> int | None: ...
 
 
@@ -186,6 +188,15 @@ class ProcessHandle:
 
     def kill(self) -> None:
         process.kill(self.proc, "vLLM server")
+
+    def reap(self) -> None:
+        """After the server exited: SIGKILL what it left (its engine processes), no waiting."""
+        process.kill(self.proc, "vLLM server")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        for proc in self._seen.values():
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
 
     def stop(self, grace: float) -> int | None:
         code = process.stop(self.proc, "vLLM server", grace=grace)  # SIGKILLs the group last
@@ -303,7 +314,8 @@ class VllmChild:
         assert self.handle is not None
         pid = self.handle.pid
         self._cancel_probe()
-        self.handle.stop(0)  # the exited server's engine processes go with it (same group)
+        # its engine processes go too; the restart delay (>= 1 s) lets them free the port
+        self.handle.reap()
         self.handle = None
         decision = self.policy.record_crash(now)
         event = {"pid": pid, "exit_code": code, "restarts": self.restarts}
