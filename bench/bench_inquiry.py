@@ -19,6 +19,7 @@ import argparse
 import datetime
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -123,6 +124,7 @@ def main() -> int:
         db.close()
         if server is not None:
             server.stop()
+        shutil.rmtree(home, ignore_errors=True)
     text = report(rows, args, env_s=env_s, vllm_s=vllm_s, built=env.built)
     print(text)
     if args.write:
