@@ -148,3 +148,29 @@ def test_train_command_reports_a_bad_dataset(env, tiny, tmp_path, capsys):
                   "--steps", "1", "--json"], capsys)
     assert rc == 1
     assert "changed since the manifest" in out
+
+
+@pytest.mark.vllm
+def test_vllm_loads_the_trained_lora_and_qlora_adapters(vllm_server, lora, qlora):
+    import urllib.request
+
+    from weaver.adapters import describe_adapter
+    from weaver.lora import LoraRuntime
+
+    runtime = LoraRuntime.for_server(vllm_server)
+    for out, _summary, _events in (lora, qlora):
+        info = describe_adapter(out, facet="code")
+        name = runtime.ensure(info)
+        try:
+            assert name in runtime.loaded()
+            body = json.dumps({"model": name, "prompt": "def double(self, x):",
+                               "max_tokens": 4, "temperature": 0}).encode()
+            request = urllib.request.Request(
+                vllm_server.base_url + "/completions", data=body,
+                headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=120) as reply:
+                answer = json.load(reply)
+            assert answer["model"] == name
+            assert answer["choices"][0]["text"] is not None
+        finally:
+            runtime.unload(name)
