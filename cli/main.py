@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import admin, audit, client, image, supervise, train, ui
+from . import admin, audit, client, image, inquiry, supervise, train, ui
 from . import crucible as crucible_cmd
 
 __all__ = ["main"]
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     crucible_cmd.add_commands(sub)
     ui.add_commands(sub)
     train.add_commands(sub)
+    inquiry.add_commands(sub)
     return parser
 
 

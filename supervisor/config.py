@@ -82,6 +82,10 @@ class Config(BaseModel):
     #: the mind for doesNotUnderstand: (``[mind]`` table): handed to incarnations as
     #: BATOS_MIND_CONFIG (JSON) and validated there; empty: BATOS_MIND_* from the environment
     mind: dict[str, Any] = Field(default_factory=dict)
+    #: the Characterological Inquiry Loop (``[inquiry]`` table): handed to incarnations as
+    #: BATOS_INQUIRY_CONFIG (JSON), with ``[vllm]``'s model and server filled in; it also
+    #: needs the image's own ``inquiryConfig`` enabled (``weaver setInquiry:to:``)
+    inquiry: dict[str, Any] = Field(default_factory=dict)
     #: the vLLM server the supervisor runs and restarts (``[vllm]``, off by default);
     #: when on and ``[mind]`` is empty, incarnations get a mind pointed at it
     vllm: VllmConfig = Field(default_factory=VllmConfig)

@@ -35,6 +35,7 @@ __all__ = [
     "build",
     "current_spec",
     "envs_dir",
+    "inquiry_config",
     "mind_config",
     "prepare_env",
     "save_current_spec",
@@ -181,6 +182,21 @@ def mind_config(config: Config) -> dict[str, Any]:
     return config.vllm.mind() if config.vllm.enabled else {}
 
 
+def inquiry_config(config: Config, home: Home) -> dict[str, Any]:
+    """What incarnations get as BATOS_INQUIRY_CONFIG: ``[inquiry]``, with the base model and
+    server of ``[vllm]`` filled in when the supervisor runs it; {}: the loop stays off."""
+    table = dict(config.inquiry)
+    if not table and not config.vllm.enabled:
+        return {}
+    if config.vllm.enabled:
+        table.setdefault("base_model", config.vllm.model)
+        table.setdefault("vllm_url", config.vllm.base_url)
+        table.setdefault("max_loras", config.vllm.max_loras)
+        table.setdefault("max_lora_rank", config.vllm.max_lora_rank)
+    table.setdefault("home", str(home.root))
+    return table
+
+
 def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, zeo: str,
                       now: float, role: str = "active") -> Incarnation:
     argv = [
@@ -190,10 +206,13 @@ def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, z
         "--packages", ",".join(env.requirement_names), "--image", str(home.image),
     ]
     env_vars = None
-    mind = mind_config(config)
-    if mind:
+    mind, inquiry = mind_config(config), inquiry_config(config, home)
+    if mind or inquiry:
         env_vars = process.child_environment()
+    if mind:
         env_vars["BATOS_MIND_CONFIG"] = json.dumps(mind)
+    if inquiry:
+        env_vars["BATOS_INQUIRY_CONFIG"] = json.dumps(inquiry)
     proc = process.spawn(argv, log_file=home.logs / f"{ident}.log", env=env_vars)
     log.info("spawned incarnation", extra={"incarnation": ident, "pid": proc.pid, "env_id": env.id,
                                            "role": role})

@@ -105,6 +105,7 @@ class Incarnation:
         self._serving: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._events: set[asyncio.Task[bool]] = set()
+        self.inquiry: Any = None
 
     async def run(self) -> int:
         self._loop = asyncio.get_running_loop()
@@ -119,6 +120,7 @@ class Incarnation:
             log.info("mind: %s", "none configured" if mind is None else
                      f"{type(mind.chat).__name__} {getattr(mind.chat, 'model', '')}")
             kernel = Kernel(db, mind=mind)
+            self.inquiry = await asyncio.to_thread(self._start_inquiry, kernel)
             ctx = zmq.asyncio.Context()
             sock = ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 2000)
@@ -151,9 +153,27 @@ class Incarnation:
                 sock.close()
                 ctx.term()
         finally:
+            if self.inquiry is not None:
+                await asyncio.to_thread(self.inquiry.stop)
             close_mind(mind)
             db.close()
         return 0
+
+    def _start_inquiry(self, kernel: Kernel) -> Any:
+        """The Characterological Inquiry Loop, when ``BATOS_INQUIRY_CONFIG`` names a base
+        model and a vLLM server (the supervisor's ``[inquiry]`` and ``[vllm]`` tables)."""
+        from .inquiry_root import config_from_env, start_inquiry
+
+        table = config_from_env()
+        base, url = table.get("base_model"), table.get("vllm_url")
+        if not (base and url):
+            log.info("inquiry loop: off (no base_model and vllm_url in BATOS_INQUIRY_CONFIG)")
+            return None
+        home = table.get("home") or (os.path.dirname(self.image) if self.image else ".")
+        rest = {k: v for k, v in table.items() if k not in ("base_model", "vllm_url", "home")}
+        log.info("inquiry loop: watching (base %s, server %s)", base, url)
+        return start_inquiry(kernel, publish=self.publish, home=home, base_model=base,
+                             vllm_url=url, table=rest)
 
     @staticmethod
     def _bootstrap(db: Any) -> None:
@@ -300,6 +320,8 @@ class Incarnation:
         except ProtocolError as exc:
             log.warning("bad request from supervisor: %s", exc)
             return
+        if self.inquiry is not None:
+            self.inquiry.touch()  # a client asked: not idle
         try:
             if request.kind == "send":
                 result = await self.front.send(request.target, request.selector, request.args,

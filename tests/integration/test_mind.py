@@ -111,3 +111,22 @@ def test_without_a_mind_the_client_is_told_how_to_configure_one(supervisors: Sup
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_an_inquiry_table_reaches_the_incarnation_which_watches_and_stops_clean(
+        supervisors: Supervisors):
+    from tests.conftest import wait_until
+
+    sup = supervisors.start(config={"inquiry": {
+        "base_model": "/nonexistent/model", "vllm_url": "http://127.0.0.1:9/v1", "interval": 0.2,
+    }})
+    client = sup.client
+    assert client.send("weaver", "inquiryConfig")["enabled"] is False
+
+    def watching() -> bool:
+        logs = (sup.home / "logs").glob("inc-*.log")
+        return any("inquiry loop: watching" in p.read_text(errors="replace") for p in logs)
+
+    wait_until(watching, timeout=30)
+    assert client.send("genesis", "printString").startswith("<genesis")
+    # teardown checks that SIGTERM stops the supervisor, the incarnation and its loop cleanly

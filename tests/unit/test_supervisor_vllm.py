@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from supervisor.config import Config, Home, load_config
 from supervisor.errors import ConfigError
-from supervisor.incarnations import mind_config
+from supervisor.incarnations import inquiry_config, mind_config
 from supervisor.vllm import VllmChild, VllmConfig, default_python
 from tests.conftest import wait_until
 
@@ -145,6 +145,20 @@ def test_incarnations_get_a_mind_pointed_at_the_server(model: Path):
         "backend": "openai", "base_url": "http://127.0.0.1:8002/v1", "model": "m"}
     assert mind_config(Config(vllm=on, mind={"backend": "replay"})) == {"backend": "replay"}
     assert mind_config(Config()) == {}
+
+
+def test_incarnations_get_the_inquiry_loop_pointed_at_the_server(model: Path, tmp_path: Path):
+    home = Home.at(tmp_path / "home")
+    assert inquiry_config(Config(), home) == {}
+    on = VllmConfig(enabled=True, model=str(model), port=8002, max_loras=3)
+    table = inquiry_config(Config(vllm=on, inquiry={"interval": 5}), home)
+    assert table["base_model"] == str(model)
+    assert table["vllm_url"] == "http://127.0.0.1:8002/v1"
+    assert table["max_loras"] == 3
+    assert table["interval"] == 5
+    assert table["home"] == str(home.root)
+    mine = inquiry_config(Config(vllm=on, inquiry={"base_model": "/other"}), home)
+    assert mine["base_model"] == "/other"
 
 
 def test_port_zero_is_fixed_once(model: Path, python: Path):
