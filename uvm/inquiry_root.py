@@ -32,7 +32,6 @@ training/evaluation child at its next progress line and joins the thread.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -47,6 +46,7 @@ from weaver.lora import LoraRuntime
 from weaver.train_env import default_root
 
 from .errors import ImageError
+from .mindkit import table_from_env
 from .records import export_records
 
 __all__ = ["InquiryHandle", "build_loop", "config_from_env", "settings", "start_inquiry"]
@@ -59,16 +59,7 @@ TRAINER_KEYS = ("rank", "lr", "max_length", "batch_size", "qlora", "eval_max_new
 
 def config_from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     """The ``[inquiry]`` table from ``BATOS_INQUIRY_CONFIG`` (JSON), or {}."""
-    raw = env.get("BATOS_INQUIRY_CONFIG", "").strip()
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ImageError(f"BATOS_INQUIRY_CONFIG is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ImageError("BATOS_INQUIRY_CONFIG must be a JSON object (the [inquiry] table)")
-    return data
+    return table_from_env("BATOS_INQUIRY_CONFIG", env)
 
 
 def settings(image: Mapping[str, Any] | None, table: Mapping[str, Any] | None) -> InquiryConfig:

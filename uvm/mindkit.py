@@ -28,23 +28,28 @@ from typing import Any
 from .errors import ImageError
 from .synthesis import Synthesizer
 
-__all__ = ["MIND_KEYS", "build_mind", "close_mind", "config_from_env"]
+__all__ = ["MIND_KEYS", "build_mind", "close_mind", "config_from_env", "table_from_env"]
 
 MIND_KEYS = {"attempts", "max_tokens", "policy", "facet"}
 
 
-def config_from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
-    """``BATOS_MIND_CONFIG`` (JSON) if set, else {} (the backend then comes from BATOS_MIND_*)."""
-    raw = env.get("BATOS_MIND_CONFIG", "").strip()
+def table_from_env(name: str, env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """A config table the supervisor hands its incarnations as JSON in ``env[name]``; {} if unset."""
+    raw = env.get(name, "").strip()
     if not raw:
         return {}
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ImageError(f"BATOS_MIND_CONFIG is not valid JSON: {exc}") from None
+        raise ImageError(f"{name} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ImageError("BATOS_MIND_CONFIG must be a JSON object")
+        raise ImageError(f"{name} must be a JSON object (a config table)")
     return data
+
+
+def config_from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """``BATOS_MIND_CONFIG`` if set, else {} (the backend then comes from BATOS_MIND_*)."""
+    return table_from_env("BATOS_MIND_CONFIG", env)
 
 
 def build_mind(
