@@ -8,7 +8,11 @@
 3. look the selector's slot up through delegation; a method runs with the
    receiver and the arguments, a data slot answers its value; when no slot
    answers, ``doesNotUnderstand:`` is sent to the target with the message
-   ``{"selector", "arguments"}``, inside the same transaction;
+   ``{"selector", "arguments"}``, inside the same transaction. When that
+   handler asks for synthesis (``NeedsSynthesis``), the transaction is
+   aborted, the mind (``uvm.synthesis``) is asked outside any transaction
+   (once per receiver and selector at a time), and the message runs again in
+   a new transaction that first installs the approved proposal;
 4. turn the result into plain data (``uvm.values``);
 5. commit. Any exception aborts, so nothing of a failed message remains.
    A ``ConflictError`` (another message committed a change to the same
