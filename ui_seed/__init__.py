@@ -6,10 +6,14 @@ static stage, runs it and shows it. ``window.py`` in this package is the first
 version (bootstrap reads it as a resource) and the fallback when the image's
 version cannot be fetched, checked or run.
 
-Modules: ``models`` (view models: state, errors, bridge calls on worker
-threads; no Kivy), ``events`` (the supervisor's event stream on a thread),
-``window`` (the Kivy widgets, run from source), ``runner`` (fetch, check, run,
-fall back, screenshot).
+Modules, bottom up (none but ``window`` and ``runner`` touch Kivy):
+``errors`` (``UiError``, ``explain``), ``delivery`` (worker threads, delivery
+to the UI thread, the ``Model`` base), ``events`` (the supervisor's event
+stream on a thread), ``browse`` (object browser, console, method history),
+``service`` (incarnations, evolve, audit), ``session`` (the root view model),
+``models`` (the facade that re-exports the view models, for window sources
+stored in images), ``window`` (the Kivy widgets, run from source), ``runner``
+(fetch, check, run, fall back, screenshot).
 
 This module stays import-light: constants only, no Kivy, so the image
 bootstrap can read the window resource without a display or Kivy installed.
