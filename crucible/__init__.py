@@ -1,7 +1,8 @@
 """The AlchemicalCrucible: the staged review every self-modification passes.
 
 Layers, bottom up: ``errors``, ``proposal``, ``verdict``, ``policy``;
-``static`` (reads, runs nothing), ``trial`` (a throwaway worker process,
+``rules`` (the AST rules) under ``static`` (the stage's entry points; both
+read and run nothing), ``trial`` (a throwaway worker process,
 ``trial_worker``), ``reviews`` (three personas of the mind); ``pipeline``
 (the stages in order, the policy decides). The crucible imports the living
 image (``uvm``) and nothing of the supervisor, the CLI, the mind or the UI:

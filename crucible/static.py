@@ -6,19 +6,12 @@ For a function source, in order:
    docstring before it) and name: the function's name must be the selector's
    slot name (``uvm.selectors.slot_name``: ``at:put:`` -> ``at_put``), and the
    selectors that guard the mind itself (``PROTECTED``) cannot be proposed;
-2. our own AST rules, each with a specific reason: imports outside
-   ``uvm.allowlist`` (plus ``Policy.extra_allowed_modules``); names and
-   attributes starting with ``_``; the introspection names that reach code or
-   frames (``exec``, ``eval``, ``compile``, ``open``, ``globals``, ``getattr``
-   with a computed or private name, ...); frame, generator and code attributes
-   (``gi_frame``, ``f_globals``, ``tb_frame``, ``co_code``, ...); string
-   literals naming dunders or holding format fields that walk attributes
-   (``'{0.__class__}'``); ``global``; ``yield`` in the method; parameters
-   named like a guard, a primitive or starting with ``_``; defaults that are
-   not literals and annotations that call anything (both are evaluated when
-   the ``def`` runs, which is at compile time, in the caller's process);
-   nesting and size limits; docstring length, and docstrings or comments that
-   address instructions to the reviewers;
+2. our own AST rules (``rules``), each with a specific reason: imports
+   outside ``uvm.allowlist`` (plus ``Policy.extra_allowed_modules``), private
+   and introspection names, frame and code attributes, dunder strings and
+   attribute-walking format fields, ``global``, ``yield``, suspicious
+   parameters, defaults and annotations, nesting and size limits, docstrings
+   and comments that address instructions to the reviewers;
 3. the image's own compile policy, ``uvm.methods.compile_method``
    (RestrictedPython), only when everything above passed: it executes the
    ``def`` statement, so nothing it evaluates may be hostile.
@@ -29,28 +22,37 @@ every ``DEFINE_METHOD`` source through the function checks above.
 ``check_ui_source`` applies the same reading to a whole module (the Kivy UI
 source kept in the image), which may define classes and import its toolkit.
 
-This module never executes proposal code except through ``compile_method``'s
-``def``, after the checks that make that safe.
+This module holds the entry points and what they decide (selectors, policy,
+verdicts); the rules themselves live in ``rules``. It never executes proposal
+code except through ``compile_method``'s ``def``, after the checks that make
+that safe.
 """
 
 from __future__ import annotations
 
 import ast
-import io
 import json
-import re
-import tokenize
 from collections.abc import Iterable
 from typing import Any
 
 from uvm import allowlist
 from uvm.errors import InvalidAct, MethodSourceError
 from uvm.methods import compile_method
-from uvm.primitives import PRIMITIVES
 from uvm.selectors import slot_name
 
 from .policy import Policy
 from .proposal import Proposal
+from .rules import (
+    FORBIDDEN_ATTRIBUTES,
+    FORBIDDEN_NAMES,
+    Reader,
+    check_text,
+    docstring_nodes,
+    parse_source,
+)
+from .rules import MAX_DEPTH as MAX_DEPTH
+from .rules import MAX_DOCSTRING as MAX_DOCSTRING
+from .rules import MAX_NODES as MAX_NODES
 from .verdict import StageVerdict, timed
 
 __all__ = [
@@ -65,327 +67,6 @@ __all__ = [
 
 #: selectors that guard the mind: a proposal may not (re)define them
 PROTECTED = frozenset({"doesNotUnderstand", "reviewProposal"})
-
-#: names that reach code, frames, the interpreter or the file system
-FORBIDDEN_NAMES = frozenset({
-    "exec", "eval", "compile", "open", "globals", "locals", "vars", "dir", "getattr",
-    "setattr", "delattr", "hasattr", "breakpoint", "input", "help", "exit", "quit",
-    "memoryview", "type", "object", "super", "classmethod", "staticmethod", "property",
-    "print",
-})
-#: attributes of frames, generators, coroutines, tracebacks, code and functions,
-#: and the format helpers that walk attributes by name
-FORBIDDEN_ATTRIBUTES = frozenset({
-    "format_map", "mro", "func_globals", "func_code", "im_func", "im_self",
-})
-_FRAME_ATTRIBUTE = re.compile(r"^(gi|cr|ag|f|tb|co|func)_[a-z_]+$")
-_FORMAT_FIELD = re.compile(r"\{[^{}:!]*[.\[]")
-_INJECTION = re.compile(
-    r"ignore (all |any )?(the )?(previous|prior|above|earlier|preceding) (instructions|rules)"
-    r"|disregard (all |any )?(the )?(previous|prior|above|system)"
-    r"|you are now|new instructions|system prompt|as the reviewer|reviewers?:? (must|should) approve"
-    r"|approve (this|it) (proposal|method|change)|\"approve\"\s*:\s*true",
-    re.IGNORECASE,
-)
-MAX_DOCSTRING = 2000
-MAX_DEPTH = 100
-MAX_NODES = 20_000
-_GUARD_NAMES = frozenset({
-    "_getattr_", "_getitem_", "_getiter_", "_write_", "_inplacevar_", "_apply_",
-    "_iter_unpack_sequence_", "_unpack_sequence_", "_print_", "__builtins__", "__import__",
-})
-_BLOCKS = (
-    ast.If, ast.For, ast.While, ast.With, ast.Try, ast.TryStar, ast.FunctionDef, ast.Lambda,
-    ast.Match, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
-)
-_ANNOTATION_NODES = (
-    ast.Name, ast.Attribute, ast.Constant, ast.Subscript, ast.Tuple, ast.List, ast.BinOp,
-    ast.BitOr, ast.Load,
-)
-
-
-def _docstring_nodes(tree: ast.AST) -> set[int]:
-    found: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
-                found.add(id(body[0].value))
-    return found
-
-
-def _comments(source: str) -> list[tuple[int, str]]:
-    try:
-        return [
-            (tok.start[0], tok.string)
-            for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-            if tok.type == tokenize.COMMENT
-        ]
-    except (tokenize.TokenError, SyntaxError, IndentationError):
-        return []
-
-
-def _is_literal(node: ast.AST) -> bool:
-    try:
-        ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-    return True
-
-
-class _Reader(ast.NodeVisitor):
-    """Walks a tree once and collects reasons; ``module`` relaxes the rules for UI modules."""
-
-    def __init__(self, *, allowed: Any, max_nesting: int, module: bool = False) -> None:
-        self.allowed = allowed  # callable: dotted module name -> bool
-        self.max_nesting = max_nesting
-        self.module = module
-        self.reasons: list[str] = []
-        self.docstrings: set[int] = set()
-        self.depth = 0
-        self.deepest = 0
-        self.top: ast.FunctionDef | None = None
-
-    def say(self, node: ast.AST, text: str) -> None:
-        line = getattr(node, "lineno", None)
-        reason = f"line {line}: {text}" if line else text
-        if reason not in self.reasons:
-            self.reasons.append(reason)
-
-    # --- structure ------------------------------------------------------------------
-
-    def generic_visit(self, node: ast.AST) -> None:
-        block = isinstance(node, _BLOCKS) and node is not self.top
-        if block:
-            self.depth += 1
-            if self.depth > self.deepest:
-                self.deepest = self.depth
-                if self.depth == self.max_nesting + 1:
-                    self.say(node, f"blocks nest {self.depth} deep; the limit is {self.max_nesting}")
-        super().generic_visit(node)
-        if block:
-            self.depth -= 1
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> None:  # noqa: N802 - ast visitor protocol
-        if not self.module:
-            self.say(node, "class definitions are not allowed in methods")
-        self._decorators(node)
-        self.generic_visit(node)
-
-    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:  # noqa: N802
-        if not self.module:
-            self.say(node, "methods are synchronous: no async def")
-        self._function(node)
-        self.generic_visit(node)
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:  # noqa: N802
-        self._function(node)
-        self.generic_visit(node)
-
-    def visit_Lambda(self, node: ast.Lambda) -> None:  # noqa: N802
-        self._arguments(node, node.args, "lambda")
-        self.generic_visit(node)
-
-    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        dunder_method = self.module and node.name.startswith("__") and node.name.endswith("__")
-        if node.name.startswith("_") and not dunder_method and not self.module:
-            self.say(node, f"function name {node.name!r} starts with '_'")
-        if not self.module and node.name in PRIMITIVES:
-            self.say(node, f"function name {node.name!r} would shadow the primitive of that name")
-        self._decorators(node)
-        self._arguments(node, node.args, f"function {node.name!r}")
-        for ann in [node.returns, *(a.annotation for a in _all_args(node.args))]:
-            if ann is not None and not all(isinstance(n, _ANNOTATION_NODES) for n in ast.walk(ann)):
-                self.say(ann, f"an annotation of {node.name!r} computes something; annotations are "
-                              "evaluated when the def runs: use plain names")
-
-    def _decorators(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
-        if node.decorator_list and not self.module:
-            self.say(node, f"{node.name!r} has decorators; methods take none")
-
-    def _arguments(self, node: ast.AST, args: ast.arguments, what: str) -> None:
-        for arg in _all_args(args):
-            name = arg.arg
-            if name.startswith("_"):
-                kind = "a guard" if name in _GUARD_NAMES else "private"
-                self.say(arg, f"parameter {name!r} of {what} starts with '_' ({kind}); a parameter "
-                              "may not shadow the restricted runtime's guards")
-            elif not self.module and name in PRIMITIVES:
-                self.say(arg, f"parameter {name!r} of {what} would shadow the primitive of that name")
-        for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
-            if not _is_literal(default):
-                self.say(default, f"a default value of {what} is not a literal; defaults are "
-                                  "evaluated when the def runs: use a constant and compute "
-                                  "inside the body")
-
-    # --- names and attributes -------------------------------------------------------
-
-    def visit_Name(self, node: ast.Name) -> None:  # noqa: N802
-        name = node.id
-        if self.module and name == "__name__" and isinstance(node.ctx, ast.Load):
-            pass
-        elif name in _GUARD_NAMES or (name.startswith("__") and name.endswith("__")):
-            self.say(node, f"name {name!r} reaches the interpreter's machinery")
-        elif name.startswith("_") and not self.module:
-            self.say(node, f"name {name!r} starts with '_'; private names are not allowed")
-        elif name in FORBIDDEN_NAMES and not (self.module and name in _MODULE_OK_NAMES):
-            self.say(node, f"{name!r} is not available in methods: it reaches code, frames or "
-                           "files outside the guards")
-        self.generic_visit(node)
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:  # noqa: N802
-        attr = node.attr
-        if attr.startswith("_"):
-            if not (self.module and attr == "__init__" and _is_super_call(node.value)):
-                self.say(node, f"attribute {attr!r} starts with '_'; dunder and private "
-                               "attributes are not allowed")
-        elif attr in FORBIDDEN_ATTRIBUTES or _FRAME_ATTRIBUTE.match(attr):
-            self.say(node, f"attribute {attr!r} reaches frames, code or attribute walks; not "
-                           "allowed")
-        self.generic_visit(node)
-
-    def visit_Call(self, node: ast.Call) -> None:  # noqa: N802
-        func = node.func
-        if isinstance(func, ast.Name) and func.id in {"getattr", "setattr", "delattr", "hasattr"}:
-            name = node.args[1] if len(node.args) > 1 else None
-            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
-                self.say(node, f"{func.id}() with a computed attribute name")
-            elif name.value.startswith("_"):
-                self.say(node, f"{func.id}() of the private attribute {name.value!r}")
-        self.generic_visit(node)
-
-    def visit_Constant(self, node: ast.Constant) -> None:  # noqa: N802
-        value = node.value
-        if isinstance(value, str) and id(node) not in self.docstrings:
-            if self.module and value == "__main__":
-                return
-            if "__" in value:
-                self.say(node, "a string literal names a dunder ('__'); attribute names are "
-                               "not built from strings in methods")
-            elif _FORMAT_FIELD.search(value):
-                self.say(node, "a string literal holds a format field that walks attributes "
-                               "or items ('{0.x}', '{0[k]}')")
-
-    def visit_JoinedStr(self, node: ast.JoinedStr) -> None:  # noqa: N802
-        self.generic_visit(node)
-
-    # --- statements -----------------------------------------------------------------
-
-    def visit_Import(self, node: ast.Import) -> None:  # noqa: N802
-        for alias in node.names:
-            if not self.allowed(alias.name):
-                self.say(node, f"import of {alias.name!r}: {self._rule(alias.name)}")
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:  # noqa: N802
-        if node.level:
-            self.say(node, "relative imports are not allowed")
-            return
-        module = node.module or ""
-        if not self.allowed(module):
-            self.say(node, f"import from {module!r}: {self._rule(module)}")
-        for alias in node.names:
-            if alias.name == "*":
-                self.say(node, f"'from {module} import *': name what you import")
-            elif alias.name.startswith("_"):
-                self.say(node, f"'from {module} import {alias.name}': private name")
-            elif alias.name in allowlist.DENIED_ATTRIBUTES.get(module, ()):
-                self.say(node, f"{module}.{alias.name} is denied (uvm.allowlist.DENIED_ATTRIBUTES)")
-
-    def _rule(self, name: str) -> str:
-        if self.module:
-            return "this module may import only its toolkit's modules"
-        return _import_rule(name)
-
-    def visit_Global(self, node: ast.Global) -> None:  # noqa: N802
-        self.say(node, "'global' is not allowed: a method's globals are the kernel's primitives")
-
-    def visit_Yield(self, node: ast.Yield) -> None:  # noqa: N802
-        if not self.module:
-            self.say(node, "a method is not a generator: no 'yield' (return a list)")
-        self.generic_visit(node)
-
-    visit_YieldFrom = visit_Yield  # noqa: N815
-
-    def visit_Await(self, node: ast.Await) -> None:  # noqa: N802
-        if not self.module:
-            self.say(node, "methods are synchronous: no await")
-        self.generic_visit(node)
-
-
-_MODULE_OK_NAMES = frozenset({"super", "object", "property", "staticmethod", "classmethod", "print",
-                              "type"})
-
-
-def _is_super_call(node: ast.AST) -> bool:
-    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
-
-
-def _all_args(args: ast.arguments) -> list[ast.arg]:
-    found = [*args.posonlyargs, *args.args, *args.kwonlyargs]
-    found += [a for a in (args.vararg, args.kwarg) if a is not None]
-    return found
-
-
-def _import_rule(name: str) -> str:
-    try:
-        allowlist.check_import(name)
-    except MethodSourceError as exc:
-        return str(exc)
-    return "not in this crucible's allowlist"
-
-
-def _depth(node: ast.AST, limit: int) -> int:
-    """Depth of the tree, stopping early past ``limit``."""
-    deepest = 0
-    stack = [(node, 1)]
-    while stack:
-        current, depth = stack.pop()
-        if depth > deepest:
-            deepest = depth
-            if deepest > limit:
-                return deepest
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(current))
-    return deepest
-
-
-def _parse(source: Any, max_chars: int, reasons: list[str]) -> ast.Module | None:
-    if not isinstance(source, str) or not source.strip():
-        reasons.append("the source is empty or not a string")
-        return None
-    if len(source) > max_chars:
-        reasons.append(f"the source is {len(source)} characters; the limit is {max_chars}")
-        return None
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:
-        reasons.append(f"line {exc.lineno}: the source does not parse: {exc.msg}")
-        return None
-    except (ValueError, RecursionError, MemoryError) as exc:
-        reasons.append(f"the source does not parse: {type(exc).__name__}: {exc}")
-        return None
-    count = sum(1 for _ in ast.walk(tree))
-    if count > MAX_NODES:
-        reasons.append(f"the source has {count} syntax nodes; the limit is {MAX_NODES}")
-        return None
-    if _depth(tree, MAX_DEPTH) > MAX_DEPTH:
-        reasons.append(f"expressions nest deeper than {MAX_DEPTH} levels")
-        return None
-    return tree
-
-
-def _text_checks(tree: ast.Module, source: str, reader: _Reader) -> None:
-    for node in ast.walk(tree):
-        if id(node) in reader.docstrings:
-            text = node.value  # type: ignore[attr-defined]
-            if len(text) > MAX_DOCSTRING:
-                reader.say(node, f"a docstring of {len(text)} characters; the limit is {MAX_DOCSTRING}")
-            if _INJECTION.search(text):
-                reader.say(node, "the docstring addresses instructions to the reviewers; a "
-                                 "docstring says what the code does")
-    for line, text in _comments(source):
-        if _INJECTION.search(text):
-            reader.say(ast.Pass(lineno=line), "a comment addresses instructions to the reviewers")
 
 
 def _allowed(policy: Policy) -> Any:
@@ -403,7 +84,7 @@ def check_source(source: Any, *, selector: str, policy: Policy | None = None) ->
     """The reasons ``source`` may not become the method for ``selector``; empty if none."""
     policy = policy or Policy()
     reasons: list[str] = []
-    tree = _parse(source, policy.max_source_chars, reasons)
+    tree = parse_source(source, policy.max_source_chars, reasons)
     if tree is None:
         return reasons
     body = list(tree.body)
@@ -424,11 +105,11 @@ def check_source(source: Any, *, selector: str, policy: Policy | None = None) ->
                        f"a function named {wanted!r}")
     if not func.args.posonlyargs + func.args.args:
         reasons.append(f"{func.name!r} needs a first positional parameter for the receiver (self)")
-    reader = _Reader(allowed=_allowed(policy), max_nesting=policy.max_nesting)
+    reader = Reader(allowed=_allowed(policy), max_nesting=policy.max_nesting)
     reader.top = func
-    reader.docstrings = _docstring_nodes(tree)
+    reader.docstrings = docstring_nodes(tree)
     reader.visit(tree)
-    _text_checks(tree, source, reader)
+    check_text(tree, source, reader)
     reasons += reader.reasons
     if not reasons:
         try:
@@ -501,13 +182,13 @@ def check_ui_source(source: str, *, allowed_modules: Iterable[str], max_chars: i
     tops = frozenset(m.partition(".")[0] for m in allowed_modules)
     with timed() as clock:
         reasons: list[str] = []
-        tree = _parse(source, max_chars, reasons)
+        tree = parse_source(source, max_chars, reasons)
         if tree is not None:
-            reader = _Reader(allowed=lambda name: bool(name) and name.partition(".")[0] in tops,
+            reader = Reader(allowed=lambda name: bool(name) and name.partition(".")[0] in tops,
                              max_nesting=max_nesting, module=True)
-            reader.docstrings = _docstring_nodes(tree)
+            reader.docstrings = docstring_nodes(tree)
             reader.visit(tree)
-            _text_checks(tree, source, reader)
+            check_text(tree, source, reader)
             reasons += reader.reasons
     return StageVerdict(stage="static", status="fail" if reasons else "pass", required=True,
                         reasons=reasons, detail={"kind": "ui_module"}, elapsed_ms=clock.elapsed_ms)
