@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from weaver.errors import BadAnswer
-from weaver.extract import extract_json
+from weaver.extract import extract_json, loads_whole
 
 __all__ = ["Answer", "ChatBackend", "check_messages", "parse_with_schema"]
 
@@ -70,17 +70,19 @@ def check_messages(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return out
 
 
-def parse_with_schema(text: str, schema: dict | None) -> Any | None:
+def parse_with_schema(text: str, schema: dict | None, *, enforced: bool = False) -> Any | None:
     """The JSON value in ``text`` when a schema was asked for, else ``None``.
 
     Raises ``BadAnswer`` (carrying the text) when a schema was asked for and no
-    JSON value can be found. Validation against the schema is the caller's job:
+    JSON value can be found. ``enforced``: the server constrained the answer to the
+    schema, so the whole text must be the value (a fragment found inside garbage is
+    not an answer). Validation against the schema is the caller's job:
     the schema language is the caller's, and a wrong value is best reported
     with the caller's own reasons.
     """
     if schema is None:
         return None
     try:
-        return extract_json(text)
+        return loads_whole(text) if enforced else extract_json(text)
     except BadAnswer as exc:
         raise BadAnswer(f"a JSON answer was asked for, but {exc}", text=text) from None

@@ -15,7 +15,7 @@ from typing import Any
 
 from weaver.errors import BadAnswer
 
-__all__ = ["extract_code", "extract_json"]
+__all__ = ["extract_code", "extract_json", "loads_whole"]
 
 # A Markdown fence: ```lang\n ... ``` (the closing fence may be missing when the
 # answer was cut off).
@@ -62,10 +62,21 @@ def _balanced_end(text: str, start: int) -> int | None:
 
 
 def _loads(candidate: str) -> tuple[bool, Any]:
+    # strict=False: a raw control character inside a string is still that string (a
+    # grammar-constrained server can emit one; the answer is not less of an answer)
     try:
-        return True, json.loads(candidate)
+        return True, json.loads(candidate, strict=False)
     except ValueError:
         return False, None
+
+
+def loads_whole(text: str) -> Any:
+    """``text`` as one JSON value (control characters in strings allowed); ``BadAnswer``
+    otherwise. For answers whose form the server enforced: a fragment is not the answer."""
+    ok, value = _loads(text.strip()) if isinstance(text, str) else (False, None)
+    if not ok:
+        raise BadAnswer(f"the answer is not one JSON value {_preview(text or '')}", text=text or "")
+    return value
 
 
 def extract_json(text: str) -> Any:

@@ -228,7 +228,7 @@ class OpenAIClient:
                 "before its JSON was complete; raise max_tokens or ask for a smaller answer",
                 text=text,
             )
-        parsed = parse_with_schema(text, schema)
+        parsed = parse_with_schema(text, schema, enforced=structured)
         usage_in = data.get("usage") if isinstance(data, dict) else None
         usage = {
             key: int(value)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from crucible import Crucible, ImageRef, Policy, Proposal, proposal_schema
+from crucible import Crucible, ImageRef, Policy, proposal_schema
 from uvm import Kernel, SynthesisFailed, bootstrap, open_db
 from uvm.records import export_records
 from uvm.synthesis import Synthesizer
@@ -87,10 +87,6 @@ def test_structured_output_returns_schema_valid_json(vllm_server):
     assert len(parsed["thought"]) <= 40
     assert parsed["source"] is None or len(parsed["source"]) <= 40
     assert parsed["acts"] in (None, [])
-    # what the server produced is a Proposal as far as the schema can say; the crucible
-    # decides the rest (exactly one of source/acts)
-    if (parsed["source"] is None) != (not parsed["acts"]):
-        Proposal.model_validate(parsed)
 
 
 def test_a_random_models_garbage_is_rejected_cleanly(vllm_server, image):

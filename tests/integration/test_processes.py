@@ -151,7 +151,7 @@ def test_verify_passes_then_names_a_removed_genesis_slot(image: Path, tmp_path: 
 
 @pytest.mark.parametrize(("target", "selector", "error"), [
     ("noSuchObject", "printString", "UnknownTarget"),
-    ("genesis", "noSuchSelector", "DoesNotUnderstand"),
+    ("genesis", "noSuchSelector", "NoMind"),  # a DoesNotUnderstand: and no mind to ask
 ])
 def test_send_error_is_json_on_stderr_and_changes_nothing(
     image: Path, tmp_path: Path, target: str, selector: str, error: str

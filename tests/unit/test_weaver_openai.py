@@ -398,3 +398,17 @@ def test_recorder_does_not_record_transport_errors(tmp_path: Path):
         with pytest.raises(MindUnavailable):
             Recorder(mind, log).chat(ASK)
     assert log.read_text() == ""
+
+
+def test_an_enforced_answer_with_a_raw_control_character_still_parses(fake):
+    # vLLM's grammar can let a raw control character into a string; it is still the answer
+    fake.default = lambda body: Reply(body=completion('{"approve": true, "reasons": ["a\x14b"]}'))
+    answer = client(fake, structured=True).chat(ASK, schema=SCHEMA)
+    assert answer.parsed == {"approve": True, "reasons": ["a\x14b"]}
+
+
+def test_an_enforced_answer_that_is_not_one_json_value_is_bad_not_a_fragment(fake):
+    # garbage around a "{}" inside it: the fragment must not pass for the answer
+    fake.default = lambda body: Reply(body=completion('{"approve": tru {} e'))
+    with pytest.raises(BadAnswer, match="not one JSON value"):
+        client(fake, structured=True).chat(ASK, schema=SCHEMA)
