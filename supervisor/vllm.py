@@ -119,7 +119,11 @@ class VllmConfig(BaseModel):
 
     def mind(self) -> dict[str, Any]:
         """The incarnation's mind config for this server (``BATOS_MIND_CONFIG``)."""
-        return {"backend": "openai", "base_url": self.base_url, "model": self.served_name}
+        mind: dict[str, Any] = {"backend": "openai", "base_url": self.base_url,
+                                "model": self.served_name}
+        if self.enable_lora:  # the adapter budget the mind's LoRA runtime may use
+            mind.update(max_loras=self.max_loras, max_lora_rank=self.max_lora_rank)
+        return mind
 
     def argv(self) -> list[str]:
         python = Path(self.python).expanduser() if self.python else default_python()

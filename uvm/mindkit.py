@@ -12,6 +12,8 @@ from the ``BATOS_MIND_*`` variables:
     max_tokens              per answer, default 1024
     policy                  the crucible's policy (``crucible.Policy``: stage modes,
                             trial limits, extra allowed modules)
+    max_loras, max_lora_rank  the server's LoRA budget (its --max-loras, --max-lora-rank),
+                            for loading the facet's adapter; default 1 and 16
 
 The crucible's trial stage runs against the same image the kernel uses: the
 ZEO server (``zeo``) or the FileStorage file (``path``, opened read-only by
@@ -30,7 +32,7 @@ from .synthesis import Synthesizer
 
 __all__ = ["MIND_KEYS", "build_mind", "close_mind", "config_from_env", "table_from_env"]
 
-MIND_KEYS = {"attempts", "max_tokens", "policy", "facet"}
+MIND_KEYS = {"attempts", "max_tokens", "policy", "facet", "max_loras", "max_lora_rank"}
 
 
 def table_from_env(name: str, env: Mapping[str, str] = os.environ) -> dict[str, Any]:
@@ -90,11 +92,11 @@ def build_mind(
         attempts=int(options.get("attempts", 2)),
         max_tokens=int(options.get("max_tokens", 1024)),
         facet=str(options.get("facet", "code_generation")),
-        load_adapter=_adapter_loader(chat),
+        load_adapter=_adapter_loader(chat, options),
     )
 
 
-def _adapter_loader(chat: Any) -> Any:
+def _adapter_loader(chat: Any, options: Mapping[str, Any]) -> Any:
     """For a vLLM-style server: load the facet's adapter on demand (LRU under its budget)."""
     base_url = getattr(chat, "base_url", None)
     if not base_url:
@@ -102,7 +104,8 @@ def _adapter_loader(chat: Any) -> Any:
     from weaver.adapters import AdapterInfo
     from weaver.lora import LoraRuntime
 
-    runtime = LoraRuntime(base_url)
+    runtime = LoraRuntime(base_url, max_adapters=options.get("max_loras"),
+                          max_rank=options.get("max_lora_rank"))
 
     def load(info: dict[str, Any]) -> str:
         return runtime.ensure(AdapterInfo.model_validate(info))

@@ -142,7 +142,8 @@ def test_default_python_follows_the_venv_variable(monkeypatch: pytest.MonkeyPatc
 def test_incarnations_get_a_mind_pointed_at_the_server(model: Path):
     on = VllmConfig(enabled=True, model=str(model), port=8002, served_model_name="m")
     assert mind_config(Config(vllm=on)) == {
-        "backend": "openai", "base_url": "http://127.0.0.1:8002/v1", "model": "m"}
+        "backend": "openai", "base_url": "http://127.0.0.1:8002/v1", "model": "m",
+        "max_loras": 2, "max_lora_rank": 16}
     assert mind_config(Config(vllm=on, mind={"backend": "replay"})) == {"backend": "replay"}
     assert mind_config(Config()) == {}
 

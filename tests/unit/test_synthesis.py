@@ -297,3 +297,17 @@ def test_a_mind_written_method_rolls_back_by_message(db):
     assert k.send("genesis", "greet:", ["c"]) == "hello c from genesis"
     authors = [v["author"] for v in k.send("genesis", "methodHistory:", ["greet:"])]
     assert authors == ["mind", "architect", "architect"]
+
+
+def test_a_mind_config_with_the_servers_lora_budget_builds_a_facet_loader():
+    from uvm.mindkit import build_mind, close_mind
+
+    mind = build_mind({"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m",
+                       "max_loras": 3, "max_lora_rank": 32, "attempts": 3}, env={})
+    try:
+        assert mind is not None
+        assert mind.attempts == 3
+        assert mind.load_adapter is not None
+    finally:
+        close_mind(mind)
+    assert build_mind({}, env={}) is None
