@@ -15,7 +15,8 @@ import pytest
 
 from crucible import Crucible, ImageRef, Policy, Proposal, TrialLimits, TrialRunner
 from tests.conftest import wait_until
-from tests.integration.crucible_fixtures import gone, image_state, zeo_server  # noqa: F401
+from tests.integration.crucible_fixtures import gone, image_state
+from tests.integration.zeo_fixtures import zeo_address_fixture  # noqa: F401
 from uvm import Kernel, bootstrap, open_db
 
 pytestmark = pytest.mark.integration
@@ -137,13 +138,13 @@ def test_the_crucible_runs_the_trial_after_static(db, image_path):
     assert bad.reasons[0].startswith("trial: ")
 
 
-def test_zeo_image(zeo_server):  # noqa: F811 - the fixture
-    db = open_db(zeo=zeo_server)
+def test_zeo_image(zeo_address):
+    db = open_db(zeo=zeo_address)
     try:
         bootstrap(db)
         kernel = Kernel(db)
         kernel.send("genesis", "setSlot:value:", ["n", 1])
-        with TrialRunner(ImageRef(zeo=zeo_server), FAST) as r:
+        with TrialRunner(ImageRef(zeo=zeo_address), FAST) as r:
             assert trial(r, BUMP).detail["result"] == 2
             last = db.storage.lastTransaction()
             kernel.send("genesis", "setSlot:value:", ["n", 10])

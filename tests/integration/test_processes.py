@@ -21,15 +21,11 @@ What this proves, each with separate OS processes and no mocks:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +35,7 @@ from ZODB.FileStorage import FileStorage
 
 from tests.conftest import wait_until
 from tests.integration.lines import Lines
+from tests.integration.zeo_fixtures import kill_and_reap, zeo_address_fixture  # noqa: F401
 from uvm import DoesNotUnderstand, ImageLocked, Kernel, bootstrap, open_db
 
 pytestmark = pytest.mark.integration
@@ -54,20 +51,6 @@ def spawn(args: list[str], log: Path) -> subprocess.Popen[str]:
     with log.open("w") as err:
         return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                 text=True, start_new_session=True)
-
-
-def kill_and_reap(proc: subprocess.Popen[Any], grace: float = 0.0) -> None:
-    """SIGTERM and up to ``grace`` s to exit (when ``grace``), then SIGKILL; always reaped."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        if wait and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)  # its own session: pgid == pid
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=wait)
-    proc.wait(timeout=10)
-    if proc.stdin is not None:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
 
 
 def run(home: Path, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -188,34 +171,6 @@ def test_second_writer_gets_image_locked(image: Path, tmp_path: Path) -> None:
     finally:
         kill_and_reap(holder)
     open_db(image).close()  # the holder is gone, and so is its lock
-
-
-@pytest.fixture
-def zeo_address(tmp_path: Path) -> Iterator[str]:
-    """A real ZEO server (runzeo) for a FileStorage in tmp_path, on a Unix socket."""
-    sockdir = Path(tempfile.mkdtemp(prefix="batos-zeo-"))  # short: socket paths max ~107 bytes
-    sock = sockdir / "zeo.sock"
-    log = tmp_path / "zeo.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "ZEO.runzeo", "-a", str(sock), "-f", str(tmp_path / "zeo.fs")],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        def accepting() -> bool:
-            assert server.poll() is None, f"runzeo exited {server.returncode}: {log.read_text()}"
-            with socket.socket(socket.AF_UNIX) as probe:
-                try:
-                    probe.connect(str(sock))
-                except OSError:
-                    return False
-            return True
-
-        wait_until(accepting, timeout=30)
-        yield str(sock)
-    finally:
-        kill_and_reap(server, grace=10.0)
-        shutil.rmtree(sockdir, ignore_errors=True)
 
 
 class Peer:
