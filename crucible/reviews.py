@@ -3,7 +3,7 @@
 From the seed (Part VI.3): a proposed change meets a logical challenge, an
 ethical and empathetic assessment, and a utility judgment before it may be
 approved. Each persona is one call to the reviewer backend (the mind, a
-duck-typed chat backend: ``reviewer.chat(messages, schema=..., schema_name=...)``
+duck-typed chat backend: ``reviewer.chat(messages, schema=..., schema_name=..., max_tokens=...)``
 answering an object whose ``parsed`` holds the JSON answer), whose answer must
 match ``REVIEW_SCHEMA`` (``{"approve": bool, "reasons": [str]}``).
 
@@ -59,11 +59,14 @@ PERSONAS: dict[str, str] = {
     ),
 }
 
+REVIEW_TOKENS = 1536
+
 REVIEW_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "approve": {"type": "boolean"},
-        "reasons": {"type": "array", "items": {"type": "string"}, "maxItems": 12},
+        "reasons": {"type": "array", "items": {"type": "string", "maxLength": 200},
+                    "maxItems": 6},
     },
     "required": ["approve", "reasons"],
     "additionalProperties": False,
@@ -135,7 +138,10 @@ def review_persona(reviewer: Any, persona: str, proposal: Proposal, *, mode: Mod
         messages = _messages(persona, proposal, receiver=receiver, selector=selector, args=args,
                              context=context, findings=findings or [])
         try:
-            answer = reviewer.chat(messages, schema=REVIEW_SCHEMA, schema_name="crucible_review")
+            # bounded: the schema caps the answer well below this, so a model that rambles
+            # inside a string still closes it (a truncated answer is an error, not a verdict)
+            answer = reviewer.chat(messages, schema=REVIEW_SCHEMA, schema_name="crucible_review",
+                                   max_tokens=REVIEW_TOKENS)
         except Exception as exc:  # noqa: BLE001 - any backend failure is this stage's error
             status, reasons, detail = "error", [
                 f"the {persona} reviewer could not be asked: {type(exc).__name__}: {exc}"], {}

@@ -131,3 +131,17 @@ def test_the_facets_adapter_answers_the_synthesis(vllm_server, image, tmp_path):
         assert info.name in runtime.loaded()
     finally:
         runtime.unload(info.name)
+
+
+def test_the_persona_reviews_ask_the_real_server_and_record_a_verdict_each(vllm_server, image):
+    db, _ = image
+    path = db.storage.getName()
+    policy = Policy(reviews={"logic": "advisory", "ethics": "advisory", "utility": "advisory"})
+    with Crucible(policy=policy, image=ImageRef(path=path), reviewer=client(vllm_server)) as c:
+        verdict = c.review(DOUBLE, receiver="genesis", selector="double:", args=[21])
+    reviews = [s for s in verdict.stages if s.stage.startswith("review:")]
+    assert [s.stage for s in reviews] == ["review:logic", "review:ethics", "review:utility"]
+    # a random model approves or rejects at random, but inside the schema: a verdict each,
+    # never "could not be asked"; advisory reviews do not block the approval
+    assert all(s.status in ("pass", "fail") for s in reviews), [s.reasons for s in reviews]
+    assert verdict.approved is True

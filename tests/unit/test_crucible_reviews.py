@@ -25,7 +25,7 @@ class Reviewer:
         self.answers = answers
         self.calls: list[tuple[list[dict[str, str]], dict[str, Any], str]] = []
 
-    def chat(self, messages, *, schema, schema_name):
+    def chat(self, messages, *, schema, schema_name, **options):
         self.calls.append((messages, schema, schema_name))
         system = messages[0]["content"]
         persona = next(p for p, text in PERSONAS.items() if system.startswith(text))
