@@ -66,7 +66,7 @@ from .front import AsyncKernel
 from .genesis import bootstrap
 from .image import open_db
 from .kernel import Kernel
-from .mindkit import build_mind, close_mind
+from .mindkit import build_mind, close_mind, table_from_env
 from .validation import validate_image
 
 __all__ = ["Incarnation", "main"]
@@ -162,13 +162,13 @@ class Incarnation:
     def _start_inquiry(self, kernel: Kernel) -> Any:
         """The Characterological Inquiry Loop, when ``BATOS_INQUIRY_CONFIG`` names a base
         model and a vLLM server (the supervisor's ``[inquiry]`` and ``[vllm]`` tables)."""
-        from .inquiry_root import config_from_env, start_inquiry
-
-        table = config_from_env()
+        table = table_from_env("BATOS_INQUIRY_CONFIG")
         base, url = table.get("base_model"), table.get("vllm_url")
         if not (base and url):
             log.info("inquiry loop: off (no base_model and vllm_url in BATOS_INQUIRY_CONFIG)")
             return None
+        from .inquiry_root import start_inquiry  # the training stack's runtime, only when used
+
         home = table.get("home") or (os.path.dirname(self.image) if self.image else ".")
         rest = {k: v for k, v in table.items() if k not in ("base_model", "vllm_url", "home")}
         log.info("inquiry loop: watching (base %s, server %s)", base, url)
