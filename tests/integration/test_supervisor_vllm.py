@@ -86,7 +86,11 @@ def test_the_supervisor_runs_restarts_and_stops_vllm(supervisors: Supervisors, t
     assert base_url == f"http://127.0.0.1:{first['port']}/v1"
     inc = psutil.Process(sup.active_pid())
     assert json.loads(inc.environ()["BATOS_MIND_CONFIG"]) == {
-        "backend": "openai", "base_url": base_url, "model": SERVED}
+        "backend": "openai", "base_url": base_url, "model": SERVED,
+        "max_loras": 2, "max_lora_rank": 16}
+    inquiry = json.loads(inc.environ()["BATOS_INQUIRY_CONFIG"])
+    assert inquiry["vllm_url"] == base_url
+    assert inquiry["base_model"] == str(tiny_model)
     with EventStream(sup.status()["supervisor"]["events"], topic=b"vllm") as events:
         ready = wait_until(lambda: (s := vllm_status(sup))["state"] == "ready" and s,
                            VLLM_START, interval=1.0)
