@@ -74,14 +74,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_ping)
 
 
-def _call(args: argparse.Namespace, make: Any) -> int:
+def _call(args: argparse.Namespace, make: Any, extra: Any = None) -> int:
+    """Send the request ``make(client)`` builds and print the reply; ``extra(client, reply)``
+    may add keys to a dict result, asked through the same client."""
     from bridge import Client, Timeout
     from bridge.errors import BridgeError
 
+    added: dict[str, Any] = {}
     try:
         with Client(args.endpoint, timeout=args.timeout, curve=_curve(args),
                     retries=getattr(args, "retries", 2)) as client:
             reply = client.request(make(client))
+            if extra is not None:
+                added = extra(client, reply)
     except Timeout as exc:
         print(json.dumps({"error": {"type": "Timeout", "message": str(exc)}}), file=sys.stderr)
         return 3
@@ -89,12 +94,14 @@ def _call(args: argparse.Namespace, make: Any) -> int:
         print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}), file=sys.stderr)
         return 3
     if args.json:
-        print(json.dumps(jsonable(reply.model_dump()), indent=2))
+        print(json.dumps(jsonable({**reply.model_dump(), **added}), indent=2))
         return 0 if reply.ok else 1
     if not reply.ok:
         print(json.dumps({"error": reply.error.model_dump()}), file=sys.stderr)
         return 1
     result = reply.result
+    if added:
+        result = {**(result if isinstance(result, dict) else {"status": result}), **added}
     print(json.dumps(jsonable(result), indent=2 if isinstance(result, dict | list) else None))
     return 0
 
@@ -155,29 +162,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """The supervisor's status, plus the image's Composite Entropy Metric under ``image``
     (``genesis entropy``), or ``image: {error}`` when the image cannot answer it."""
-    from bridge import Client, Timeout, new_request_id
-    from bridge.errors import BridgeError
+    from bridge import new_request_id
     from bridge.messages import StatusRequest
 
-    try:
-        with Client(args.endpoint, timeout=args.timeout, curve=_curve(args), retries=2) as client:
-            reply = client.request(StatusRequest(id=new_request_id()))
-            image = _image_entropy(client, reply, args.timeout)
-    except Timeout as exc:
-        print(json.dumps({"error": {"type": "Timeout", "message": str(exc)}}), file=sys.stderr)
-        return 3
-    except BridgeError as exc:
-        print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}), file=sys.stderr)
-        return 3
-    if args.json:
-        print(json.dumps(jsonable({**reply.model_dump(), "image": image}), indent=2))
-        return 0 if reply.ok else 1
-    if not reply.ok:
-        print(json.dumps({"error": reply.error.model_dump()}), file=sys.stderr)
-        return 1
-    result = reply.result if isinstance(reply.result, dict) else {"status": reply.result}
-    print(json.dumps(jsonable({**result, "image": image}), indent=2))
-    return 0
+    return _call(args, lambda _c: StatusRequest(id=new_request_id()),
+                 extra=lambda client, reply: {"image": _image_entropy(client, reply, args.timeout)})
 
 
 def _image_entropy(client: Any, status: Any, timeout: float) -> dict[str, Any]:
