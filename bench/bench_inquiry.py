@@ -23,7 +23,6 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from uvm import Kernel, bootstrap, open_db  # noqa: E402
 from uvm.inquiry_root import build_loop, refresh  # noqa: E402
 from uvm.synthesis import Synthesizer  # noqa: E402
 from weaver import train_env  # noqa: E402
+from weaver.chat import Answer  # noqa: E402
 from weaver.lora import LoraRuntime  # noqa: E402
 from weaver.tinymodel import build_tiny_model  # noqa: E402
 from weaver.vllm_server import VllmServer, find_vllm_python  # noqa: E402
@@ -48,14 +48,6 @@ HISTORY = {
 }
 
 
-@dataclass
-class Answer:
-    text: str
-    parsed: Any
-    model: str = "scripted"
-    structured: bool = True
-
-
 class OneProposal:
     """A mind that always proposes the same source (the scripted history's seam)."""
 
@@ -66,7 +58,8 @@ class OneProposal:
 
     def chat(self, messages: Any, **kw: Any) -> Answer:
         proposal = {"thought": "the selector is missing; write it", "source": self.source}
-        return Answer(text=str(proposal), parsed=proposal)
+        return Answer(text=str(proposal), parsed=proposal, model="scripted", structured=True,
+                      elapsed=0.0)
 
 
 def live(db: Any) -> None:

@@ -41,6 +41,7 @@ from crucible import Crucible, ImageRef, Policy, proposal_schema  # noqa: E402
 from uvm import Kernel, bootstrap, open_db  # noqa: E402
 from uvm.records import export_records  # noqa: E402
 from uvm.synthesis import Synthesizer  # noqa: E402
+from weaver.chat import Answer  # noqa: E402
 
 
 class InstantMind:
@@ -56,7 +57,7 @@ class InstantMind:
         text = messages[1]["content"]
         name = text.rsplit("Write the method ", 1)[1].split(" ", 1)[0]
         proposal = {"thought": "add", "source": f"def {name}(self, x):\n    return x + 1\n"}
-        return type("Answer", (), {"text": "", "parsed": proposal, "model": self.model})()
+        return Answer(text="", parsed=proposal, model=self.model, structured=True, elapsed=0.0)
 
 
 def pct(values: list[float], q: float) -> float:

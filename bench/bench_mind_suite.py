@@ -34,6 +34,7 @@ from crucible import Crucible, ImageRef, Policy, proposal_schema  # noqa: E402
 from uvm import Kernel, UVMError, bootstrap, open_db  # noqa: E402
 from uvm.records import export_records  # noqa: E402
 from uvm.synthesis import Synthesizer  # noqa: E402
+from weaver.chat import Answer  # noqa: E402
 
 
 class ReferenceMind:
@@ -49,8 +50,8 @@ class ReferenceMind:
         for selector, source in self.by_selector.items():
             if f"understand {selector!r}" in text:
                 proposal = {"thought": "reference", "source": source}
-                return type("Answer", (), {"text": json.dumps(proposal), "parsed": proposal,
-                                           "model": self.model, "structured": True})()
+                return Answer(text=json.dumps(proposal), parsed=proposal, model=self.model,
+                              structured=True, elapsed=0.0)
         raise LookupError("no reference for this prompt")
 
 

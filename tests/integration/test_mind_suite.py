@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import bench_mind_suite as suite  # noqa: E402
 from bench.mind_tasks import TASKS  # noqa: E402
+from weaver.chat import Answer  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ class WrongMind(suite.ReferenceMind):
         name = answer.parsed["source"].split("(")[0].removeprefix("def ")
         args = answer.parsed["source"].split("(", 1)[1].split(")")[0]
         wrong = {"thought": "wrong", "source": f"def {name}({args}):\n    return 0\n"}
-        return type("Answer", (), {"text": "", "parsed": wrong, "model": "wrong"})()
+        return Answer(text="", parsed=wrong, model="wrong", structured=True, elapsed=0.0)
 
 
 def test_a_wrong_mind_fails_the_hidden_checks(tmp_path):

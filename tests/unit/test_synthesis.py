@@ -21,16 +21,9 @@ from uvm import DoesNotUnderstand, Kernel, MethodFailed, bootstrap, open_db
 from uvm.errors import NoMind, SynthesisFailed
 from uvm.records import SynthesisLog, export_records
 from uvm.synthesis import Synthesizer
+from weaver.chat import Answer
 
 GREET = 'def greet(self, who):\n    return "hello " + who + " from " + self.name\n'
-
-
-@dataclass
-class Answer:
-    text: str
-    parsed: Any
-    model: str = "scripted"
-    structured: bool = True
 
 
 class ScriptedChat:
@@ -48,7 +41,8 @@ class ScriptedChat:
         if self.gate is not None:
             assert self.gate.wait(30)
         proposal = self.proposals[min(len(self.asked), len(self.proposals)) - 1]
-        return Answer(text=str(proposal), parsed=proposal)
+        return Answer(text=str(proposal), parsed=proposal, model="scripted", structured=True,
+                      elapsed=0.0)
 
 
 @dataclass
