@@ -7,9 +7,9 @@ Three conversations, all msgpack maps with a protocol version ``v``:
   client-chosen ``id`` (a uuid4 by default); the reply carries the same id,
   ``ok``, and either ``result`` or ``error``.
 * supervisor <-> incarnation (backend, ZMQ DEALER -> ROUTER): ``Ready``,
-  ``Heartbeat``, ``Bye``, ``Validated`` and ``Publish`` from the incarnation; ``Stop`` and
-  ``Validate`` from the supervisor; requests and replies travel as the
-  client's own bytes.
+  ``Heartbeat``, ``Bye``, ``Validated``, ``Publish`` and ``Suspect`` from the incarnation;
+  ``Stop``, ``Validate`` and ``Quarantine`` from the supervisor; requests and replies
+  travel as the client's own bytes.
 * supervisor -> anyone (event stream, ZMQ PUB): ``Event``.
 
 The frame layout of each conversation is in docs/protocol.md. Codec concerns
@@ -23,7 +23,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "INCARNATION_ERROR_TYPES",
+    "MAX_QUARANTINED_REPORTED",
     "PROTOCOL_VERSION",
+    "SUPERVISOR_ERROR_TYPES",
     "Bye",
     "Control",
     "DescribeRequest",
@@ -34,6 +37,8 @@ __all__ = [
     "Heartbeat",
     "PingRequest",
     "Publish",
+    "Quarantine",
+    "QuarantinedMethod",
     "Ready",
     "Reply",
     "Request",
@@ -41,6 +46,7 @@ __all__ = [
     "SendRequest",
     "StatusRequest",
     "Stop",
+    "Suspect",
     "Validate",
     "Validated",
 ]
@@ -162,7 +168,42 @@ class Reply(_Message):
         return self
 
 
+#: error types the supervisor itself answers (``ErrorInfo.type`` with ``where: supervisor``)
+SUPERVISOR_ERROR_TYPES = frozenset({
+    "MalformedFrame", "InvalidMessage", "UnsupportedVersion", "FrameTooLarge", "Busy",
+    "HandoverFailed", "Unavailable", "PoisonMessage",
+})
+#: error types an incarnation answers besides the image's own (``uvm.errors``): a message
+#: over its budget, a quarantined method, a reply over the size limit, an unexpected failure
+INCARNATION_ERROR_TYPES = frozenset({
+    "BudgetExceeded", "Quarantined", "ReplyTooLarge", "InternalError",
+})
+
+
 # --- incarnation <-> supervisor ---------------------------------------------------------
+
+
+class QuarantinedMethod(BaseModel):
+    """One method the image holds quarantined, as an incarnation reports it.
+
+    ``holder`` is the object whose slot holds the method (its uuid, or a name),
+    ``request`` the id of the request whose ``Quarantine`` marked it ("" when a
+    person did), ``since`` wall-clock seconds. The supervisor shows the list in
+    ``status`` and stops resending a ``Quarantine`` once its request id is listed.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    holder: str
+    selector: str
+    reason: str = ""
+    request: str = ""
+    since: float = 0.0
+
+
+#: the most quarantined methods an incarnation should list in one Ready or Heartbeat (the
+#: newest); not a validation limit, so a longer list never costs a heartbeat: the
+#: supervisor keeps this many and says how many there were
+MAX_QUARANTINED_REPORTED = 100
 
 
 class Ready(_Message):
@@ -172,6 +213,8 @@ class Ready(_Message):
     env_id: str
     packages: dict[str, str] = Field(default_factory=dict)
     python: str = ""
+    #: the image's quarantined methods (None: this incarnation does not report them)
+    quarantined: list[QuarantinedMethod] | None = None
 
 
 class Heartbeat(_Message):
@@ -179,6 +222,43 @@ class Heartbeat(_Message):
     incarnation: str
     served: int = 0
     busy: int = 0
+    #: as in ``Ready``; None: not reported (the supervisor keeps the last list it got)
+    quarantined: list[QuarantinedMethod] | None = None
+
+
+class Suspect(_Message):
+    """Incarnation -> supervisor: "if I die now, request ``request`` is why".
+
+    Sent when a message is over its budget and the incarnation may not get it
+    back (code holding the GIL in C), and just before an incarnation ends itself
+    over a budget. If the incarnation then dies, the supervisor blames that
+    request alone: it is answered ``PoisonMessage`` at once and the other
+    requests in flight are resent without counting the death against them.
+    ``reason`` says which budget, e.g. ``"cpu 5.0s over its budget of 5s"``.
+    """
+
+    kind: Literal["suspect"] = "suspect"
+    incarnation: str
+    request: RequestId
+    reason: str = ""
+
+
+class Quarantine(_Message):
+    """Supervisor -> incarnation: mark the method ``selector`` of ``target`` quarantined.
+
+    Sent to the next ready incarnation after request ``request`` was answered
+    ``PoisonMessage``; ``target`` and ``selector`` are as the client sent them,
+    ``reason`` names the request and the deaths (exit codes and signals). The
+    incarnation marks the method the message resolves to (history says why) and
+    then lists it in ``quarantined``; marking it again is a no-op. Until it is
+    listed, the supervisor resends this to the next incarnations that become ready.
+    """
+
+    kind: Literal["quarantine"] = "quarantine"
+    request: RequestId
+    target: str = Field(min_length=1, max_length=256)
+    selector: str = Field(min_length=1, max_length=256)
+    reason: str = ""
 
 
 class Bye(_Message):
@@ -237,7 +317,8 @@ class Publish(_Message):
 
 
 Control = Annotated[
-    Ready | Heartbeat | Bye | Stop | Validate | Validated | Publish, Field(discriminator="kind")
+    Ready | Heartbeat | Bye | Stop | Validate | Validated | Publish | Suspect | Quarantine,
+    Field(discriminator="kind"),
 ]
 
 
