@@ -31,6 +31,13 @@ for every source, whoever wrote it:
 The functions run inside the kernel's transaction, on the calling worker
 thread; they reach the image only through the primitives (``uvm.primitives``)
 that the kernel makes available in their globals.
+
+Test-only switch: with ``BATOS_UNSAFE_TEST_EXPOSE_OS=1`` in the environment
+when this module is imported, every method's globals also hold the real
+``os``, ``socket``, ``subprocess`` and ``ctypes`` modules, and a WARNING says
+so. It exists for the tests that prove the OS layer (bubblewrap, seccomp,
+rlimits) holds with the Python wall deliberately bypassed; never set it
+where the image serves anyone.
 """
 
 from __future__ import annotations
@@ -38,7 +45,9 @@ from __future__ import annotations
 import ast
 import builtins
 import hashlib
+import logging
 import operator
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -66,6 +75,29 @@ __all__ = [
 ]
 
 _MAX_SOURCE = 64_000
+log = logging.getLogger("batos.methods")
+
+#: the environment variable of the test-only bypass (see the module docstring)
+UNSAFE_TEST_EXPOSE_OS = "BATOS_UNSAFE_TEST_EXPOSE_OS"
+
+
+def _unsafe_test_modules(environ: Any) -> dict[str, ModuleType]:
+    """The modules the test-only switch adds to method globals: none unless it is set to 1."""
+    if environ.get(UNSAFE_TEST_EXPOSE_OS) != "1":
+        return {}
+    import ctypes
+    import socket
+    import subprocess
+
+    log.warning(
+        "%s=1: UNSAFE TEST BUILD. Method code gets the real os, socket, subprocess and "
+        "ctypes modules; the Python wall is bypassed and only the OS layer confines it. "
+        "Never serve an image with this set.", UNSAFE_TEST_EXPOSE_OS,
+    )
+    return {"os": os, "socket": socket, "subprocess": subprocess, "ctypes": ctypes}
+
+
+_UNSAFE_MODULES = _unsafe_test_modules(os.environ)
 
 _BUILTINS: dict[str, Any] = {
     name: value
@@ -100,6 +132,8 @@ def _guarded_getattr(obj: Any, name: str, default: Any = raise_) -> Any:
         _holder, value = find_slot(obj, slot_name(name))
         return value.bind(obj) if isinstance(value, Method) else value
     if isinstance(obj, ModuleType):
+        if _UNSAFE_MODULES and obj.__name__.partition(".")[0] in _UNSAFE_MODULES:
+            return safer_getattr(obj, name, default)  # the test-only switch: no wall here
         return allowlist.check_module_attribute(obj, name, safer_getattr(obj, name, default))
     return safer_getattr(obj, name, default)
 
@@ -134,6 +168,7 @@ _GUARDS: dict[str, Any] = {
     "_apply_": _apply,
     "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
     "_unpack_sequence_": guarded_unpack_sequence,
+    **_UNSAFE_MODULES,
 }
 _primitives: dict[str, Any] = {}
 
