@@ -13,7 +13,18 @@ something invalid" (nothing was built) is kept apart from "the build broke":
     |                               neither uv's cache nor a find-links folder;
     |                               ``packages`` names them
     +-- UvNotFound                  no uv binary: neither the ``uv`` package nor
-                                    ``uv`` on PATH
+    |                               ``uv`` on PATH
+    +-- ConfinementUnavailable      ``envs.confine``: seccomp/libseccomp missing or
+    |                               refused; names what (nothing was applied)
+    +-- SpawnRefused                ``envs.spawner``: a command outside the fork-server's
+    |                               table (or malformed); names what was wrong
+    +-- SpawnerUnavailable          ``envs.spawner``: the fork-server is gone, or could
+    |                               not start the child (carries the OS reason)
+    +-- InvalidGrant                ``envs.sandbox``: a path granted to the sandbox that
+    |                               is not an existing absolute path (or is /), a bad
+    |                               variable name; nothing was started
+    +-- SandboxUnavailable          ``envs.sandbox``: bubblewrap is missing or cannot make
+                                    the sandbox here; the message says how to fix it
 
 uv's own output never leaks as the error: ``build.py`` translates each failing
 uv run into ``BuildFailed``/``OfflineMissing`` at the seam, with a message a
@@ -29,9 +40,14 @@ from collections.abc import Sequence
 
 __all__ = [
     "BuildFailed",
+    "ConfinementUnavailable",
     "EnvError",
+    "InvalidGrant",
     "InvalidSpec",
     "OfflineMissing",
+    "SandboxUnavailable",
+    "SpawnRefused",
+    "SpawnerUnavailable",
     "UvNotFound",
 ]
 
@@ -94,3 +110,23 @@ class OfflineMissing(BuildFailed):
 
 class UvNotFound(EnvError):
     """No uv binary could be found to build with."""
+
+
+class ConfinementUnavailable(EnvError):
+    """The process lock (``envs.confine``) cannot be applied here; the message says why."""
+
+
+class SpawnRefused(EnvError):
+    """The fork-server refused a command: not in its table, or malformed; nothing ran."""
+
+
+class SpawnerUnavailable(EnvError):
+    """The fork-server is gone or could not start the child (the OS reason is in the message)."""
+
+
+class InvalidGrant(EnvError):
+    """A sandbox grant (a path, a variable) that is not valid; nothing was started."""
+
+
+class SandboxUnavailable(EnvError):
+    """bubblewrap is missing or cannot make the sandbox here; the message says how to fix it."""

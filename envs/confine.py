@@ -1,0 +1,234 @@
+"""The process lock: a seccomp filter and rlimits a process puts on itself, for good.
+
+``lock(...)`` is called by every process that runs image code (an incarnation, a
+crucible trial worker) once it has started what it must start and before any image
+code runs. From then on the process, ALL its threads (libseccomp's TSYNC attribute),
+and anything it could still create, cannot:
+
+* create processes or run programs: ``execve``/``execveat``, ``fork``/``vfork``,
+  ``clone`` without ``CLONE_THREAD`` or with a namespace flag (threads still work);
+  ``clone3`` answers ``ENOSYS``, so glibc falls back to ``clone``, whose flags a
+  filter can read (``clone3`` passes them in memory a filter cannot see);
+* reach other processes: ``ptrace``, ``process_vm_readv``/``writev``, ``kcmp``,
+  the pidfd calls, and any signal to a process other than itself (``kill``,
+  ``tgkill``, ``rt_sigqueueinfo``); its children are signalled by the fork-server
+  (``envs.spawner``) that started them;
+* change its view of the system: ``mount`` and the new mount API, ``pivot_root``,
+  ``chroot``, ``unshare``, ``setns``;
+* reach the kernel's rarely needed, often exploited surface: modules, ``kexec``,
+  ``bpf``, ``perf_event_open``, keyrings, ``userfaultfd``, ``io_uring``, ``reboot``,
+  swap, ``acct``, the clocks, ``mknod``, ``iopl``, handles (``open_by_handle_at``),
+  ``ioctl(TIOCSTI/TIOCLINUX)``, ``personality`` changes, ``prctl`` options that
+  re-open the process to tracing or rewrite its memory map;
+* open sockets of families other than ``AF_UNIX`` and, when ``network`` is true,
+  ``AF_INET``/``AF_INET6`` (no netlink, no packet sockets, no vsock ...).
+
+A denied call fails with ``EPERM`` (Python raises ``PermissionError``); the process
+lives on. Calls from a foreign ABI (i386 ``int 0x80``, x32) kill the process.
+
+Why a denylist on a default of ALLOW: an allowlist of the calls CPython, ZODB, ZEO,
+ZMQ, glibc and their native extensions make changes with every version of each and
+fails as a crash in production; what matters here is that no new program runs, no
+process is reached, no namespace or mount changes and the kernel's large surfaces
+stay shut. Files and network endpoints are the sandbox's job (``envs.sandbox``,
+bubblewrap: read-only binds, no network namespace beyond what is granted); the two
+layers hold independently.
+
+rlimits: ``RLIMIT_CORE`` 0 always; ``RLIMIT_NOFILE`` at most 4096; ``RLIMIT_AS``
+(``memory_mb``: the whole address space, in MiB), ``RLIMIT_CPU`` (``cpu_seconds``
+more than used so far; SIGXCPU, then SIGKILL a second later) and ``RLIMIT_FSIZE``
+(``file_size`` bytes per written file) when given. Limits are only ever lowered.
+
+``unavailable()`` names what is missing (libseccomp or pyseccomp not loadable, a
+kernel without seccomp filters), or answers None. Boundary: stdlib and pyseccomp
+only; nothing of batos beyond ``envs.errors``. A lock cannot be undone: call it only
+in a process that is meant to stay locked.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import sys
+import threading
+from typing import Any
+
+from envs.errors import ConfinementUnavailable
+
+__all__ = ["DENIED", "lock", "locked", "unavailable"]
+
+# Unconditionally denied (EPERM). Names the running kernel's arch lacks are skipped.
+DENIED: tuple[str, ...] = (
+    # processes and programs
+    "execve", "execveat", "fork", "vfork",
+    # other processes
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "process_madvise",
+    "pidfd_open", "pidfd_getfd", "pidfd_send_signal",
+    # mounts and namespaces
+    "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen",
+    "fsconfig", "fsmount", "fspick", "mount_setattr", "unshare", "setns",
+    # the kernel's surface
+    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+    "create_module", "query_module", "get_kernel_syms", "bpf", "perf_event_open",
+    "keyctl", "add_key", "request_key", "userfaultfd", "io_uring_setup", "io_uring_enter",
+    "io_uring_register", "reboot", "swapon", "swapoff", "acct", "settimeofday",
+    "clock_settime", "clock_adjtime", "adjtimex", "mknod", "mknodat", "iopl", "ioperm",
+    "modify_ldt", "open_by_handle_at", "name_to_handle_at", "syslog", "quotactl",
+    "quotactl_fd", "sethostname", "setdomainname", "vhangup", "uselib", "lookup_dcookie",
+    "nfsservctl", "fanotify_init", "migrate_pages", "move_pages",
+)
+
+_CLONE_THREAD = 0x00010000
+_CLONE_NAMESPACES = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000,
+                     0x20000000, 0x40000000)  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
+_TIOCSTI, _TIOCLINUX = 0x5412, 0x541C
+_PRCTL_DENIED = {"PR_SET_DUMPABLE": 4, "PR_SET_SECUREBITS": 28, "PR_SET_MM": 35,
+                 "PR_SET_PTRACER": 0x59616D61}
+_AF_UNIX, _AF_INET, _AF_INET6 = 1, 2, 10
+_NOFILE_MAX = 4096
+_U32 = 0xFFFFFFFF
+
+_state_lock = threading.Lock()
+_applied: dict[str, Any] | None = None
+
+
+def unavailable() -> str | None:
+    """Why ``lock`` cannot work here, or None when it can."""
+    if not sys.platform.startswith("linux"):
+        return f"seccomp is Linux-only (this is {sys.platform})"
+    try:
+        import pyseccomp  # noqa: F401 - loads libseccomp through ctypes
+    except ImportError:
+        return "pyseccomp is not installed (pip install pyseccomp)"
+    except (OSError, RuntimeError) as exc:
+        return f"libseccomp cannot be loaded ({exc}); install the libseccomp2 package"
+    try:
+        with open("/proc/self/status") as status:
+            if not any(line.startswith("Seccomp:") for line in status):
+                return "this kernel has no seccomp support (no Seccomp: line in /proc/self/status)"
+    except OSError as exc:
+        return f"cannot read /proc/self/status to check for seccomp: {exc}"
+    return None
+
+
+def locked() -> dict[str, Any] | None:
+    """What ``lock`` applied in this process (its return value), or None."""
+    return _applied
+
+
+def _check(name: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer or None, not {value!r}")
+    return value
+
+
+def _build(network: bool) -> tuple[Any, list[str]]:
+    """The filter, every rule added (nothing loaded yet), and the names skipped."""
+    import pyseccomp as sc
+
+    eperm = sc.ERRNO(errno.EPERM)
+    me = os.getpid()
+    flt = sc.SyscallFilter(sc.ALLOW)
+    flt.set_attr(sc.Attr.CTL_TSYNC, 1)  # every thread of the process, now
+    flt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)  # i386 / x32 entry points
+    skipped: list[str] = []
+
+    def rule(action: int, name: str, *args: Any) -> None:
+        try:
+            flt.add_rule(action, name, *args)
+        except (OSError, ValueError, RuntimeError):
+            # a call this arch does not have (libseccomp knows every arch's names, but
+            # not every name exists everywhere): nothing to deny
+            skipped.append(name)
+
+    for name in DENIED:
+        rule(eperm, name)
+    rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    rule(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))
+    for flag in _CLONE_NAMESPACES:
+        rule(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+    # signals: to itself only (64-bit compares; anything but exactly our pid is denied)
+    for name in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
+        rule(eperm, name, sc.Arg(0, sc.GT, me))
+        rule(eperm, name, sc.Arg(0, sc.LT, me))
+    rule(eperm, "tkill")  # obsolete; glibc uses tgkill
+    for request in (_TIOCSTI, _TIOCLINUX):
+        rule(eperm, "ioctl", sc.Arg(1, sc.MASKED_EQ, _U32, request))
+    for option in _PRCTL_DENIED.values():
+        rule(eperm, "prctl", sc.Arg(0, sc.MASKED_EQ, _U32, option))
+    rule(eperm, "personality", sc.Arg(0, sc.NE, _U32))  # 0xffffffff only queries
+    # socket families: AF_UNIX (1), and AF_INET (2) / AF_INET6 (10) with the network.
+    # A value with any of the upper 32 bits set is >= 11 and so denied.
+    allowed = {_AF_UNIX} | ({_AF_INET, _AF_INET6} if network else set())
+    for name in ("socket", "socketpair"):
+        for family in range(11):
+            if family not in allowed:
+                rule(eperm, name, sc.Arg(0, sc.EQ, family))
+        rule(eperm, name, sc.Arg(0, sc.GE, 11))
+    return flt, skipped
+
+
+def _lower(which: int, soft: int, hard: int | None = None) -> dict[str, int]:
+    """Set ``which`` to at most ``soft``/``hard`` (never raised); the limits now in force."""
+    cur_soft, cur_hard = resource.getrlimit(which)
+    inf = resource.RLIM_INFINITY
+    hard = soft if hard is None else hard
+    new_hard = hard if cur_hard == inf else min(cur_hard, hard)
+    new_soft = min(soft, new_hard) if cur_soft == inf else min(cur_soft, soft, new_hard)
+    resource.setrlimit(which, (new_soft, new_hard))
+    return {"soft": new_soft, "hard": new_hard}
+
+
+def lock(*, memory_mb: int | None = None, cpu_seconds: int | None = None,
+         file_size: int | None = None, network: bool = True) -> dict[str, Any]:
+    """Confine this whole process for good (module docstring); answers what was applied.
+
+    Raises ``ConfinementUnavailable`` (nothing applied) when a mechanism is missing or
+    the kernel refuses the filter; ``ValueError`` for a limit that is not a
+    non-negative integer.
+    """
+    global _applied
+    memory_mb = _check("memory_mb", memory_mb)
+    cpu_seconds = _check("cpu_seconds", cpu_seconds)
+    file_size = _check("file_size", file_size)
+    reason = unavailable()
+    if reason is not None:
+        raise ConfinementUnavailable(f"cannot confine the process: {reason}")
+    import pyseccomp as sc
+
+    with _state_lock:
+        try:
+            flt, skipped = _build(bool(network))
+            flt.load()
+        except OSError as exc:
+            raise ConfinementUnavailable(
+                f"cannot confine the process: the kernel refused the seccomp filter "
+                f"({exc.strerror or exc})") from exc
+        limits: dict[str, Any] = {"core": _lower(resource.RLIMIT_CORE, 0)}
+        limits["nofile"] = _lower(resource.RLIMIT_NOFILE, _NOFILE_MAX)
+        if memory_mb is not None:
+            limits["as"] = _lower(resource.RLIMIT_AS, memory_mb << 20)
+        if cpu_seconds is not None:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            soft = int(usage.ru_utime + usage.ru_stime) + cpu_seconds + 1
+            limits["cpu"] = _lower(resource.RLIMIT_CPU, soft, soft + 1)
+        if file_size is not None:
+            limits["fsize"] = _lower(resource.RLIMIT_FSIZE, file_size)
+        applied = {
+            "seccomp": True,
+            "libseccomp_api": sc.get_api(),
+            "denied": sorted(set(DENIED) - set(skipped)) + ["clone(fork)", "kill(others)",
+                                                            "socket(other families)"],
+            "enosys": ["clone3"],
+            "network": bool(network),
+            "threads": threading.active_count(),
+            "rlimits": limits,
+            "pid": os.getpid(),
+        }
+        previous = _applied
+        applied["layers"] = (previous or {}).get("layers", 0) + 1
+        _applied = applied
+        return applied

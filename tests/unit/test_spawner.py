@@ -1,0 +1,147 @@
+"""envs.spawner: the fork-server, for real (fork, exec, SCM_RIGHTS, death signals).
+
+The children are ``python -m tests.unit.spawner_child`` (a table of one command). One
+test locks a caller with ``envs.confine`` and shows it still starts children through
+its fork-server, and only those of the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from envs import confine
+from envs.errors import EnvError, SpawnerUnavailable, SpawnRefused
+from envs.spawner import Command, Spawner, check_argv
+from tests.conftest import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+CHILD = "tests.unit.spawner_child"
+TABLE = [Command("child", sys.executable, (CHILD,), cwd=str(ROOT),
+                 env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})]
+
+
+@pytest.fixture
+def spawner():
+    sp = Spawner.start(TABLE)
+    try:
+        yield sp
+    finally:
+        sp.close()
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["/bin/sh", "-c", "id"], "not in the fork-server's table"),
+    ([sys.executable, "-c", "print(1)"], "not in the fork-server's table"),
+    ([sys.executable, "-m", "os"], "refused module 'os'"),
+    ([sys.executable, "-m"], "runs only [python, '-m', module, *args]"),
+    ([sys.executable, "-m", CHILD] + ["x"] * 17, "at most 16"),
+    ([sys.executable, "-m", CHILD, "a\0b"], "NUL"),
+    ("python -m x", "list of strings"),
+])
+def test_argv_outside_the_table_is_refused(argv, says):
+    with pytest.raises(SpawnRefused) as info:
+        check_argv(TABLE, argv)
+    assert says in str(info.value)
+    assert issubclass(SpawnRefused, EnvError)
+
+
+def test_the_server_itself_refuses_what_the_client_did_not_check(spawner):
+    # a caller that bypasses the client's check (as hostile code in the caller would)
+    with pytest.raises(SpawnRefused, match="not in the fork-server's table"):
+        spawner._call({"op": "spawn", "argv": ["/bin/sh", "-c", "id"]}, 10)
+    with pytest.raises(SpawnRefused, match="not a running child"):
+        spawner._call({"op": "signal", "pid": os.getpid(), "sig": 0}, 10)
+
+
+def test_pipes_work_and_exit_codes_are_reported(spawner):
+    proc = spawner.spawn([sys.executable, "-m", CHILD, "echo"])
+    proc.stdin.write(b"hello")
+    proc.stdin.close()
+    assert proc.stdout.read() == b"HELLO"
+    pid_line = proc.stderr.read().decode()
+    assert proc.wait(30) == 0
+    assert proc.returncode == 0
+    assert pid_line.split() == ["pid", str(proc.pid), "sid", str(proc.pid)]  # own session
+    proc.close()
+
+    proc = spawner.spawn([sys.executable, "-m", CHILD, "exit", "3"])
+    assert proc.wait(30) == 3
+    proc.close()
+
+    proc = spawner.spawn([sys.executable, "-m", CHILD, "hold"])
+    assert proc.stdout.readline() == b"up\n"
+    assert proc.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(0.05)
+    proc.terminate()
+    assert proc.wait(30) == -signal.SIGTERM
+    proc.kill()  # after the exit: nothing happens
+    proc.close()
+
+
+def test_close_kills_the_children(spawner):
+    proc = spawner.spawn([sys.executable, "-m", CHILD, "hold"])
+    assert proc.stdout.readline() == b"up\n"
+    spawner.close()
+    wait_until(lambda: gone(proc.pid), timeout=20)
+    assert proc.wait(10) == -signal.SIGKILL
+    with pytest.raises(SpawnerUnavailable):
+        spawner.spawn([sys.executable, "-m", CHILD, "hold"])
+
+
+PARENT = """
+import json, sys
+sys.path.insert(0, {root!r})
+from envs.spawner import Command, Spawner
+from envs.confine import lock
+table = [Command("child", sys.executable, ({child!r},), cwd={root!r}, env={{"PYTHONPATH": {root!r}}})]
+sp = Spawner.start(table)
+lock()
+proc = sp.spawn([sys.executable, "-m", {child!r}, "hold"])
+assert proc.stdout.readline() == b"up\\n"
+refused = ""
+try:
+    sp.spawn(["/bin/sh", "-c", "true"])
+except Exception as exc:
+    refused = type(exc).__name__
+print(json.dumps({{"server": sp.server_pid, "child": proc.pid, "refused": refused}}), flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.skipif(confine.unavailable() is not None, reason="no seccomp here")
+def test_a_locked_caller_spawns_through_it_and_both_die_with_the_caller():
+    program = PARENT.format(root=str(ROOT), child=CHILD)
+    parent = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, cwd=str(ROOT))
+    try:
+        line = parent.stdout.readline()
+        assert line, "the locked parent did not report"
+        info = json.loads(line)
+        assert info["refused"] == "SpawnRefused"
+        assert not gone(info["server"])
+        assert not gone(info["child"])
+        parent.kill()
+        parent.wait(30)
+        wait_until(lambda: gone(info["server"]) and gone(info["child"]), timeout=20)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        parent.stdout.close()
+        parent.stdin.close()
