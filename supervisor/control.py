@@ -6,7 +6,10 @@ degraded, so it tells "the supervisor is up" apart from "the image is served".
 ``status``: the whole picture for operators and UIs: the supervisor (pid,
 uptime, home, endpoints, state and why), the active incarnation and every
 incarnation (pid, env, packages, uptime, requests served), routing (in
-flight, pending), restarts (recent, total, degraded since) and the ZEO server.
+flight, pending), restarts (recent, total, degraded since), the ZEO server, the
+recent poison messages (``poisoned``, newest first, with the deaths and where
+their quarantine stands) and the quarantined methods the incarnations report
+(``quarantined``: None until one reports).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ def status(sup: Supervisor, now: float) -> dict[str, Any]:
         "incarnations": [inc.status(now) for inc in sup.incarnations.values()],
         "env": None if sup.env is None else sup.env.describe(),
         "routing": {"inflight": len(sup.routing.inflight), "pending": len(sup.routing.pending)},
+        "poisoned": sup.routing.poison.recent(now),
+        "quarantined": sup.routing.poison.reported(now),
         "restarts": {
             "recent": sup.policy.recent(now), "total": sup.policy.total,
             "degraded": sup.policy.degraded,

@@ -7,6 +7,12 @@ limit the next start is delayed by ``initial * 2**(recent crashes - 1)``,
 capped at ``maximum``. After ``degraded_retry`` seconds degraded, one more
 start is allowed (0 disables that).
 
+A crash whose cause was found and answered (a poison message, ``supervisor.poison``)
+is *explained*: it is counted in ``total`` but not in the intensity window, and
+``pardon`` takes the earlier crashes that request caused out of the window. OTP's
+intensity stops a crash loop the supervisor cannot end; answering the poison
+message ends this one, so it must not make the supervisor degraded.
+
 Pure logic with explicit ``now``: the loop owns the clock, tests drive it.
 """
 
@@ -41,8 +47,11 @@ class RestartPolicy:
         while self.crashes and self.crashes[0] < now - self.period:
             self.crashes.popleft()
 
-    def record_crash(self, now: float) -> Decision:
+    def record_crash(self, now: float, *, explained: bool = False) -> Decision:
         self.total += 1
+        if explained:
+            self._trim(now)
+            return Decision(degraded=False, delay=self.initial, recent=len(self.crashes))
         self.crashes.append(now)
         self._trim(now)
         recent = len(self.crashes)
@@ -52,6 +61,15 @@ class RestartPolicy:
             return Decision(degraded=True, recent=recent)
         delay = min(self.initial * 2 ** (recent - 1), self.maximum)
         return Decision(degraded=False, delay=delay, recent=recent)
+
+    def pardon(self, times: list[float]) -> int:
+        """Take the crashes recorded at ``times`` out of the intensity window; answers how many."""
+        pardoned = 0
+        for when in times:
+            if when in self.crashes:
+                self.crashes.remove(when)
+                pardoned += 1
+        return pardoned
 
     @property
     def degraded(self) -> bool:

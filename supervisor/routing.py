@@ -17,6 +17,13 @@ Pure bookkeeping, no sockets and no clock of its own (the loop passes
 * When an incarnation dies, what it had in flight goes back to the front of
   ``pending`` and is resent to the next one; the incarnation's reply record
   makes that safe (a request that had committed is answered, not rerun).
+  Before that, ``died`` lets the ``PoisonLedger`` (``supervisor.poison``) judge
+  the death: a request in flight at its second death (or the one the
+  incarnation named) is *poisoned*, taken out and answered, never resent; a
+  resend of its id is ``POISONED``, not run.
+* *Suspects* (requests that were in flight at one death) take a lane of their
+  own: at most one is in flight at a time, the others wait in ``pending`` even
+  while an incarnation is active; everything else flows past them.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import Enum
+
+from .poison import Judgement, PoisonLedger
 
 __all__ = ["InFlight", "Route", "RoutingTable"]
 
@@ -35,6 +44,7 @@ class Route(Enum):
     QUEUED = "queued"    # no active incarnation: wait in pending
     JOINED = "joined"    # same id already pending or in flight
     FULL = "full"        # pending is full: answer Unavailable
+    POISONED = "poisoned"  # a poison message's id: answer its PoisonMessage again
 
 
 @dataclass
@@ -46,28 +56,37 @@ class InFlight:
     incarnation: str | None = None
     sent_at: float = 0.0
     attempts: int = 0
+    #: what the request asks, for a PoisonMessage and the Quarantine that follows it
+    target: str = ""
+    selector: str = ""
 
 
 class RoutingTable:
-    def __init__(self, *, max_pending: int = 10_000) -> None:
+    def __init__(self, *, max_pending: int = 10_000, poison: PoisonLedger | None = None) -> None:
         self.active: str | None = None
         self.max_pending = max_pending
         self.inflight: dict[str, InFlight] = {}
         self.pending: OrderedDict[str, InFlight] = OrderedDict()
+        self.poison = poison or PoisonLedger()
+        #: the one suspect in flight (None: the lane is free)
+        self.lane: str | None = None
 
     def switch(self, incarnation: str | None) -> str | None:
         """Route new requests to ``incarnation`` (None: hold them); answers the previous one."""
         previous, self.active = self.active, incarnation
         return previous
 
-    def accept(self, request_id: str, envelope: Envelope, payload: bytes, now: float) -> Route:
+    def accept(self, request_id: str, envelope: Envelope, payload: bytes, now: float, *,
+               target: str = "", selector: str = "") -> Route:
+        if self.poison.verdict(request_id) is not None:
+            return Route.POISONED
         existing = self.inflight.get(request_id) or self.pending.get(request_id)
         if existing is not None:
             if envelope not in existing.waiters:
                 existing.waiters.append(envelope)
             return Route.JOINED
-        entry = InFlight(request_id, payload, now, [envelope])
-        if self.active is not None:
+        entry = InFlight(request_id, payload, now, [envelope], target=target, selector=selector)
+        if self.active is not None and self._may_send(request_id):
             self._send(entry, self.active, now)
             return Route.SEND
         if len(self.pending) >= self.max_pending:
@@ -75,30 +94,59 @@ class RoutingTable:
         self.pending[request_id] = entry
         return Route.QUEUED
 
+    def _may_send(self, request_id: str) -> bool:
+        return self.lane is None or not self.poison.suspected(request_id)
+
     def _send(self, entry: InFlight, incarnation: str, now: float) -> None:
         entry.incarnation = incarnation
         entry.sent_at = now
         entry.attempts += 1
         self.inflight[entry.request_id] = entry
+        if self.poison.suspected(entry.request_id):
+            self.lane = entry.request_id
 
     def release_pending(self, now: float) -> list[InFlight]:
-        """Move pending requests to the active incarnation; answers those to send."""
+        """Move pending requests to the active incarnation (suspects one at a time); answers
+        those to send."""
         if self.active is None:
             return []
-        released = list(self.pending.values())
-        self.pending.clear()
-        for entry in released:
-            self._send(entry, self.active, now)
+        released = []
+        for request_id, entry in list(self.pending.items()):
+            if self._may_send(request_id):
+                del self.pending[request_id]
+                self._send(entry, self.active, now)
+                released.append(entry)
         return released
 
     def complete(self, request_id: str) -> InFlight | None:
-        return self.inflight.pop(request_id, None)
+        entry = self.inflight.pop(request_id, None)
+        if entry is not None:
+            self._left(request_id)
+            self.poison.completed(request_id)
+        return entry
+
+    def _left(self, request_id: str) -> None:
+        if self.lane == request_id:
+            self.lane = None
+
+    def died(self, incarnation: str, cause: str | None,
+             now: float) -> tuple[Judgement, list[InFlight]]:
+        """``incarnation`` ended (``cause`` None: as asked): the ledger judges what it had in
+        flight. Answers the judgement and the poisoned entries, which left the table (answer
+        their waiters); ``orphan`` then requeues the rest."""
+        lost = [e for e in self.inflight.values() if e.incarnation == incarnation]
+        judgement = self.poison.judge(incarnation, lost, cause, now)
+        poisoned = [self.inflight.pop(record.request_id) for record in judgement.poisoned]
+        for entry in poisoned:
+            self._left(entry.request_id)
+        return judgement, poisoned
 
     def orphan(self, incarnation: str) -> list[InFlight]:
         """Requests in flight on a dead incarnation go back to the front of pending."""
         lost = [e for e in self.inflight.values() if e.incarnation == incarnation]
         for entry in lost:
             del self.inflight[entry.request_id]
+            self._left(entry.request_id)
             entry.incarnation = None
         requeued: OrderedDict[str, InFlight] = OrderedDict((e.request_id, e) for e in lost)
         requeued.update(self.pending)

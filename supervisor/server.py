@@ -17,6 +17,11 @@ What the supervisor answers itself (``ping``, ``status``) lives in
 ``supervisor.control``; everything else is forwarded to the active
 incarnation through the ``RoutingTable``. Bad frames become error replies
 and a log line; nothing a client sends can stop the loop.
+
+An incarnation that dies unasked has its in-flight requests judged
+(``supervisor.poison``): a poison message is answered ``PoisonMessage`` and
+its method sent to the next ready incarnation as a ``Quarantine``; the rest
+are resent. Deaths a poison message explains do not count toward ``degraded``.
 """
 
 from __future__ import annotations
@@ -39,10 +44,13 @@ from bridge.messages import (
     MAX_PUBLISH_BYTES,
     ErrorInfo,
     Event,
+    Heartbeat,
     Publish,
+    Quarantine,
     Ready,
     Reply,
     Stop,
+    Suspect,
     Validated,
 )
 from envs import BuildWatch
@@ -57,6 +65,7 @@ from .handover_log import LOG_FILE, HandoverLog
 from .incarnations import EnvInfo, Incarnation, prepare_env, spawn_incarnation
 from .logs import configure_logging
 from .notify import Notifier
+from .poison import Poisoned, exit_cause
 from .restart import RestartPolicy
 from .routing import InFlight, Route, RoutingTable
 from .vllm import VllmChild
@@ -101,6 +110,8 @@ class Supervisor(EvolutionMixin):
         self.handover: Handover | None = None
         self._build_job: Future[EnvInfo] | None = None
         self.served_total = 0
+        #: why the supervisor killed an incarnation (its exit's cause for a PoisonMessage)
+        self._killed_for: dict[str, str] = {}
         self._pid = os.getpid()
         # uv processes are children too: recorded (reaped after a SIGKILL of ours) and
         # cancelled at shutdown, so neither path waits for or leaves behind a build
@@ -300,15 +311,20 @@ class Supervisor(EvolutionMixin):
                 reply.result["vllm"] = self.vllm.status() if self.config.vllm.enabled else None
             self._reply(envelope, reply)
             return
-        if self.state in ("degraded", "stopping"):
+        if self.state in ("degraded", "stopping") and self.routing.poison.verdict(request.id) is None:
             why = self._unavailable() if self.state == "degraded" else (
                 "the supervisor is shutting down; send again once it is back (by the same id)")
             self._reply(envelope, Reply(id=request.id, ok=False, error=ErrorInfo(
                 type="Unavailable", message=why, where="supervisor")))
             return
-        route = self.routing.accept(request.id, envelope, payload, now)
+        route = self.routing.accept(request.id, envelope, payload, now, target=request.target,
+                                    selector=getattr(request, "selector", request.kind))
         if route is Route.SEND:
             self._forward(self.routing.inflight[request.id])
+        elif route is Route.POISONED:
+            record = self.routing.poison.verdict(request.id)
+            assert record is not None
+            self._reply(envelope, self._poison_reply(record))
         elif route is Route.FULL:
             self._reply(envelope, Reply(id=request.id, ok=False, error=ErrorInfo(
                 type="Unavailable", message=f"{self.config.max_pending} requests are already "
@@ -329,6 +345,11 @@ class Supervisor(EvolutionMixin):
             sock.send_multipart([*envelope[1:], payload], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # the client went away (EHOSTUNREACH) or is not reading
             log.info("reply not delivered: %s", exc)
+
+    @staticmethod
+    def _poison_reply(record: Poisoned) -> Reply:
+        return Reply(id=record.request_id, ok=False, error=ErrorInfo(
+            type="PoisonMessage", message=record.message, where="supervisor"))
 
     def _reply_error(self, entry: InFlight, type_: str, message: str) -> None:
         reply = encode(Reply(id=entry.request_id, ok=False,
@@ -374,6 +395,8 @@ class Supervisor(EvolutionMixin):
             if entry is not None:
                 for envelope in entry.waiters:
                     self._reply(envelope, frames[3])
+                if self.routing.pending and self.routing.lane is None:
+                    self._release(now)  # the next suspect may go
         elif tag == b"C":
             try:
                 message = decode_control(frames[2])
@@ -387,8 +410,14 @@ class Supervisor(EvolutionMixin):
                     self.handover.on_validated(inc.id, message.ok, message.record)
             elif isinstance(message, Publish):
                 self._on_publish(inc, message, len(frames[2]))
-            elif message.kind == "heartbeat":
+            elif isinstance(message, Suspect):
+                log.warning("incarnation %s suspects request %s: %s", inc.id, message.request,
+                            message.reason)
+                self.routing.poison.announce(inc.id, message.request, message.reason)
+            elif isinstance(message, Heartbeat):
                 inc.busy = message.busy
+                if message.quarantined is not None:
+                    self.routing.poison.report(inc.id, message.quarantined, now)
             elif message.kind == "bye":
                 # expected only if we asked (Stop): an incarnation that leaves on its own
                 # (an operator's SIGTERM) is replaced like any other exit
@@ -401,6 +430,8 @@ class Supervisor(EvolutionMixin):
         inc.ready_at = now
         inc.packages = dict(ready.packages)
         inc.python = ready.python
+        if ready.quarantined is not None:
+            self.routing.poison.report(inc.id, ready.quarantined, now)
         log.info("incarnation ready", extra={"incarnation": inc.id, "pid": ready.pid,
                                              "env_id": ready.env_id,
                                              "seconds": round(now - inc.started_at, 3)})
@@ -411,6 +442,7 @@ class Supervisor(EvolutionMixin):
         elif inc.role == "active":
             self.routing.switch(inc.id)
             self.state, self.reason = "serving", ""
+            self._send_quarantines()
             for entry in self.routing.release_pending(now):
                 self._forward(entry)
             summary = f"serving: incarnation {inc.id} (pid {inc.pid}, env {inc.env.id})"
@@ -439,10 +471,58 @@ class Supervisor(EvolutionMixin):
         except zmq.ZMQError:
             pass
 
+    def _release(self, now: float) -> None:
+        for entry in self.routing.release_pending(now):
+            self._forward(entry)
+
+    def _send_quarantines(self) -> None:
+        """Ask the active incarnation, if ready, to quarantine what poison messages called."""
+        inc = self.incarnations.get(self.routing.active or "")
+        if inc is None or inc.state != "ready":
+            return
+        for record in self.routing.poison.quarantines_due(inc.id):
+            log.info("quarantine sent", extra={"incarnation": inc.id, "request": record.request_id,
+                                               "target": record.target, "selector": record.selector})
+            self._backend_send(inc.id, [b"C", encode(Quarantine(
+                request=record.request_id, target=record.target, selector=record.selector,
+                reason=record.reason[:2000]))])
+
+    def _judge_death(self, inc: Incarnation, now: float) -> tuple[bool, int]:
+        """Judge what ``inc`` had in flight and answer poison messages; answers whether the
+        death is explained (its cause was found and answered) and how many were poisoned."""
+        self._drain_backend(now)  # a Suspect or a reply sent just before the end counts
+        cause = None if inc.expected_exit else exit_cause(
+            inc.exit_code, self._killed_for.get(inc.id, ""))
+        judgement, entries = self.routing.died(inc.id, cause, now)
+        for entry, record in zip(entries, judgement.poisoned, strict=True):
+            log.error("poison message", extra={"request": record.request_id, "target": record.target,
+                                               "selector": record.selector,
+                                               "deaths": [d.describe() for d in record.deaths]})
+            reply = encode(self._poison_reply(record))
+            for envelope in entry.waiters:
+                self._reply(envelope, reply)
+            self.publish("supervisor.poisoned", request=record.request_id, target=record.target,
+                         selector=record.selector, deaths=[d.describe() for d in record.deaths])
+        if judgement.pardoned:
+            self.policy.pardon(judgement.pardoned)
+        if judgement.poisoned:
+            self._send_quarantines()
+        return judgement.explained, len(entries)
+
+    def _drain_backend(self, now: float) -> None:
+        for _ in range(_BATCH):
+            try:
+                frames = self.backend.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._on_backend(frames, now)
+
     def _on_exit(self, inc: Incarnation, now: float) -> None:
         inc.exit_code = inc.proc.returncode
         was = inc.state
         inc.state = "exited"
+        explained, poisoned = self._judge_death(inc, now)
+        self._killed_for.pop(inc.id, None)
         del self.incarnations[inc.id]
         self.children.remove(inc.pid)
         if self.routing.active == inc.id:
@@ -452,17 +532,18 @@ class Supervisor(EvolutionMixin):
                          expected=False, role=inc.role)
             return
         lost = self.routing.orphan(inc.id)
-        if lost and self.routing.active is not None:
-            for entry in self.routing.release_pending(now):
-                self._forward(entry)
+        if self.routing.pending and self.routing.active is not None:
+            self._release(now)
         self.publish("incarnation.exited", incarnation=inc.id, exit_code=inc.exit_code,
-                     expected=inc.expected_exit, requeued=len(lost), role=inc.role)
+                     expected=inc.expected_exit, requeued=len(lost), poisoned=poisoned,
+                     role=inc.role)
         if inc.expected_exit or inc.role != "active":
             log.info("incarnation %s (%s) exited (%s)", inc.id, inc.role, inc.exit_code)
             return
         log.error("incarnation crashed", extra={"incarnation": inc.id, "exit_code": inc.exit_code,
-                                                "state": was, "requeued": len(lost)})
-        decision = self.policy.record_crash(now)
+                                                "state": was, "requeued": len(lost),
+                                                "explained": explained})
+        decision = self.policy.record_crash(now, explained=explained)
         if decision.degraded:
             self._degrade(f"{decision.recent} incarnation crashes within "
                           f"{self.config.restart_period:g}s (last exit code {inc.exit_code})")
@@ -513,6 +594,8 @@ class Supervisor(EvolutionMixin):
                 self._kill(inc)
             elif inc.state == "ready" and now - inc.last_seen > self.config.heartbeat_timeout:
                 log.error("incarnation %s missed heartbeats for %.1fs", inc.id, now - inc.last_seen)
+                self._killed_for[inc.id] = (f"killed by the supervisor after missed heartbeats "
+                                            f"for {now - inc.last_seen:.1f}s")
                 self._kill(inc)
         if self.state == "degraded" and self.policy.retry_due(now):
             log.info("retrying after %.0fs degraded", self.config.degraded_retry)
