@@ -1,7 +1,8 @@
 """View models of the supervisor's side: incarnations, evolve (handover), audit.
 
 ``Incarnations`` shows the supervisor's status (the active incarnation and
-candidates) and refreshes it on events; ``Evolve`` starts a handover (add or
+candidates, the recent poison messages and the quarantined methods) and
+refreshes it on events; ``Evolve`` starts a handover (add or
 remove packages) or a rollback and follows its phases as the event stream
 reports them; ``Audit`` shows the handover log and its chain verification.
 
@@ -27,6 +28,8 @@ __all__ = ["Audit", "Evolve", "Incarnations"]
 HANDOVER_TIMEOUT = 900.0
 #: how many recent events ``Incarnations`` keeps
 MAX_EVENTS = 50
+#: how many poison messages and quarantined methods ``Incarnations.quarantine_lines`` shows
+MAX_QUARANTINE_LINES = 10
 
 
 class Incarnations(Model):
@@ -56,6 +59,32 @@ class Incarnations(Model):
                 row["uptime"] = round(row["uptime"] + since, 1)
             rows.append(row)
         return rows
+
+    @property
+    def quarantined(self) -> list[dict[str, Any]]:
+        """The quarantined methods the incarnations report (empty until one does)."""
+        report = (self.status or {}).get("quarantined") or {}
+        return list(report.get("methods") or [])
+
+    @property
+    def poisoned(self) -> list[dict[str, Any]]:
+        """The recent poison messages, newest first."""
+        return list((self.status or {}).get("poisoned") or [])
+
+    @property
+    def quarantine_lines(self) -> list[str]:
+        """One line per quarantined method, then one per poison message, for the window."""
+        lines = [f"quarantined: {m.get('selector')} on {m.get('holder')}"
+                 + (f" ({m.get('reason')})" if m.get("reason") else "")
+                 for m in self.quarantined[:MAX_QUARANTINE_LINES]]
+        report = (self.status or {}).get("quarantined") or {}
+        if (report.get("count") or 0) > len(lines):
+            lines.append(f"... {report['count'] - len(lines)} more quarantined")
+        lines += [f"poison message {p.get('id')}: {p.get('selector')} to {p.get('target')}, "
+                  f"{len(p.get('deaths') or [])} death(s): " + "; ".join(p.get("deaths") or [])
+                  + f" [quarantine {p.get('quarantine')}]"
+                  for p in self.poisoned[:MAX_QUARANTINE_LINES]]
+        return lines
 
     def event(self, event: dict[str, Any]) -> None:
         self.events = [*self.events, event][-MAX_EVENTS:]

@@ -274,6 +274,8 @@ class IncarnationsPanel(BoxLayout):
         self.add_widget(row(self.summary, button("Refresh", self.reload, 100)))
         self.table = GridLayout(cols=8, spacing=2, padding=2)
         self.add_widget(scroller(self.table))
+        self.quarantine = text("")
+        self.add_widget(self.quarantine)
         self.events = text("")
         self.add_widget(self.events)
         self.model.observe(self.refresh)
@@ -304,6 +306,8 @@ class IncarnationsPanel(BoxLayout):
                           inc.get("env_id"), inc.get("uptime"), inc.get("served"),
                           str(len(packages)) + " (python " + str(inc.get("python")) + ")"):
                 self.table.add_widget(text(str(value)))
+        lines = self.model.quarantine_lines
+        self.quarantine.text = "\n".join(lines) if lines else "quarantined: none"
         recent = ["  " + e.get("kind", "?") + " " + json.dumps(e.get("data") or {})[:100]
                   for e in self.model.events[-6:]]
         self.events.text = "events:\n" + "\n".join(recent) if recent else "events: none yet"
