@@ -14,6 +14,13 @@
 
 ``TransientError`` marks errors where resending the same request (same id)
 may succeed; resending by id never executes a request twice.
+
+``RemoteError.type`` names the other side's error: the supervisor's
+(``bridge.messages.SUPERVISOR_ERROR_TYPES``: ``Unavailable``, ``Busy``, ...,
+and ``PoisonMessage``: the request killed the incarnations that ran it and is
+never run again; a resend by its id gets the same answer), an incarnation's
+(``INCARNATION_ERROR_TYPES``: ``BudgetExceeded``, ``Quarantined``,
+``ReplyTooLarge``, ``InternalError``), or the image's (``uvm.errors``).
 """
 
 from __future__ import annotations
