@@ -188,16 +188,21 @@ class QuarantinedMethod(BaseModel):
 
     ``holder`` is the object whose slot holds the method (its uuid, or a name),
     ``request`` the id of the request whose ``Quarantine`` marked it ("" when a
-    person did), ``since`` wall-clock seconds. The supervisor shows the list in
-    ``status`` and stops resending a ``Quarantine`` once its request id is listed.
+    person did), ``since`` wall-clock seconds, ``by`` who marked it, ``method``
+    False when the message reached no method (nothing is blocked then). The
+    supervisor shows the list in ``status`` and stops resending a ``Quarantine``
+    once its request id is listed. Unknown keys are ignored, not refused: a
+    report is informational, and a refused one would cost its Heartbeat.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
     holder: str
     selector: str
     reason: str = ""
     request: str = ""
     since: float = 0.0
+    by: str = ""
+    method: bool = True
 
 
 #: the most quarantined methods an incarnation should list in one Ready or Heartbeat (the
@@ -215,6 +220,9 @@ class Ready(_Message):
     python: str = ""
     #: the image's quarantined methods (None: this incarnation does not report them)
     quarantined: list[QuarantinedMethod] | None = None
+    #: what the process lock applied (``envs.confine.lock``'s answer), or
+    #: ``{"mode": "off"}`` for ``--unconfined``; None: not reported
+    confinement: dict[str, Any] | None = None
 
 
 class Heartbeat(_Message):
