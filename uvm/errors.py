@@ -13,16 +13,25 @@ branches keep "you asked for something invalid" apart from "something broke":
     |   +-- BadArguments            wrong number or kind of arguments
     |   +-- InvalidValue            a value the image cannot store or return
     |   |   +-- UnserializableResult
+    |   |   +-- ReplyTooLarge       a result over the reply size limit
     |   +-- MethodSourceError       method source that does not compile or
     |   |                           breaks the restricted policy
     |   +-- InvalidAct              an autopoietic_act that fails its schema
     |                               or cannot apply; names the act and field
-    +-- MethodFailed                a method ran and raised
+    +-- MethodFailed                a method ran and raised (any exception,
+    |                               BaseException included)
+    +-- BudgetExceeded              a message went over its CPU, wall-clock or
+    |                               memory budget (``limit`` says which); its
+    |                               transaction was aborted. Not retryable
+    +-- Quarantined                 the method was quarantined (it killed an
+    |                               incarnation); a person releases it
     +-- SynthesisFailed             the mind's proposals for a missing selector
     |                               were all rejected (or the mind failed);
     |                               carries the crucible's reasons
     +-- ImageError                  the image cannot be opened or used
     |   +-- ImageLocked             another process holds the FileStorage
+    |   +-- ForeignChange           an object changed outside the message (and
+    |   |                           thread) whose connection holds it; refused
     |   +-- StorageUnavailable      (also TransientError) the ZEO server is
     |                               unreachable right now; a write may or may
     |                               not have landed: resend by request id
@@ -33,14 +42,23 @@ branches keep "you asked for something invalid" apart from "something broke":
 succeed if sent again, the way ZODB marks ``ConflictError``.
 
 Every error has ``to_dict()``: the ``{type, message}`` pair that crosses the
-process boundary (CLI output today, the bridge later).
+process boundary (CLI output today, the bridge later). Messages are capped
+(``cap_message``): an error never carries more than ``MAX_ERROR_CHARS``.
+
+Two internal signals are ``BaseException``s, never errors, so that no
+``except Exception`` in method code can swallow them: ``NeedsSynthesis`` (the
+kernel asks the mind) and ``uvm.budget.OverBudget`` (the budget watchdog
+interrupts a message).
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "MAX_ERROR_CHARS",
     "BadArguments",
+    "BudgetExceeded",
     "DoesNotUnderstand",
+    "ForeignChange",
     "ImageError",
     "ImageLocked",
     "InvalidAct",
@@ -49,6 +67,8 @@ __all__ = [
     "MethodFailed",
     "MethodSourceError",
     "NoMind",
+    "Quarantined",
+    "ReplyTooLarge",
     "RetriesExhausted",
     "StorageUnavailable",
     "SynthesisFailed",
@@ -56,7 +76,19 @@ __all__ = [
     "UVMError",
     "UnknownTarget",
     "UnserializableResult",
+    "cap_message",
 ]
+
+#: the longest error message that crosses a process boundary (characters)
+MAX_ERROR_CHARS = 4096
+
+
+def cap_message(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    note = f" ... [cut: the message had {len(text)} characters]"
+    return text[: max(0, limit - len(note))] + note
 
 
 class TransientError(Exception):
@@ -120,8 +152,37 @@ class InvalidAct(InvalidRequest):
         self.field = field
 
 
+class ReplyTooLarge(InvalidValue):
+    """A message's result is larger than a reply may be; its transaction was aborted."""
+
+
 class MethodFailed(UVMError):
     """A method ran and raised; its transaction was aborted."""
+
+
+class BudgetExceeded(UVMError):
+    """A message went over its budget and was stopped; its transaction was aborted.
+
+    ``limit`` names the budget: ``"cpu"``, ``"wall"`` or ``"memory"``. Sending the
+    same message again would go over it again, so this is not a ``TransientError``.
+    """
+
+    def __init__(self, message: str, *, limit: str = "") -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class Quarantined(UVMError):
+    """The method the message reaches is quarantined: it killed an incarnation.
+
+    Nothing ran. ``holder`` and ``selector`` name the method; a person releases
+    it (``batos quarantine release`` or ``Kernel.release``).
+    """
+
+    def __init__(self, message: str, *, holder: str = "", selector: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.selector = selector
 
 
 class SynthesisFailed(UVMError):
@@ -144,6 +205,10 @@ class ImageError(UVMError):
 
 class ImageLocked(ImageError):
     """Another process holds the image's FileStorage lock."""
+
+
+class ForeignChange(ImageError):
+    """An object was changed outside the message (and thread) whose connection holds it."""
 
 
 class StorageUnavailable(ImageError, TransientError):

@@ -12,7 +12,9 @@ retrying; messages to different objects run concurrently.
 Boundaries: ``send``, ``start`` and ``close`` run in the event loop; the
 kernel runs in the worker threads. Errors raised by the kernel reach the
 awaiting caller unchanged. ``close`` lets queued messages finish, then stops
-the workers and their threads.
+the workers and their threads. A worker survives whatever a message raises:
+anything that is not an ``Exception`` (a kernel signal that escaped) reaches
+the caller as ``ImageError``.
 """
 
 from __future__ import annotations
@@ -94,7 +96,12 @@ class AsyncKernel:
                         self.kernel.send, target, selector, args, author=author, request_id=request_id
                     )
                     result = await loop.run_in_executor(executor, call)
-                except Exception as exc:
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - a worker never dies of a message
+                    if not isinstance(exc, Exception):  # a signal that escaped the kernel
+                        exc = ImageError(f"the kernel let {type(exc).__name__} escape; the "
+                                         "message was aborted")
                     if not future.cancelled():
                         future.set_exception(exc)
                 else:

@@ -15,6 +15,10 @@
    a new transaction that first installs the approved proposal;
 4. turn the result into plain data (``uvm.values``);
 5. commit. Any exception aborts, so nothing of a failed message remains.
+   Whatever method code raises, ``BaseException`` included (``SystemExit``,
+   ``KeyboardInterrupt``, ``GeneratorExit``), is the method failing
+   (``MethodFailed``); only the kernel's own signals (``NeedsSynthesis``,
+   ``uvm.budget.OverBudget``) pass.
    A ``ConflictError`` (another message committed a change to the same
    object first) aborts and retries with jittered exponential backoff, up to
    ``retries`` times, then raises ``RetriesExhausted``.
@@ -22,6 +26,20 @@
 A message that changes nothing is aborted instead of committed: it wrote
 nothing, so there is nothing to make durable, and read-only messages cost no
 disk I/O and no commit machinery.
+
+Budgets (``uvm.budget``): steps 2-4 run in a budget scope (``limits``: CPU and
+wall seconds; memory through the process's rlimit). Over it, the message is
+interrupted and answers ``BudgetExceeded``; the commit itself is never
+interrupted. A result larger than ``max_reply_bytes`` answers
+``ReplyTooLarge``, an error message is cut to ``MAX_ERROR_CHARS``; both abort.
+A quarantined method (``uvm.quarantine``) answers ``Quarantined`` and runs
+nothing.
+
+Integrity (``uvm.integrity``): the kernel's database hands out connections
+that only their own thread may change objects through; a connection that
+carries changes when a message starts has them discarded, never committed
+with that message; a ``begin`` that fails drops the thread's transaction
+manager, so the next message starts clean.
 
 Threading: ``send`` is synchronous and may be called from any number of
 threads at once; each call uses its own transaction manager and connection.
@@ -41,19 +59,29 @@ import transaction
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, POSError
 
+import ormsgpack
+
 from . import primitives as _primitives  # noqa: F401 - installs method globals
+from . import quarantine as _quarantine
+from .budget import MAX_REPLY_BYTES, Limits, OverBudget, memory_exceeded, scope
 from .errors import (
     BadArguments,
+    BudgetExceeded,
     DoesNotUnderstand,
     ImageError,
     MethodFailed,
     NeedsSynthesis,
     NoMind,
+    ReplyTooLarge,
     RetriesExhausted,
     StorageUnavailable,
     SynthesisFailed,
+    UnserializableResult,
     UVMError,
+    cap_message,
+    MAX_ERROR_CHARS,
 )
+from .integrity import discard_pending, guard
 from .methods import Method, check_arity
 from .obj import UvmObject, find_slot
 from .registry import Cycle, Registry, using_cycle
@@ -101,6 +129,8 @@ def dispatch(receiver: UvmObject, selector: str, args: Sequence[Any]) -> Any:
         if cycle is not None:
             cycle.not_understood = (receiver._uuid, selector)
         return _call(handler, DNU, receiver, [{"selector": selector, "arguments": list(args)}])
+    if isinstance(value, Method):
+        _quarantine.check(value, _holder, selector)
     return _call(value, selector, receiver, args)
 
 
@@ -123,12 +153,41 @@ def _call(value: Any, selector: str, receiver: UvmObject, args: Sequence[Any]) -
     check_arity(func, len(args), selector)
     try:
         return func(receiver, *args)
-    except (UVMError, ConflictError):
+    except (UVMError, ConflictError, NeedsSynthesis, OverBudget):
         raise
     except RecursionError as exc:
         raise MethodFailed(f"{selector!r} recursed too deeply") from exc
-    except Exception as exc:
-        raise MethodFailed(f"{selector!r} raised {type(exc).__name__}: {exc}") from exc
+    except MemoryError:
+        raise memory_exceeded() from None
+    except BaseException as exc:  # noqa: BLE001 - method code's SystemExit & co. are failures
+        raise MethodFailed(cap_message(
+            f"{selector!r} raised {type(exc).__name__}: {_describe(exc)}")) from None
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return cap_message(str(exc))
+    except (NeedsSynthesis, OverBudget):
+        raise
+    except BaseException as inner:  # noqa: BLE001 - an exception whose str() fails
+        return f"<unprintable: {type(inner).__name__}>"
+
+
+def _reply_size(result: Any, limit: int) -> None:
+    """Raise ``ReplyTooLarge`` if ``result`` (plain) encodes to more than ``limit`` bytes."""
+    if result is None or isinstance(result, bool | int | float):
+        return
+    if isinstance(result, str | bytes) and len(result) * 4 < limit:
+        return
+    try:
+        size = len(ormsgpack.packb(result, option=ormsgpack.OPT_NON_STR_KEYS))
+    except (TypeError, ValueError, ormsgpack.MsgpackEncodeError) as exc:
+        raise UnserializableResult(f"the result cannot be sent as a reply: {exc}") from None
+    if size > limit:
+        raise ReplyTooLarge(
+            f"the result takes {size} bytes; a reply may take {limit}: answer less (a summary, "
+            "a page) and keep the rest in the image. Nothing of the message was applied"
+        )
 
 
 def _changed(conn: Any) -> bool:
@@ -148,8 +207,14 @@ class Kernel:
         backoff: float = 0.002,
         author: str = "architect",
         mind: Any = None,
+        limits: Limits | None = None,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
+        guard(db)
         self.db = db
+        #: each message's budget (``uvm.budget``)
+        self.limits = limits or Limits()
+        self.max_reply_bytes = max_reply_bytes
         #: ``uvm.synthesis.Synthesizer`` or None; doesNotUnderstand: asks it for what is missing
         self.mind = mind
         self._flights: dict[tuple[str, str], _Flight] = {}
@@ -179,6 +244,16 @@ class Kernel:
         if not isinstance(args, list | tuple):
             raise BadArguments(f"arguments must be a list, got {type(args).__name__}")
         who = author or self.author
+        try:
+            return self._send(target, selector, args, who, request_id)
+        except UVMError as exc:
+            text = str(exc)
+            if len(text) > MAX_ERROR_CHARS:
+                exc.args = (cap_message(text),)
+            raise
+
+    def _send(self, target: Any, selector: str, args: Sequence[Any], who: str,
+              request_id: str | None) -> Any:
         for _round in range(3):
             try:
                 return self._retrying(target, selector, args, who, request_id)
@@ -246,6 +321,25 @@ class Kernel:
             finally:
                 conn.close()
         return 0
+
+    def quarantine(self, target: Any, selector: str, reason: str = "", request_id: str = "",
+                   *, by: str = "supervisor") -> dict[str, Any]:
+        """Quarantine the method ``selector`` reaches from ``target`` (``uvm.quarantine``),
+        in a transaction of its own; idempotent. Answers the record."""
+        return self.write(
+            lambda cycle: _quarantine.quarantine(cycle, target, selector, reason=reason,
+                                                 request=request_id, by=by),
+            author=by, note=f"quarantine {target} {selector}")
+
+    def release(self, target: Any, selector: str, *, by: str, reason: str = "") -> dict[str, Any]:
+        """A person lifts a quarantine; answers the record lifted (``BadArguments`` if none)."""
+        return self.write(
+            lambda cycle: _quarantine.release(cycle, target, selector, by=by, reason=reason),
+            author=by, note=f"release quarantine {target} {selector}")
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        """The quarantined methods, oldest first (for Ready, Heartbeat and status)."""
+        return self.read(lambda cycle: _quarantine.listing(cycle.connection.root()))
 
     def _synthesized(
         self,
@@ -356,13 +450,32 @@ class Kernel:
         tm = getattr(self._local, "tm", None)
         if tm is None:  # one per thread, reused: it always ends committed or aborted
             tm = self._local.tm = transaction.TransactionManager(explicit=True)
-        txn = tm.begin()
+        try:
+            txn = tm.begin()
+        except BaseException as exc:
+            # begin() may fail half-way (a synchronizer's ClientDisconnected) with its
+            # transaction already set: this manager would answer AlreadyInTransaction
+            # forever, so the thread gets a fresh one next time.
+            self._local.tm = None
+            if isinstance(exc, ClientDisconnected):
+                raise StorageUnavailable(
+                    f"the ZEO server is away; {selector!r} did not run: send it again") from exc
+            if isinstance(exc, POSError):
+                raise ImageError(f"cannot begin a transaction on the image: {exc}") from exc
+            raise
         try:
             conn = self.db.open(transaction_manager=tm)
-        except POSError as exc:
-            tm.abort()
-            raise ImageError(f"cannot open a connection to the image: {exc}") from exc
+        except BaseException as exc:
+            self._abort(tm)
+            if isinstance(exc, ClientDisconnected):
+                raise StorageUnavailable(
+                    f"the ZEO server is away; {selector!r} did not run: send it again") from exc
+            if isinstance(exc, POSError):
+                raise ImageError(f"cannot open a connection to the image: {exc}") from exc
+            raise
         try:
+            if discard_pending(conn, tm):
+                txn = tm.get()
             root = conn.root()
             replies = None
             if request_id is not None and ReplyStore.exists(root):
@@ -372,11 +485,12 @@ class Kernel:
                     tm.abort()
                     return stored
             cycle = Cycle(conn, Registry(root), author, mind=self.mind)
-            with using_cycle(cycle):
+            with using_cycle(cycle), scope(self.limits, request_id):
                 receiver = cycle.registry.resolve(target)
                 if install is not None:
                     install.install(cycle, receiver)
                 result = to_plain(dispatch(receiver, selector, from_plain(args, cycle.registry)))
+                _reply_size(result, self.max_reply_bytes)
                 if install is not None:
                     install.installed(cycle, result)
             if not _changed(conn):
@@ -391,19 +505,32 @@ class Kernel:
             tm.commit()
             return result
         except ConflictError:
-            tm.abort()
+            self._abort(tm)
             raise
         except ClientDisconnected as exc:
-            tm.abort()
+            self._abort(tm)
             raise StorageUnavailable(
                 f"the ZEO server went away while running {selector!r}; the message may or may "
                 "not have committed: send it again with the same request id"
             ) from exc
         except POSError as exc:
-            tm.abort()
+            self._abort(tm)
             raise ImageError(f"the storage failed while committing {selector!r}: {exc}") from exc
         except BaseException:
-            tm.abort()
+            self._abort(tm)
             raise
         finally:
-            conn.close()
+            try:
+                conn.close()
+            except Exception:  # still joined (an abort that failed): never reuse its manager
+                self._local.tm = None
+                log.exception("closing a connection after %r failed", selector)
+
+    def _abort(self, tm: Any) -> None:
+        """Abort ``tm``'s transaction; if even that fails, the thread gets a fresh manager."""
+        try:
+            tm.abort()
+        except BaseException:
+            self._local.tm = None
+            log.exception("aborting a transaction failed; this thread starts over with a "
+                          "fresh transaction manager")

@@ -1,0 +1,375 @@
+"""Per-message budgets: CPU seconds, wall-clock seconds, memory, enforced by a watchdog.
+
+Every message the kernel runs (and every trial the crucible runs, through the
+same ``scope``) has a budget: ``Limits.cpu`` seconds of its thread's CPU time
+and ``Limits.wall`` seconds of wall-clock time. Memory is the process's
+(``RLIMIT_AS``, set by ``envs.confine``): a ``MemoryError`` while a message
+runs answers ``BudgetExceeded`` with limit ``"memory"``.
+
+Enforcement, in three steps:
+
+1. **Soft.** One watchdog thread per process looks at the messages in flight
+   every ``TICK`` seconds (their thread's CPU clock through
+   ``time.pthread_getcpuclockid``, and their wall time). Past a limit it raises
+   ``OverBudget`` in the message's thread (``PyThreadState_SetAsyncExc``), and
+   again every few milliseconds until the message leaves its scope: a
+   ``finally:`` that loops is interrupted in turn, one level per signal.
+   ``OverBudget`` is a ``BaseException`` method code cannot name or catch; the
+   scope turns it into ``BudgetExceeded`` and the kernel aborts the transaction.
+2. **Hard, the watchdog still runs.** A message that has not left its scope
+   ``Limits.grace`` seconds after the first signal (blocked in C with the GIL
+   released, or swallowing signals) ends the process, when the incarnation
+   enabled it (``Watchdog.enable_hard_exit``): ``on_kill`` first tells the
+   supervisor which request is to blame, then ``os._exit(KILL_EXIT_CODE)``.
+3. **Hard, the watchdog cannot run.** C code holding the GIL (a huge ``pow``,
+   a backtracking regex) stops every Python thread, the watchdog included. For
+   that, the watchdog keeps faulthandler's timer (a C thread that needs no GIL)
+   armed as a dead man's switch: each tick it pushes the deadline to ``now +``
+   the least CPU any message in flight (or a new one) may still use ``+ grace``.
+   If no tick comes for that long, something held the GIL past a budget plus
+   the grace: faulthandler dumps every thread's stack (the GIL holder marked
+   "Current thread") to stderr and ``_exit(1)``s. The watchdog sends ``Suspect``
+   (``on_suspect``) when it first signals a message, so the supervisor knows
+   whom to blame when it can; an immediate GIL-holding loop gives it no chance,
+   and then the supervisor has only the requests in flight to go on.
+
+CPU is counted from the watchdog's first look at a message (up to one tick
+late), so a message is never stopped early; messages shorter than a tick cost
+the watchdog nothing. faulthandler's timer is process-wide: only the process's
+owner (the incarnation, a trial worker) turns hard exits on, never a library or
+a test process.
+
+Threads: ``scope`` is entered and left on the thread that runs the message;
+the watchdog is one daemon thread (``batos-budget``). Nothing here touches
+ZODB.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BudgetExceeded
+
+__all__ = [
+    "KILL_EXIT_CODE",
+    "MAX_REPLY_BYTES",
+    "Limits",
+    "OverBudget",
+    "Watchdog",
+    "scope",
+    "watchdog",
+]
+
+log = logging.getLogger("batos.budget")
+
+#: how often the watchdog looks (seconds); also the most CPU a message may use unseen
+TICK = 0.05
+#: how often a message that is over its budget is signalled again until it unwinds
+RESIGNAL = 0.002
+#: the exit status of a process the watchdog ends itself (faulthandler's is 1)
+KILL_EXIT_CODE = 86
+#: the largest reply a message may answer: bridge.codec.MAX_FRAME (1 MiB) less room
+#: for the reply's envelope (id, error fields)
+MAX_REPLY_BYTES = (1 << 20) - 16 * 1024
+
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = [ctypes.c_ulong, ctypes.c_void_p]
+_set_async_exc.restype = ctypes.c_int
+
+
+class OverBudget(BaseException):
+    """Internal signal, not an error: the watchdog stops a message over its budget.
+
+    Raised asynchronously in the message's thread; ``scope`` turns it into
+    ``BudgetExceeded``. A ``BaseException`` method code cannot name, so no
+    handler of its own can keep the message going.
+    """
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One message's budget: CPU and wall-clock seconds, and the grace after them."""
+
+    cpu: float = 5.0
+    wall: float = 30.0
+    #: how long a message over its budget may take to unwind before the process ends
+    grace: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("cpu", "wall", "grace"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"budget {name} must be a positive number of seconds, got {value!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **given: float | None) -> Limits:
+        """Limits from ``given`` (e.g. command-line values), else ``BATOS_BUDGET_CPU``,
+        ``BATOS_BUDGET_WALL``, ``BATOS_BUDGET_GRACE``, else the defaults."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, float] = {}
+        for name in ("cpu", "wall", "grace"):
+            value = given.get(name)
+            if value is None:
+                text = environ.get(f"BATOS_BUDGET_{name.upper()}", "").strip()
+                if not text:
+                    continue
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise ValueError(
+                        f"BATOS_BUDGET_{name.upper()}={text!r} is not a number of seconds"
+                    ) from None
+            values[name] = float(value)
+        return cls(**values)
+
+
+class Flight:
+    """One message in its budget scope (read and written under the watchdog's lock)."""
+
+    __slots__ = ("clock", "cpu0", "cpu_used", "limit", "limits", "reason", "request",
+                 "signalled", "signals", "start", "tid")
+
+    def __init__(self, tid: int, limits: Limits, request: str | None) -> None:
+        self.tid = tid
+        self.limits = limits
+        self.request = request
+        self.start = time.monotonic()
+        self.clock: int | None = None  # the thread's CPU clock, read at the first look
+        self.cpu0 = 0.0
+        self.cpu_used = 0.0
+        self.limit = ""  # "cpu" or "wall" once over
+        self.reason = ""
+        self.signalled = 0.0  # monotonic time of the first signal
+        self.signals = 0
+
+
+class Watchdog:
+    """Watches the messages in flight in this process; see the module docstring."""
+
+    def __init__(self, *, tick: float = TICK) -> None:
+        self.tick = tick
+        self._flights: dict[int, Flight] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._hard: Limits | None = None
+        self._armed = False
+        self.on_suspect: Callable[[str, str], None] | None = None
+        self.on_kill: Callable[[str | None, str], None] | None = None
+
+    # --- the message's thread -----------------------------------------------------------
+
+    def watch(self, limits: Limits, request: str | None = None) -> Flight:
+        if self._thread is None:
+            self._start()
+        flight = Flight(threading.get_ident(), limits, request)
+        self._flights[flight.tid] = flight
+        return flight
+
+    def release(self, flight: Flight) -> None:
+        """Stop watching ``flight``; no signal reaches its thread after this returns.
+
+        Idempotent: a signal landing inside it leaves it to be called again.
+        """
+        self._flights.pop(flight.tid, None)
+        with self._lock:  # ordered after any signal the watchdog is sending now
+            if flight.signals:
+                _set_async_exc(flight.tid, None)  # drop one sent but not yet raised
+
+    # --- the process's owner ------------------------------------------------------------
+
+    def enable_hard_exit(
+        self,
+        limits: Limits,
+        *,
+        on_suspect: Callable[[str, str], None] | None = None,
+        on_kill: Callable[[str | None, str], None] | None = None,
+    ) -> None:
+        """End the process when a message does not unwind (see the module docstring).
+
+        ``limits`` is the smallest budget any message here runs under; ``on_suspect(request,
+        reason)`` is called (on the watchdog's thread) when a message is first signalled,
+        ``on_kill(request, reason)`` just before the process ends itself; both must return
+        within a second or so.
+        """
+        self.on_suspect = on_suspect
+        self.on_kill = on_kill
+        self._hard = limits
+        if self._thread is None:
+            self._start()
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The messages in flight now: request, seconds running, CPU seen, over which limit."""
+        now = time.monotonic()
+        return [{"request": f.request, "wall": round(now - f.start, 3),
+                 "cpu": round(f.cpu_used, 3), "over": f.limit}
+                for f in list(self._flights.values())]
+
+    # --- the watchdog's thread ----------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="batos-budget", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    def _run(self) -> None:
+        wake = threading.Event()  # never set: a plain timed wait that needs no signal
+        while True:
+            try:
+                pressing = self._look()
+            except Exception:  # never let the watchdog die of its own bug
+                log.exception("budget watchdog: a look failed")
+                pressing = False
+            wake.wait(RESIGNAL if pressing else self.tick)
+
+    def _look(self) -> bool:
+        now = time.monotonic()
+        pressing = False
+        floor = self._hard.cpu if self._hard is not None else 0.0
+        least = floor  # the least CPU any message in flight (or a new one) may still use
+        for flight in list(self._flights.values()):
+            self._measure(flight, now)
+            if flight.signalled:
+                pressing = True
+                if self._signal(flight) and now - flight.signalled > flight.limits.grace:
+                    self._stuck(flight, now)
+                least = 0.0
+                continue
+            if flight.cpu_used > flight.limits.cpu:
+                flight.limit = "cpu"
+                flight.reason = (f"it used {flight.cpu_used:.1f}s of CPU; a message may use "
+                                 f"{flight.limits.cpu:g}s")
+            elif now - flight.start > flight.limits.wall:
+                flight.limit = "wall"
+                flight.reason = (f"it ran {now - flight.start:.1f}s; a message may run "
+                                 f"{flight.limits.wall:g}s")
+            else:
+                least = min(least, flight.limits.cpu - flight.cpu_used)
+                continue
+            flight.signalled = now
+            if self._signal(flight):
+                pressing = True
+                least = 0.0
+                self._suspect(flight)
+        if self._hard is not None:
+            self._arm(least + self._hard.grace + self.tick)
+        return pressing
+
+    @staticmethod
+    def _measure(flight: Flight, now: float) -> None:
+        try:
+            if flight.clock is None:
+                flight.clock = time.pthread_getcpuclockid(flight.tid)
+                flight.cpu0 = time.clock_gettime(flight.clock)
+            else:
+                flight.cpu_used = time.clock_gettime(flight.clock) - flight.cpu0
+        except OSError:  # the thread is gone; release() will drop the flight
+            pass
+
+    def _signal(self, flight: Flight) -> bool:
+        with self._lock:
+            if self._flights.get(flight.tid) is not flight:
+                return False
+            flight.signals += 1
+            _set_async_exc(flight.tid, id(OverBudget))
+            return True
+
+    def _suspect(self, flight: Flight) -> None:
+        log.warning("request %s over its %s budget (%s): stopping it", flight.request,
+                    flight.limit, flight.reason)
+        if self.on_suspect is not None and flight.request is not None:
+            try:
+                self.on_suspect(flight.request, f"{flight.limit}: {flight.reason}")
+            except Exception:
+                log.exception("budget watchdog: on_suspect failed")
+
+    def _stuck(self, flight: Flight, now: float) -> None:
+        waited = now - flight.signalled
+        reason = (f"{flight.limit}: {flight.reason}, and it did not stop within "
+                  f"{waited:.1f}s of being told to")
+        if self._hard is None:
+            if flight.signals % 5000 == 1:
+                log.error("request %s %s (hard exit is off: it keeps being signalled)",
+                          flight.request, reason)
+            return
+        log.critical("request %s %s: ending the process", flight.request, reason)
+        self._arm(2.0)  # the backstop, should on_kill itself hang
+        if self.on_kill is not None:
+            try:
+                self.on_kill(flight.request, reason)
+            except Exception:
+                log.exception("budget watchdog: on_kill failed")
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: S110 - ending anyway
+                pass
+        os._exit(KILL_EXIT_CODE)
+
+    def _arm(self, seconds: float) -> None:
+        faulthandler.dump_traceback_later(seconds, exit=True)
+        self._armed = True
+
+
+_WATCHDOG = Watchdog()
+
+
+def watchdog() -> Watchdog:
+    """This process's watchdog."""
+    return _WATCHDOG
+
+
+class scope:  # noqa: N801 - a context manager that reads like a function
+    """Run a ``with`` block as one message under ``limits``.
+
+    Leaving it stops the watching; an ``OverBudget`` signal (or a ``MemoryError``)
+    coming out of the block comes out as ``BudgetExceeded`` naming the limit.
+    """
+
+    __slots__ = ("flight", "limits", "request", "watchdog")
+
+    def __init__(self, limits: Limits, request: str | None = None,
+                 watchdog: Watchdog | None = None) -> None:
+        self.limits = limits
+        self.request = request
+        self.watchdog = watchdog or _WATCHDOG
+
+    def __enter__(self) -> Flight:
+        self.flight = self.watchdog.watch(self.limits, self.request)
+        return self.flight
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        flight = self.flight
+        try:
+            self.watchdog.release(flight)
+        except OverBudget:  # a signal sent just before the release landed inside it
+            self.watchdog.release(flight)
+            kind = OverBudget
+        if kind is None:
+            return
+        if kind is OverBudget or (flight.signals and issubclass(kind, BaseException)):
+            raise BudgetExceeded(
+                f"the message was stopped: {flight.reason or 'over its budget'}; nothing of it "
+                "was applied", limit=flight.limit or "cpu",
+            ) from None
+        if issubclass(kind, MemoryError):
+            raise memory_exceeded() from None
+
+
+def memory_exceeded() -> BudgetExceeded:
+    return BudgetExceeded(
+        "the message was stopped: it ran out of memory (the process's address-space "
+        "limit); nothing of it was applied", limit="memory",
+    )

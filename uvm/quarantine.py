@@ -1,0 +1,144 @@
+"""Quarantined methods: methods whose messages killed an incarnation, kept from running.
+
+When a request's execution killed incarnations (the supervisor answers it
+``PoisonMessage``), the supervisor sends ``Quarantine`` and the incarnation
+calls ``Kernel.quarantine``, which runs ``quarantine`` below in a transaction
+of its own: the message's target and selector are resolved to the object that
+holds the method (the same lookup dispatch does), and the method is marked.
+Dispatching a marked method answers ``Quarantined`` (``check``) and runs
+nothing, until a person releases it (``release``: ``Kernel.release``,
+``batos quarantine release``).
+
+The image keeps:
+
+* ``root["batos.quarantine"]["active"]``: ``"<holder uuid> <slot>"`` -> a record
+  ``{holder, selector, reason, request, since, by, method}`` (``method`` False when
+  the message reached no method: it was not understood, or a data slot; then the
+  record is kept and reported, and nothing is blocked);
+* ``root["batos.quarantine"]["log"]``: every quarantine and release, appended
+  (``{event, holder, selector, reason, request, when, by}``): the history of the
+  quarantine, apart from the method's own version history, which only the
+  method's definitions write;
+* the mark itself on the ``Method`` (``MARK``, a copy of the record), so
+  dispatch checks it without reading the root.
+
+Marking is idempotent: a method already quarantined keeps its first record.
+Everything here runs inside a kernel cycle (a transaction); nothing commits.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from persistent.list import PersistentList
+from persistent.mapping import PersistentMapping
+
+from .errors import BadArguments, Quarantined
+from .methods import Method
+from .obj import UvmObject, find_slot
+from .registry import Cycle
+from .selectors import slot_name
+
+__all__ = ["KEY", "MARK", "check", "listing", "quarantine", "release"]
+
+KEY = "batos.quarantine"
+#: the attribute on a quarantined ``Method`` holding its record
+MARK = "_batos_quarantine"
+#: how a person releases one (named in every ``Quarantined`` error)
+HOW_TO_RELEASE = "batos quarantine release {holder} {selector}"
+
+
+def check(method: Method, holder: UvmObject, selector: str) -> None:
+    """Raise ``Quarantined`` if ``method`` is marked. Called by dispatch for every method."""
+    method._p_activate()  # a ghost's __dict__ is empty; the cached function needs no load
+    mark = method.__dict__.get(MARK)
+    if mark is None:
+        return
+    how = HOW_TO_RELEASE.format(holder=holder._uuid, selector=selector)
+    raise Quarantined(
+        f"{selector!r} of {holder._uuid} is quarantined: {mark.get('reason') or 'no reason given'}"
+        f" (request {mark.get('request') or '-'}, by {mark.get('by') or '?'}); nothing ran. "
+        f"A person releases it with `{how}`", holder=holder._uuid, selector=selector,
+    )
+
+
+def _store(root: Any) -> Any:
+    store = root.get(KEY)
+    if store is None:
+        store = root[KEY] = PersistentMapping({"active": PersistentMapping(),
+                                               "log": PersistentList()})
+    return store
+
+
+def _resolve(cycle: Cycle, target: Any, selector: str) -> tuple[UvmObject, str, Any]:
+    if not isinstance(selector, str) or not selector:
+        raise BadArguments(f"a selector is a non-empty string, got {selector!r}")
+    receiver = cycle.registry.resolve(target)
+    try:
+        slot = slot_name(selector)
+    except ValueError as exc:
+        raise BadArguments(str(exc)) from None
+    holder, value = find_slot(receiver, slot)
+    return holder, slot, value
+
+
+def quarantine(cycle: Cycle, target: Any, selector: str, *, reason: str = "",
+               request: str = "", by: str = "") -> dict[str, Any]:
+    """Mark the method ``selector`` reaches from ``target``; answers its record (plain)."""
+    root = cycle.connection.root()
+    try:
+        holder, slot, value = _resolve(cycle, target, selector)
+    except AttributeError:  # DoesNotUnderstand: the message reached no method
+        holder, slot, value = cycle.registry.resolve(target), slot_name(selector), None
+    key = f"{holder._uuid} {slot}"
+    store = _store(root)
+    existing = store["active"].get(key)
+    if existing is not None:
+        return dict(existing)
+    record = {"holder": holder._uuid, "selector": selector,
+              "reason": str(reason)[:2000], "request": str(request)[:128],
+              "since": time.time(), "by": str(by or cycle.author)[:64],
+              "method": isinstance(value, Method)}
+    store["active"][key] = record
+    store["log"].append({"event": "quarantined", "when": record["since"], **{
+        k: record[k] for k in ("holder", "selector", "reason", "request", "by")}})
+    if isinstance(value, Method):
+        setattr(value, MARK, dict(record))
+    return dict(record)
+
+
+def release(cycle: Cycle, target: Any, selector: str, *, by: str = "",
+            reason: str = "") -> dict[str, Any]:
+    """Lift the quarantine of the method ``selector`` reaches from ``target``; answers the
+    record that was lifted, or raises ``BadArguments`` when it is not quarantined."""
+    store = cycle.connection.root().get(KEY)
+    try:
+        holder, slot, value = _resolve(cycle, target, selector)
+    except AttributeError:
+        holder, slot, value = cycle.registry.resolve(target), slot_name(selector), None
+    key = f"{holder._uuid} {slot}"
+    record = store["active"].get(key) if store is not None else None
+    if record is None:
+        raise BadArguments(f"{selector!r} of {holder._uuid} is not quarantined")
+    del store["active"][key]
+    store["log"].append({"event": "released", "when": time.time(), "holder": holder._uuid,
+                         "selector": record["selector"], "reason": str(reason)[:2000],
+                         "request": record.get("request", ""), "by": str(by or cycle.author)[:64]})
+    if isinstance(value, Method) and MARK in value.__dict__:
+        delattr(value, MARK)
+    return dict(record)
+
+
+def listing(root: Any) -> list[dict[str, Any]]:
+    """Every quarantined method, oldest first, as plain records."""
+    store = root.get(KEY)
+    if store is None:
+        return []
+    return sorted((dict(r) for r in store["active"].values()), key=lambda r: r["since"])
+
+
+def history(root: Any) -> list[dict[str, Any]]:
+    """Every quarantine and release, in order."""
+    store = root.get(KEY)
+    return [] if store is None else [dict(e) for e in store["log"]]
