@@ -43,10 +43,11 @@ from typing import Any
 
 import transaction
 
-from .errors import UnknownTarget
+from .errors import ImageError, UnknownTarget
 from .facets import WEAVER_SLOTS
 from .methods import Method, compile_method
 from .obj import UvmObject, write_slot
+from .pickles import forbidden_records
 from .registry import Registry
 from .replies import ReplyStore
 from .selectors import PARENT_SLOT
@@ -399,13 +400,20 @@ def bootstrap(db: Any) -> BootstrapReport:
         conn.close()
 
 
-def verify(db: Any, *, compile_methods: bool = True) -> tuple[list[str], dict[str, int]]:
-    """Phase 1 check: (problems, counts). No problems means every Genesis slot is there and
-    every method in the image compiles (under this process's import allowlist).
+def verify(
+    db: Any, *, compile_methods: bool = True, records: bool | None = None
+) -> tuple[list[str], dict[str, int]]:
+    """Phase 1 check: (problems, counts). No problems means every Genesis slot is there,
+    every method in the image compiles (under this process's import allowlist), and no
+    record reachable from the root names a class the image does not allow.
 
     ``compile_methods=False`` checks the table only, without loading every object:
     ``uvm.validation`` compiles the methods itself during its walk over the image.
+    ``records`` (default: as ``compile_methods``) reads every record's class names
+    (``uvm.pickles.forbidden_records``); validation unpickles each record itself.
     """
+    if records is None:
+        records = compile_methods
     problems: list[str] = []
     counts = {"objects": 0, "methods": 0, "genesis_slots": 0}
     tm = transaction.TransactionManager(explicit=True)
@@ -423,6 +431,14 @@ def verify(db: Any, *, compile_methods: bool = True) -> tuple[list[str], dict[st
             except UnknownTarget:
                 problems.append(f"object {name!r} is missing from the registry")
                 continue
+            except ImageError as exc:
+                problems.append(f"object {name!r} does not load: {exc}")
+                continue
+            try:
+                obj._p_activate()
+            except ImageError as exc:
+                problems.append(f"object {name!r} does not load: {exc}")
+                continue
             if parent is not None:
                 want = registry.names.get(parent)
                 got = obj._slots.get(PARENT_SLOT)
@@ -435,9 +451,16 @@ def verify(db: Any, *, compile_methods: bool = True) -> tuple[list[str], dict[st
                     problems.append(f"slot {name}.{slot} should hold a method")
                 else:
                     counts["genesis_slots"] += 1
+        if records:
+            problems.extend(forbidden_records(db))
         for uuid, obj in registry.objects.items() if compile_methods else ():
             counts["objects"] += 1
-            for slot, value in obj._slots.items():
+            try:
+                slots = list(obj._slots.items())
+            except ImageError as exc:  # e.g. a record naming a forbidden class: not loaded
+                problems.append(f"object {uuid} does not load: {exc}")
+                continue
+            for slot, value in slots:
                 if isinstance(value, Method):
                     counts["methods"] += 1
                     try:

@@ -12,6 +12,10 @@ one machine; docs/operations.md shows the configuration.
 
 ZODB and ZEO errors met while opening are translated here into ``ImageError``
 with what to do about them.
+
+Every database opened here is a ``uvm.pickles.ImageDB``: records load and
+store only under the image's class allowlist, so a stored value can never run
+code when it is loaded (see ``uvm.pickles``).
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import ZODB
 from ZODB.FileStorage import FileStorage
 from ZODB.POSException import POSError
 
 from .errors import ImageError, ImageLocked
+from .pickles import ImageDB
 
 __all__ = ["open_db", "parse_zeo_address"]
 
@@ -82,7 +86,7 @@ def open_db(
                 ) from exc
             raise ImageError(f"cannot open the image {file}: {exc}") from exc
     try:
-        return ZODB.DB(storage, pool_size=pool_size, cache_size=cache_size)
+        return ImageDB(storage, pool_size=pool_size, cache_size=cache_size)
     except POSError as exc:
         storage.close()
         raise ImageError(f"cannot open a database on {path or zeo}: {exc}") from exc

@@ -67,6 +67,7 @@ from .genesis import verify
 from .kernel import dispatch
 from .methods import Method, compile_method, imports_of
 from .obj import UvmObject
+from .pickles import ForbiddenClass
 from .registry import Cycle, Registry, using_cycle
 
 __all__ = ["MAX_FAILURES", "validate_image"]
@@ -282,7 +283,15 @@ class _Walk:
 
     def _fail(self, oid: bytes, obj: Any, exc: Exception) -> None:
         cls = _class_name(type(obj)) if obj is not None else str(exc)
-        if isinstance(exc, _Unimportable) and obj is None:
+        forbidden = exc if isinstance(exc, ForbiddenClass) else None
+        if forbidden is None and isinstance(exc.__cause__, ForbiddenClass):
+            forbidden = exc.__cause__
+        if forbidden is not None:
+            why = (f"it names {forbidden.module}.{forbidden.name}, which is not a class the "
+                   "image allows (uvm.pickles.ALLOWED); nothing of it was run")
+            if obj is None:  # the record's own class is the forbidden global
+                cls = f"{forbidden.module}.{forbidden.name}"
+        elif isinstance(exc, _Unimportable) and obj is None:
             why = "its class cannot be imported with this env's libraries"
         elif isinstance(exc, _Unimportable):
             why = f"it refers to {exc}, which cannot be imported with this env's libraries"
