@@ -5,7 +5,9 @@ Configuration comes from a TOML file (``--config FILE``, else
 command line. Every field has a default; unknown keys are errors, so a typo
 in the file is reported instead of silently ignored.
 
-Sockets live in ``<home>/run``. A Unix socket path must fit in ~107 bytes;
+Sockets live in ``<home>/run``; the two an incarnation uses (the backend and the ZEO
+server) in ``<run>/inc``, the only part of the home its sandbox shows it (``[sandbox]``,
+``envs.sandbox``). A Unix socket path must fit in ~107 bytes;
 when the home path is too long for that, sockets go to a short private folder
 ``/tmp/batos-<uid>-<hash of home>`` instead (logged at start).
 """
@@ -27,7 +29,7 @@ from bridge.codec import MAX_FRAME
 from .errors import ConfigError
 from .vllm import VllmConfig
 
-__all__ = ["Config", "EnvConfig", "Home", "load_config"]
+__all__ = ["Config", "EnvConfig", "Home", "SandboxConfig", "load_config"]
 
 _MAX_SOCKET_PATH = 100
 
@@ -46,6 +48,28 @@ class EnvConfig(BaseModel):
     offline: bool = False
     find_links: list[str] = Field(default_factory=list)
     build_timeout: float = 900.0
+
+
+class SandboxConfig(BaseModel):
+    """How incarnations are confined (``[sandbox]``; docs/operations.md).
+
+    ``required``: every incarnation runs inside bubblewrap (``envs.sandbox``) and locks
+    itself (``envs.confine``); ``batos up`` refuses to start where that cannot work.
+    ``off`` (``batos up --unconfined``): no sandbox, no lock, a warning at every start and
+    in ``status``. The limits go to the incarnation's process lock (None: its defaults).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["required", "off"] = "required"
+    #: address space of an incarnation, MiB (RLIMIT_AS)
+    memory_mb: int | None = Field(default=None, ge=64)
+    #: CPU seconds an incarnation may use in its life (RLIMIT_CPU); it is then replaced
+    cpu_seconds: int | None = Field(default=None, gt=0)
+    #: more variables of the supervisor's environment to hand incarnations (by name)
+    pass_env: list[str] = Field(default_factory=list)
+    #: more paths incarnations may read (e.g. a model folder), or read and write
+    read_only: list[str] = Field(default_factory=list)
+    read_write: list[str] = Field(default_factory=list)
 
 
 class Config(BaseModel):
@@ -89,6 +113,8 @@ class Config(BaseModel):
     #: the vLLM server the supervisor runs and restarts (``[vllm]``, off by default);
     #: when on and ``[mind]`` is empty, incarnations get a mind pointed at it
     vllm: VllmConfig = Field(default_factory=VllmConfig)
+    #: confinement of incarnations (``[sandbox]``): required (default) or off
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
 
 def load_config(path: str | os.PathLike[str] | None, home: Path, **overrides: object) -> Config:
@@ -121,13 +147,14 @@ class Home:
     def at(cls, root: Path) -> Home:
         root = root.expanduser().resolve()
         run = root / "run"
-        if len(str(run / "zeo.sock")) > _MAX_SOCKET_PATH:
+        if len(str(run / "inc" / "zeo.sock")) > _MAX_SOCKET_PATH:
             digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
             run = Path(f"/tmp/batos-{os.getuid()}-{digest}")
         return cls(root, run)
 
     def prepare(self) -> None:
-        for folder in (self.root, self.run, self.logs, self.root / "envs", self.root / "keys"):
+        for folder in (self.root, self.run, self.sockets, self.logs, self.root / "envs",
+                       self.root / "keys"):
             folder.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run, 0o700)
 
@@ -140,8 +167,13 @@ class Home:
         return self.root / "logs"
 
     @property
+    def sockets(self) -> Path:
+        """The incarnations' sockets (backend, ZEO): all of the run folder they may see."""
+        return self.run / "inc"
+
+    @property
     def zeo_socket(self) -> Path:
-        return self.run / "zeo.sock"
+        return self.sockets / "zeo.sock"
 
     @property
     def frontend_ipc(self) -> str:
@@ -149,7 +181,7 @@ class Home:
 
     @property
     def backend(self) -> str:
-        return f"ipc://{self.run / 'be.sock'}"
+        return f"ipc://{self.sockets / 'be.sock'}"
 
     @property
     def events(self) -> str:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.messages import ErrorInfo, PingRequest, Reply, StatusRequest
 
+from .incarnations import confinement
+
 if TYPE_CHECKING:
     from .server import Supervisor
 
@@ -66,4 +68,5 @@ def status(sup: Supervisor, now: float) -> dict[str, Any]:
         },
         "served": sup.served_total,
         "handover_log": {"path": str(sup.hlog.path), "head": list(sup.hlog.head)},
+        "confinement": confinement(sup.config),  # H1b: [sandbox] mode and what is enforced
     }

@@ -4,6 +4,12 @@
 process group reach grandchildren too. ``stop`` asks (SIGTERM to the group),
 waits ``grace`` seconds, then kills (SIGKILL to the group) and reaps, logging
 each step. ``kill`` is the immediate form for an unresponsive child.
+
+A child started through ``envs.sandbox.wrap`` (``spawn(..., sandboxed=True)``) is
+bubblewrap, which ignores SIGTERM and passes it on only through the group: the
+wrapped command stops gracefully on the group's SIGTERM, and the group's SIGKILL
+(or bubblewrap's death) kills all of it. Its ``returncode`` is the command's, as if
+it ran unwrapped (bubblewrap's 128+N for a death by signal N reads -N).
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from envs.sandbox import exit_status
+
 from .notify import NOTIFY_VARIABLES
 
-__all__ = ["kill", "spawn", "stop"]
+__all__ = ["SandboxedPopen", "child_environment", "kill", "spawn", "stop"]
 
 log = logging.getLogger("batos.supervisor.process")
 
@@ -27,13 +35,28 @@ def child_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in NOTIFY_VARIABLES}
 
 
+class SandboxedPopen(subprocess.Popen[bytes]):
+    """A bubblewrap child whose ``returncode`` (and ``wait()``/``poll()``) is its command's."""
+
+    _raw: int | None = None
+
+    @property  # type: ignore[override]
+    def returncode(self) -> int | None:
+        return exit_status(self._raw)
+
+    @returncode.setter
+    def returncode(self, value: int | None) -> None:
+        self._raw = value
+
+
 def spawn(argv: Sequence[str], *, log_file: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+          cwd: Path | None = None, sandboxed: bool = False) -> subprocess.Popen[bytes]:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     if env is None:
         env = child_environment()
+    popen = SandboxedPopen if sandboxed else subprocess.Popen
     with open(log_file, "ab") as out:
-        return subprocess.Popen(
+        return popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             env=env, cwd=cwd, start_new_session=True, close_fds=True,
         )

@@ -432,10 +432,10 @@ class Supervisor(EvolutionMixin):
         inc.python = ready.python
         if ready.quarantined is not None:
             self.routing.poison.report(inc.id, ready.quarantined, now)
-        log.info("incarnation ready", extra={"incarnation": inc.id, "pid": ready.pid,
+        log.info("incarnation ready", extra={"incarnation": inc.id, "pid": inc.code_pid,
                                              "env_id": ready.env_id,
                                              "seconds": round(now - inc.started_at, 3)})
-        self.publish("incarnation.ready", incarnation=inc.id, pid=ready.pid, env_id=ready.env_id,
+        self.publish("incarnation.ready", incarnation=inc.id, pid=inc.code_pid, env_id=ready.env_id,
                       role=inc.role)
         if inc.role == "candidate" and self.handover is not None:
             self.handover.on_ready(inc.id)

@@ -207,11 +207,14 @@ def active(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def incarnation_processes(run_dir: str) -> list[psutil.Process]:
-    """Live ``uvm.incarnation`` processes connected to this run folder's backend."""
-    backend = f"ipc://{run_dir}/be.sock"
+    """Live ``uvm.incarnation`` processes connected to this run folder's backend (the
+    processes running it, not the bubblewrap processes that confine them)."""
+    backend = f"ipc://{run_dir}/inc/be.sock"
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "name"]):
         cmdline = proc.info.get("cmdline") or []
+        if proc.info.get("name") in ("bwrap", "env"):
+            continue
         if "uvm.incarnation" in cmdline and backend in cmdline and alive(proc):
             found.append(proc)
     return found
