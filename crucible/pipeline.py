@@ -39,11 +39,12 @@ def _off(stage: str, reason: str, *, skipped: bool = False, required: bool = Fal
 
 class Crucible:
     def __init__(self, *, policy: Policy | None = None, image: ImageRef | None = None,
-                 reviewer: Any = None) -> None:
+                 reviewer: Any = None, spawner: Any = None, confine: bool = True) -> None:
+        # spawner/confine: how trial workers start and lock (crucible.trial.TrialRunner)
         self.policy = policy or Policy()
         self.image = image
         self.reviewer = reviewer
-        self._runner = (TrialRunner(image, self.policy.limits)
+        self._runner = (TrialRunner(image, self.policy.limits, spawner=spawner, confine=confine)
                         if image is not None and self.policy.trial != "off" else None)
 
     def __enter__(self) -> Crucible:

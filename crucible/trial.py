@@ -12,6 +12,20 @@ worker does is described in ``crucible.trial_worker``; here the parent
   limit; our SIGKILL: the wall clock; any other signal or a silent exit),
   into a ``StageVerdict`` with specific reasons.
 
+How workers start (the same worker, the same lock, either way):
+
+* inside a confined incarnation, which can neither fork nor exec, through the
+  fork-server it started before locking itself (``spawner``, an
+  ``envs.spawner.Spawner`` whose table has ``worker_command()``);
+* elsewhere (``batos crucible check``, tests, an ``--unconfined`` incarnation)
+  directly, wrapped in the OS sandbox (``envs.sandbox.wrap``) when one is
+  available and ``confine`` is true.
+
+With ``confine`` true (the default) every worker locks itself with
+``envs.confine.lock`` before it touches the proposal, exactly as the live
+incarnation does; a worker that cannot lock itself does not start, and the
+trial is an error, never an unconfined pass.
+
 Threads: ``run`` may be called from any thread, several at once (each takes
 its own worker). Workers are started by one long-lived spawner thread owned by
 the runner, because ``PR_SET_PDEATHSIG`` fires when the *thread* that started
@@ -35,16 +49,47 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envs.errors import EnvError
+
 from .errors import TrialUnavailable
 from .policy import TrialLimits
 from .proposal import Proposal
 from .trial_worker import MAX_FRAME
 
-__all__ = ["ImageRef", "TrialRunner"]
+__all__ = ["ImageRef", "TrialRunner", "worker_command", "worker_env"]
 
 _ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 60.0
 _HEADER = 4
+WORKER_MODULE = "crucible.trial_worker"
+#: the live lock's network setting, for workers the fork-server starts ("1"/"0")
+NETWORK_VARIABLE = "BATOS_CONFINE_NETWORK"
+
+
+_ENV_KEPT = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "BATOS_SANDBOX",
+             "BATOS_UNSAFE_TEST_EXPOSE_OS")
+_ENV_PREFIXES = ("BATOS_BUDGET_",)
+
+
+def worker_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The trial worker's whole environment, from ``base`` (default ours): batos importable,
+    and only what the live path reads (budgets, the sandbox marker, the test-only switch);
+    never the caller's secrets (API keys, tokens)."""
+    base = dict(os.environ if base is None else base)
+    env = {k: v for k, v in base.items() if k in _ENV_KEPT or k.startswith(_ENV_PREFIXES)}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(_ROOT), base.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def worker_command(*, network: bool = True) -> Any:
+    """The fork-server table entry (``envs.spawner.Command``) that runs trial workers;
+    ``network``: what the live process lock allows, which the workers' lock copies."""
+    from envs.spawner import Command
+
+    env = {**worker_env(), NETWORK_VARIABLE: "1" if network else "0"}
+    return Command("crucible-trial", sys.executable, (WORKER_MODULE,), env=env,
+                   cwd=str(_ROOT), max_args=1)
 
 
 @dataclass(frozen=True)
@@ -65,8 +110,34 @@ class ImageRef:
         object.__setattr__(self, "allowed_packages", tuple(self.allowed_packages))
 
 
+def _sandboxed(argv: list[str], image: ImageRef, env: dict[str, str], *,
+               network: bool) -> tuple[list[str], str | None]:
+    """``argv`` in the OS sandbox (``envs.sandbox``) and None, or ``argv`` and why not."""
+    try:
+        from envs import sandbox
+    except ImportError:
+        return argv, "no OS sandbox (envs.sandbox is not there)"
+    reason = sandbox.available()
+    if reason is not None:
+        return argv, reason
+    read_only = [str(_ROOT)]
+    read_write: list[str] = []
+    if image.path:
+        read_only += [p for p in (image.path, f"{image.path}.index") if os.path.exists(p)]
+    elif image.zeo and "/" in image.zeo:  # a Unix socket: connecting needs it visible
+        read_write.append(image.zeo)
+    try:
+        return sandbox.wrap(argv, python=sys.executable, read_only=read_only,
+                            read_write=read_write, network=network, env=env), None
+    except EnvError as exc:
+        return argv, f"the OS sandbox refused the worker's profile: {exc}"
+
+
 class _Worker:
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    """One worker process: a ``subprocess.Popen`` (started here) or an
+    ``envs.spawner.Process`` (started by the fork-server, which also signals it)."""
+
+    def __init__(self, proc: Any) -> None:
         self.proc = proc
         assert proc.stdin is not None
         assert proc.stdout is not None
@@ -114,6 +185,12 @@ class _Worker:
     def signal_kill(self) -> None:
         """SIGKILL the worker's process group (it runs in its own session); no wait."""
         if self.proc.returncode is None:
+            if not isinstance(self.proc, subprocess.Popen):
+                try:
+                    self.proc.kill()  # the fork-server signals the worker's group
+                except Exception:  # noqa: BLE001 - a fork-server gone took its workers along
+                    pass
+                return
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -144,13 +221,14 @@ class _Spawner(threading.Thread):
     """The one thread that starts workers (see the module docstring for why) and reaps
     used ones, so that neither costs the caller of ``run`` any time."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], reaped: Any) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], reaped: Any,
+                 server: Any = None) -> None:
         super().__init__(name="crucible-trial-spawner", daemon=True)
-        self.argv, self.env, self.reaped = argv, env, reaped
+        self.argv, self.env, self.reaped, self.server = argv, env, reaped, server
         self.requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
-    def spawn(self) -> Future[subprocess.Popen[bytes]]:
-        future: Future[subprocess.Popen[bytes]] = Future()
+    def spawn(self) -> Future[Any]:
+        future: Future[Any] = Future()
         self.requests.put(future)
         return future
 
@@ -170,36 +248,65 @@ class _Spawner(threading.Thread):
             if not item.set_running_or_notify_cancel():
                 continue
             try:
-                proc = subprocess.Popen(
-                    self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE, bufsize=0, env=self.env, cwd=str(_ROOT),
-                    start_new_session=True, close_fds=True,
-                )
-            except OSError as exc:
+                if self.server is not None:
+                    proc = self.server.spawn(self.argv)
+                else:
+                    proc = subprocess.Popen(
+                        self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, bufsize=0, env=self.env, cwd=str(_ROOT),
+                        start_new_session=True, close_fds=True,
+                    )
+            except (OSError, EnvError) as exc:
                 item.set_exception(TrialUnavailable(f"cannot start a trial worker: {exc}"))
             else:
                 item.set_result(proc)
 
 
 class TrialRunner:
-    """Runs proposals in single-use worker processes against one image."""
+    """Runs proposals in single-use worker processes against one image.
 
-    def __init__(self, image: ImageRef, limits: TrialLimits | None = None) -> None:
+    ``spawner``: the fork-server to start workers through (a confined incarnation's);
+    None starts them here, in the OS sandbox when one is available and ``confine``.
+    ``confine``: workers lock themselves (``envs.confine``) as the live process does;
+    False only where the live process is unconfined too (``--unconfined``).
+    ``network``: what the live lock allows (``envs.confine.lock(network=...)``); None:
+    the fork-server's table says it (``worker_command``), else allowed.
+    """
+
+    def __init__(self, image: ImageRef, limits: TrialLimits | None = None, *,
+                 spawner: Any = None, confine: bool = True, network: bool | None = None) -> None:
         self.image = image
         self.limits = limits or TrialLimits()
+        self.confine = bool(confine)
+        parent = spawner.server_pid if spawner is not None else os.getpid()
         config = {"path": str(image.path) if image.path else None, "zeo": image.zeo,
-                  "allowed_packages": list(image.allowed_packages), "parent": os.getpid()}
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
-        env.pop("PYTHONSTARTUP", None)
-        argv = [sys.executable, "-m", "crucible.trial_worker", json.dumps(config)]
+                  "allowed_packages": list(image.allowed_packages), "parent": parent,
+                  "confine": self.confine, "network": network}
+        env = worker_env()
+        argv = [sys.executable, "-m", WORKER_MODULE, json.dumps(config)]
+        self._exit_status = None
+        # the OS sandbox the workers run in, or why they run outside one
+        if spawner is not None:
+            self.sandbox = "the incarnation's (workers start through its fork-server)"
+        elif self.confine:
+            # inside bwrap the worker's parent is the sandbox's init, not us: bwrap's
+            # --die-with-parent ties it to this process instead of its ppid check
+            wrapped_config = {**config, "parent": None}
+            wrapped = [sys.executable, "-m", WORKER_MODULE, json.dumps(wrapped_config)]
+            wrapped, reason = _sandboxed(wrapped, image, env, network=network is not False)
+            self.sandbox = "bwrap" if reason is None else f"none: {reason}"
+            if reason is None:
+                from envs.sandbox import exit_status
+
+                argv, self._exit_status = wrapped, exit_status
+        else:
+            self.sandbox = "none: unconfined"
         self._lock = threading.Lock()
         self._live: set[_Worker] = set()
         self._closed = False
-        self._spawner = _Spawner(argv, env, self._reaped)
+        self._spawner = _Spawner(argv, env, self._reaped, server=spawner)
         self._spawner.start()
-        self._spare: Future[subprocess.Popen[bytes]] | None = self._spawner.spawn()
+        self._spare: Future[Any] | None = self._spawner.spawn()
 
     def __enter__(self) -> TrialRunner:
         return self
@@ -281,6 +388,7 @@ class TrialRunner:
             finally:
                 self._discard(worker)
         detail["wall_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        detail.setdefault("sandbox", self.sandbox)
         return StageVerdict(stage="trial", status=status, required=required, reasons=reasons,
                             detail=detail, elapsed_ms=detail["wall_ms"])
 
@@ -305,6 +413,8 @@ class TrialRunner:
             return status, reasons, answer
         worker.kill()
         code = worker.proc.returncode
+        if self._exit_status is not None:  # bwrap says 128+N for a command killed by N
+            code = self._exit_status(code)
         return "fail", [self._death(code, limits, worker.stderr_tail())], {"exit": code}
 
     @staticmethod

@@ -17,6 +17,15 @@ machinery (and, for a ZEO image, opens a read-only client connection), says
    result into plain data, and ALWAYS aborts: the image never sees a trial;
 4. answers one frame and exits.
 
+Before it says ``ready`` (so off the trial's critical path, and before it has
+read anything of the proposal or loaded any object of the image) a worker
+whose config says ``confine`` locks itself with ``envs.confine.lock`` (no exec,
+no fork, no signals to others, no namespaces, the kernel's dangerous surface
+shut; ``network`` as the live incarnation has it), exactly as the live
+incarnation does: the trial is the live path. A worker that cannot lock itself
+exits with the reason on stderr instead of running anything. The answer says
+``confined`` (what the lock applied, or false).
+
 It dies with its parent (``PR_SET_PDEATHSIG``), and the parent kills its
 process group when the wall-clock limit passes. Frames on the pipes are a
 4-byte big-endian length then msgpack. Protocol output goes to a private
@@ -78,13 +87,13 @@ def read_frame(fd: int) -> Any:
     return None if body is None else ormsgpack.unpackb(body)
 
 
-def _die_with_parent(parent: int) -> None:
+def _die_with_parent(parent: int | None) -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: the pipe's EOF still ends an idle worker
         pass
-    if os.getppid() != parent:
+    if parent is not None and os.getppid() != parent:
         os._exit(0)  # the parent died before prctl took effect
 
 
@@ -208,11 +217,31 @@ def _trial(db: Any, request: dict[str, Any], limits: dict[str, Any], answer: dic
         conn.close()
 
 
+def _confine(config: dict[str, Any]) -> dict[str, Any] | bool:
+    """Lock this worker as the live incarnation is locked; exit 3 with the reason if it cannot."""
+    if not config.get("confine", True):
+        return False
+    from envs.confine import lock
+    from envs.errors import ConfinementUnavailable
+
+    network = config.get("network")
+    if network is None:  # as the fork-server's table says the live lock has it
+        network = os.environ.get("BATOS_CONFINE_NETWORK", "1") != "0"
+    try:
+        applied = lock(network=bool(network))
+    except ConfinementUnavailable as exc:
+        sys.stderr.write(f"the trial worker cannot confine itself: {exc}\n")
+        sys.stderr.flush()
+        os._exit(3)
+    return {"seccomp": applied["seccomp"], "network": applied["network"]}
+
+
 def main(argv: list[str]) -> int:
     import json
 
     config = json.loads(argv[0])
-    _die_with_parent(int(config["parent"]))
+    # None inside bwrap: the parent there is the sandbox's init (--die-with-parent)
+    _die_with_parent(None if config.get("parent") is None else int(config["parent"]))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     out = os.dup(1)
     os.dup2(2, 1)
@@ -231,12 +260,13 @@ def main(argv: list[str]) -> int:
     if config.get("allowed_packages"):
         allowlist.set_allowed(allowlist.top_level_modules(config["allowed_packages"]))
     db = open_db(zeo=config["zeo"], read_only=True) if config.get("zeo") else None
+    confined = _confine(config)
     write_frame(out, {"ready": True, "pid": os.getpid()})
 
     request = read_frame(0)
     if request is None:
         return 0
-    answer: dict[str, Any] = {"status": "fail", "reasons": []}
+    answer: dict[str, Any] = {"status": "fail", "reasons": [], "confined": confined}
     opened = time.perf_counter()
     try:
         if db is None:

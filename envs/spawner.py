@@ -1,10 +1,12 @@
 """The fork-server: the one way a locked process still starts children, from a fixed table.
 
 A process that will lock itself (``envs.confine``: no fork, no exec) first calls
-``Spawner.start(table)``: a socketpair (``SOCK_SEQPACKET``) and ``python -m
-envs.spawner FD PARENT`` started on its other end while the caller is still single
+``Spawner.start(table)``: a socketpair (``SOCK_SEQPACKET``) and ``python -P
+<this file> FD PARENT`` started on its other end while the caller is still single
 threaded and unlocked (fork + exec of a fresh interpreter: the server holds nothing of
-the caller's memory, image machinery included, and imports only this module). The
+the caller's memory, image machinery included; run by path, it imports only the
+standard library and ormsgpack, so it boots in a fraction of the time ``envs`` would
+take, beside the caller's own start, which does not wait for it). The
 table (``Command``: an interpreter, the modules it may run with ``-m``, the child's
 whole environment and working directory) is the server's first message and cannot
 change afterwards. Then, on request, the server:
@@ -55,7 +57,16 @@ from typing import Any
 
 import ormsgpack
 
-from envs.errors import SpawnerUnavailable, SpawnRefused
+if __name__ == "__main__":
+    # the fork-server itself, run by path: nothing of batos is imported (module docstring);
+    # it needs only exceptions to turn into its error replies
+    class SpawnRefused(Exception):  # noqa: N818 - the same name as envs.errors'
+        pass
+
+    class SpawnerUnavailable(Exception):  # noqa: N818
+        pass
+else:
+    from envs.errors import SpawnerUnavailable, SpawnRefused
 
 __all__ = ["Command", "Process", "Spawner", "check_argv"]
 
@@ -209,10 +220,9 @@ class Spawner:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             server = subprocess.Popen(
-                [python, "-m", "envs.spawner", str(theirs.fileno()), str(os.getpid())],
-                pass_fds=(theirs.fileno(),), cwd=str(_ROOT), stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                    p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p)})
+                [python, "-P", str(Path(__file__).resolve()), str(theirs.fileno()),
+                 str(os.getpid())],
+                pass_fds=(theirs.fileno(),), cwd="/", stdin=subprocess.DEVNULL)
         except OSError as exc:
             ours.close()
             raise SpawnerUnavailable(f"cannot start the fork-server: {exc}") from exc

@@ -24,6 +24,18 @@ environment) makes doesNotUnderstand: synthesize; none configured, it answers
 in a thread and answers ``Validated``. Methods may import the top-level
 modules of the env spec's packages (``--packages``; ``uvm.allowlist``).
 Every ``maintenance`` seconds the exactly-once record is pruned.
+
+Confinement (docs/design.md, issue 11): ``main`` first starts the fork-server
+(``envs.spawner``: the only way this process starts children afterwards, from
+a fixed table: crucible trial workers, the inquiry loop's training runs), then
+locks the whole process (``envs.confine.lock``: no exec, no fork, no signals
+to others, no namespaces or mounts, the kernel's dangerous surface shut,
+rlimits from ``--memory-mb``/``--cpu-seconds``), all before asyncio, ZMQ or
+ZODB start a thread and before any image code (bootstrap included) runs.
+``Ready`` carries what was applied (``confinement``). A missing mechanism ends
+the start with exit status 3 and the reason; ``--unconfined`` (the operator's
+``batos up --unconfined``) skips both, with a warning in the log, and its trial
+workers run unlocked too: the trial is always the live path.
 ``publish(kind, **data)`` sends an image event (``image.*``) for the supervisor
 to re-publish on its event stream; it may be called from the loop or from any
 worker thread (the send itself always runs in the loop).
@@ -87,7 +99,8 @@ class Incarnation:
     def __init__(
         self, *, backend: str, zeo: str, ident: str, env_id: str, workers: int = 4,
         heartbeat: float = 1.0, packages: Sequence[str] = (), maintenance: float = 300.0,
-        image: str | None = None,
+        image: str | None = None, spawner: Any = None,
+        confinement: dict[str, Any] | None = None,
     ) -> None:
         self.backend = backend
         self.zeo = zeo
@@ -106,6 +119,10 @@ class Incarnation:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._events: set[asyncio.Task[bool]] = set()
         self.inquiry: Any = None
+        #: the fork-server this process starts children through (None: unconfined)
+        self.spawner = spawner
+        #: what the process lock applied; None when this process is not locked
+        self.confinement = confinement
 
     async def run(self) -> int:
         self._loop = asyncio.get_running_loop()
@@ -116,7 +133,9 @@ class Incarnation:
             await asyncio.to_thread(self._bootstrap, db)
             self.db = db
             # a misconfigured mind stops the start here, with the reason in the log
-            mind = await asyncio.to_thread(build_mind, zeo=self.zeo, packages=self.packages)
+            mind = await asyncio.to_thread(build_mind, zeo=self.zeo, packages=self.packages,
+                                           spawner=self.spawner,
+                                           confine=self.confinement is not None)
             log.info("mind: %s", "none configured" if mind is None else
                      f"{type(mind.chat).__name__} {getattr(mind.chat, 'model', '')}")
             kernel = Kernel(db, mind=mind)
@@ -133,6 +152,7 @@ class Incarnation:
                     await self._control(Ready(
                         incarnation=self.ident, pid=os.getpid(), env_id=self.env_id,
                         packages=installed_packages(), python=sys.version.split()[0],
+                        confinement=self._confinement_report(),
                     ))
                     log.info("ready: %s", self.ident)
                     background = [asyncio.create_task(self._beat()),
@@ -157,7 +177,20 @@ class Incarnation:
                 await asyncio.to_thread(self.inquiry.stop)
             close_mind(mind)
             db.close()
+            if self.spawner is not None:
+                self.spawner.close()  # its remaining children (trial workers) die with it
         return 0
+
+    def _confinement_report(self) -> dict[str, Any]:
+        if self.confinement is None:
+            return {"mode": "off"}
+        applied = self.confinement
+        return {"mode": "locked", "seccomp": applied.get("seccomp"),
+                "pid": applied.get("pid"),
+                "network": applied.get("network"), "rlimits": applied.get("rlimits"),
+                "denied": len(applied.get("denied", ())),
+                "fork_server": self.spawner.server_pid if self.spawner is not None else None,
+                "sandbox": os.environ.get("BATOS_SANDBOX", "none")}
 
     def _start_inquiry(self, kernel: Kernel) -> Any:
         """The Characterological Inquiry Loop, when ``BATOS_INQUIRY_CONFIG`` names a base
@@ -169,11 +202,11 @@ class Incarnation:
             return None
         from .inquiry_root import start_inquiry  # the training stack's runtime, only when used
 
-        home = table.get("home") or (os.path.dirname(self.image) if self.image else ".")
+        home = _inquiry_home(table, self.image)
         rest = {k: v for k, v in table.items() if k not in ("base_model", "vllm_url", "home")}
         log.info("inquiry loop: watching (base %s, server %s)", base, url)
         return start_inquiry(kernel, publish=self.publish, home=home, base_model=base,
-                             vllm_url=url, table=rest)
+                             vllm_url=url, table=rest, spawner=self.spawner)
 
     @staticmethod
     def _bootstrap(db: Any) -> None:
@@ -353,6 +386,70 @@ def _done(value: bool) -> concurrent.futures.Future[bool]:
     return future
 
 
+def _inquiry_home(table: dict[str, Any], image: str | None) -> str:
+    """Where the inquiry loop keeps its folders (its training envs under ``train-envs``)."""
+    return str(table.get("home") or (os.path.dirname(image) if image else "."))
+
+
+_UNCONFINED_WARNING = (
+    "RUNNING UNCONFINED (--unconfined): no process lock, no fork-server; image code runs with "
+    "this process's full power over files, processes and the network")
+
+
+def _needs_network(backend: str, zeo: str) -> bool:
+    """Whether this process talks TCP: a TCP storage or backend, or a mind or inquiry
+    server named by URL (the lock then allows AF_INET/AF_INET6 sockets)."""
+    if not zeo.startswith("/") or not backend.startswith("ipc://"):
+        return True
+    mind = table_from_env("BATOS_MIND_CONFIG")
+    inquiry = table_from_env("BATOS_INQUIRY_CONFIG")
+    return bool(mind.get("base_url") or os.environ.get("BATOS_MIND_URL", "").strip()
+                or inquiry.get("vllm_url"))
+
+
+def _mind_configured() -> bool:
+    return bool(table_from_env("BATOS_MIND_CONFIG")) or any(
+        os.environ.get(f"BATOS_MIND_{name}", "").strip()
+        for name in ("URL", "LOCAL", "REPLAY", "RECORD"))
+
+
+def confine_process(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """Start the fork-server, then lock this process (module docstring): (spawner, applied).
+
+    Must run before any thread or image code. Raises ``ConfinementUnavailable`` or
+    ``SpawnerUnavailable`` (``envs.errors``) with the reason; nothing is locked then.
+    """
+    from envs.confine import lock, unavailable
+    from envs.errors import ConfinementUnavailable
+    from envs.spawner import Spawner
+
+    reason = unavailable()
+    if reason is not None:
+        raise ConfinementUnavailable(reason)
+    network = _needs_network(args.backend, args.zeo) if args.network == "auto" else (
+        args.network == "on")
+    table = []
+    if _mind_configured():  # trial workers exist only with a mind (crucible: its import costs)
+        from crucible.trial import worker_command
+
+        table.append(worker_command(network=network))
+    inquiry = table_from_env("BATOS_INQUIRY_CONFIG")
+    if inquiry.get("base_model") and inquiry.get("vllm_url"):
+        from weaver.train_env import default_root, spawner_command
+
+        table.append(spawner_command(default_root(_inquiry_home(inquiry, args.image))))
+    if not table:  # nothing this incarnation will ever start: no fork-server at all
+        return None, lock(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds,
+                          network=network)
+    spawner = Spawner.start(table)
+    try:
+        applied = lock(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds, network=network)
+    except BaseException:
+        spawner.close()
+        raise
+    return spawner, applied
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m uvm.incarnation")
     parser.add_argument("--backend", required=True)
@@ -364,12 +461,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", help="the image file, read directly (read-only) by validation")
     parser.add_argument("--packages", default="",
                         help="comma-separated distributions of the env spec (their modules may be imported by methods)")
+    parser.add_argument("--unconfined", action="store_true",
+                        help="no fork-server and no process lock (batos up --unconfined only)")
+    parser.add_argument("--memory-mb", type=int, default=None,
+                        help="the process lock's address-space limit (RLIMIT_AS), MiB")
+    parser.add_argument("--cpu-seconds", type=int, default=None,
+                        help="the process lock's CPU limit over the process's life (RLIMIT_CPU)")
+    parser.add_argument("--network", choices=("auto", "on", "off"), default="auto",
+                        help="TCP sockets after the lock (auto: when the storage, backend, "
+                             "mind or inquiry server is reached over TCP)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s incarnation %(levelname)s %(message)s")
+    spawner, applied = None, None
+    if args.unconfined:
+        log.warning(_UNCONFINED_WARNING)
+    else:
+        from envs.errors import EnvError
+
+        try:
+            spawner, applied = confine_process(args)
+        except EnvError as exc:
+            log.error("cannot start confined: %s (the operator may run `batos up --unconfined`)",
+                      exc)
+            print(f"incarnation {args.ident}: cannot start confined: {exc}", file=sys.stderr)
+            return 3
+        log.info("confined: seccomp lock (%d calls denied, network %s), fork-server %s",
+                 len(applied["denied"]), "on" if applied["network"] else "off",
+                 f"pid {spawner.server_pid}" if spawner is not None else
+                 "not needed (no mind, no inquiry: this process starts no child)")
     incarnation = Incarnation(backend=args.backend, zeo=args.zeo, ident=args.ident,
                               env_id=args.env_id, workers=args.workers, heartbeat=args.heartbeat,
                               packages=[p for p in args.packages.split(",") if p],
-                              image=args.image)
+                              image=args.image, spawner=spawner, confinement=applied)
 
     async def run() -> int:
         loop = asyncio.get_running_loop()

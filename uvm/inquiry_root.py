@@ -24,6 +24,11 @@ Where: ``<home>/inquiry/<cycle>`` (dataset, logs), ``<home>/inquiry/discarded/<c
 (adapters that lost), ``<home>/adapters/<name>`` (registered adapters), the training env
 under ``weaver.train_env.default_root(home)``.
 
+Processes: in a confined incarnation (no exec, ``envs.confine``) ``start_inquiry`` gets
+the incarnation's fork-server (``spawner``) and routes the training env's build and
+runs through it (``weaver.train_env.route_through``; its table holds
+``weaver.train_env.spawner_command(root)`` for the same root).
+
 Threads: ``start_inquiry`` starts one daemon thread that, every ``interval`` seconds,
 reads the configuration from the image and runs ``InquiryLoop.maybe_run`` (a cycle runs
 in that thread). ``touch()`` may be called from any thread. ``stop()`` cancels a
@@ -43,7 +48,7 @@ from crucible.adapters import adapter_reviewer
 from weaver.facet_trainer import FacetTrainer
 from weaver.inquiry import InquiryConfig, InquiryLoop
 from weaver.lora import LoraRuntime
-from weaver.train_env import default_root
+from weaver.train_env import default_root, route_through
 
 from .errors import ImageError
 from .mindkit import table_from_env
@@ -148,9 +153,11 @@ class InquiryHandle:
 def start_inquiry(kernel: Any, *, publish: Callable[..., None] | None, home: str | os.PathLike[str],
                   base_model: str | os.PathLike[str], vllm_url: str | None = None,
                   lora: LoraRuntime | None = None, table: Mapping[str, Any] | None = None,
-                  interval: float | None = None) -> InquiryHandle:
+                  interval: float | None = None, spawner: Any = None) -> InquiryHandle:
     """Start the background loop (module docstring); ``table`` defaults to the env's."""
     table = dict(config_from_env() if table is None else table)
+    if spawner is not None:
+        route_through(spawner)
     cancel = threading.Event()
     loop = build_loop(kernel, home=home, base_model=base_model, vllm_url=vllm_url, lora=lora,
                       table=table, publish=publish, cancel=cancel,

@@ -17,7 +17,10 @@ from the ``BATOS_MIND_*`` variables:
 
 The crucible's trial stage runs against the same image the kernel uses: the
 ZEO server (``zeo``) or the FileStorage file (``path``, opened read-only by
-the trial process).
+the trial process). A confined incarnation hands its fork-server (``spawner``,
+``envs.spawner``) so trial workers start through it; ``confine`` says whether
+workers lock themselves as the live process does (False only for
+``--unconfined``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ def build_mind(
     packages: Sequence[str] = (),
     env: Mapping[str, str] = os.environ,
     chat: Any = None,
+    spawner: Any = None,
+    confine: bool = True,
 ) -> Synthesizer | None:
     """The mind that ``config`` (or the environment) names, or None when none is configured.
 
@@ -86,7 +91,8 @@ def build_mind(
     if zeo or image_path:
         image = ImageRef(path=None if zeo else str(image_path), zeo=zeo,
                          allowed_packages=tuple(packages))
-    crucible = Crucible(policy=policy, image=image, reviewer=chat)
+    crucible = Crucible(policy=policy, image=image, reviewer=chat, spawner=spawner,
+                        confine=confine)
     return Synthesizer(
         chat, crucible, schema=proposal_schema(),
         attempts=int(options.get("attempts", 2)),

@@ -24,8 +24,20 @@ is ``<root>/uv-cache`` (same filesystem: hard links, so a rebuild takes seconds)
 Where: the CLI uses ``<batos home>/train-envs``; ``$BATOS_TRAIN_ENVS`` overrides it
 (the tests use ``~/.cache/batos/train-envs`` so CI builds the env once).
 
-Boundary: stdlib only; builds and runs processes, never imports the ML stack itself.
-Runs in the caller's thread; ``run_module`` blocks until the child exits.
+A process locked against exec (a confined incarnation: ``envs.confine``) cannot do
+either itself. ``route_through(spawner)`` then sends both through its fork-server
+(``envs.spawner``), whose table holds one more entry, ``spawner_command(root)``: this
+module run as ``python -m weaver.train_env build`` (the env for the default spec under
+the table's root, its progress and result as JSON lines) or ``run DIGEST LOG MODULE
+ARGS...`` (checks DIGEST names a complete env under that root and MODULE is
+``weaver.training`` or ``weaver.evaluate``, points stderr at LOG, then execs the env's
+python). A request can choose neither the root, nor the interpreter, nor another
+module. ``FacetTrainer``'s ``cpu_seconds`` do not see such children (they are the
+fork-server's, not ours).
+
+Boundary: stdlib only (and ``envs.spawner`` for the table entry); builds and runs
+processes, never imports the ML stack itself. Runs in the caller's thread;
+``run_module`` blocks until the child exits.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.metadata
+import io
 import json
 import os
 import re
@@ -50,13 +63,18 @@ from .narrative import GrandNarrativeError
 
 __all__ = [
     "PACKAGES", "TrainEnv", "TrainEnvError", "TrainEnvSpec", "TrainingFailed", "default_root",
-    "default_spec", "ensure_env", "run_module",
+    "default_spec", "ensure_env", "route_through", "run_module", "spawner_command",
 ]
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate",
             "pydantic")
 MARKER = "batos-train-env.json"
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
+TRAINING_MODULES = ("weaver.training", "weaver.evaluate")
+_SELF = "weaver.train_env"
+_ROOT_VARIABLE = "BATOS_TRAIN_ENVS"
+_DIGEST = re.compile(r"^[0-9a-f]{16}$")
+_spawner: Any = None  # set by route_through: this process cannot exec
 CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
              "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
              "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "DISABLE_TQDM": "1"}
@@ -198,9 +216,61 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def route_through(spawner: Any) -> None:
+    """Start every later child of this process through ``spawner`` (an ``envs.spawner.Spawner``
+    whose table holds ``spawner_command(root)``); None: start them here again."""
+    global _spawner
+    _spawner = spawner
+
+
+def spawner_command(root: str | os.PathLike[str]) -> Any:
+    """The fork-server table entry for ``build``/``run`` under ``root`` (module docstring)."""
+    from envs.spawner import Command
+
+    env = {**os.environ, _ROOT_VARIABLE: str(Path(root).resolve())}
+    return Command("train-env", sys.executable, (_SELF,), env=env, cwd=str(SOURCE_ROOT),
+                   max_args=64)
+
+
+def _through_spawner(argv: list[str]) -> Any:
+    from envs.errors import EnvError
+
+    try:
+        return _spawner.spawn([sys.executable, "-m", _SELF, *argv])
+    except EnvError as exc:
+        raise TrainEnvError(f"the fork-server cannot start {argv[0]!r}: {exc}") from exc
+
+
+def _ensure_through_spawner(root: str | os.PathLike[str] | None, spec: TrainEnvSpec | None,
+                            log: Callable[[str], None] | None, timeout: float) -> TrainEnv:
+    table_root = Path(_spawner_root())
+    if spec is not None or (root is not None and Path(root).resolve() != table_root):
+        raise TrainEnvError(f"this process builds only the default training env under "
+                            f"{table_root} (its fork-server's table), not {root} / a given spec")
+
+    def event(e: dict[str, Any]) -> None:
+        if e.get("event") == "log" and log:
+            log(str(e.get("message")))
+
+    done = _follow(lambda: _through_spawner(["build"]), "the training env build", event,
+                   None, timeout)
+    return TrainEnv(Path(done["path"]), Path(done["python"]), TrainEnvSpec(**done["spec"]),
+                    built=bool(done["built"]))
+
+
+def _spawner_root() -> str:
+    command = next((c for c in _spawner.table if _SELF in c.modules), None)
+    if command is None or not (command.env or {}).get(_ROOT_VARIABLE):
+        raise TrainEnvError("the fork-server's table has no training-env entry "
+                            "(weaver.train_env.spawner_command)")
+    return command.env[_ROOT_VARIABLE]
+
+
 def ensure_env(root: str | os.PathLike[str] | None = None, spec: TrainEnvSpec | None = None, *,
                log: Callable[[str], None] | None = None, timeout: float = 1800) -> TrainEnv:
     """The env for ``spec`` under ``root``: reused when complete, else built (minutes the first time)."""
+    if _spawner is not None:
+        return _ensure_through_spawner(root, spec, log, timeout)
     spec = spec or default_spec()
     root = Path(root) if root is not None else default_root()
     path = root / spec.digest()
@@ -263,43 +333,65 @@ def run_module(env: TrainEnv, module: str, args: list[str], *,
     (or is discarded). An ``error`` event, a non-zero exit or the timeout raise
     ``TrainingFailed`` with the child's message and the log's tail. The child runs in its
     own session; on timeout or KeyboardInterrupt its process group is terminated, then killed.
+    Through the fork-server when ``route_through`` named one.
     """
-    environ = {**os.environ, **CHILD_ENV}
-    environ.pop("PYTHONPATH", None)
-    log = open(log_path, "w") if log_path else open(os.devnull, "w")  # noqa: SIM115
+    if _spawner is not None:
+        log_arg = str(Path(log_path).resolve()) if log_path else "-"
+        return _follow(lambda: _through_spawner(["run", env.path.name, log_arg, module, *args]),
+                       module, on_event, log_path, timeout)
+
+    def start() -> Any:
+        environ = {**os.environ, **CHILD_ENV}
+        environ.pop("PYTHONPATH", None)
+        log = open(log_path, "w") if log_path else open(os.devnull, "w")  # noqa: SIM115
+        with log:
+            return subprocess.Popen([str(env.python), "-m", module, *args],
+                                    stdout=subprocess.PIPE, stderr=log, text=True, env=environ,
+                                    start_new_session=True, cwd=str(SOURCE_ROOT))
+
+    return _follow(start, module, on_event, log_path, timeout)
+
+
+def _follow(start: Callable[[], Any], module: str,
+            on_event: Callable[[dict[str, Any]], None] | None,
+            log_path: str | os.PathLike[str] | None, timeout: float) -> dict[str, Any]:
+    """Start a child with ``start`` and follow its JSON-lines events (``run_module``)."""
     deadline = time.monotonic() + timeout
     done: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    with log:
-        proc = subprocess.Popen([str(env.python), "-m", module, *args], stdout=subprocess.PIPE,
-                                stderr=log, text=True, env=environ, start_new_session=True,
-                                cwd=str(SOURCE_ROOT))
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if time.monotonic() > deadline:
-                    raise TrainingFailed(f"{module} ran past {timeout:.0f}s")
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if not isinstance(event, dict):
-                    continue
-                if event.get("event") == "done":
-                    done = event
-                elif event.get("event") == "error":
-                    error = event
-                if on_event:
-                    on_event(event)
-            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except (KeyboardInterrupt, TrainingFailed, subprocess.TimeoutExpired) as exc:
-            _stop(proc)
-            if isinstance(exc, subprocess.TimeoutExpired):
-                raise TrainingFailed(f"{module} ran past {timeout:.0f}s") from exc
-            raise
-        finally:
-            if proc.stdout:
-                proc.stdout.close()
+    proc = start()
+    stdout = proc.stdout
+    if not isinstance(proc, subprocess.Popen):  # a fork-server's child: binary pipes
+        proc.stdin.close()
+        proc.stderr.close()
+        stdout = io.TextIOWrapper(io.BufferedReader(proc.stdout), encoding="utf-8",
+                                  errors="replace")
+    try:
+        assert stdout is not None
+        for line in stdout:
+            if time.monotonic() > deadline:
+                raise TrainingFailed(f"{module} ran past {timeout:.0f}s")
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            if event.get("event") == "done":
+                done = event
+            elif event.get("event") == "error":
+                error = event
+            if on_event:
+                on_event(event)
+        rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except (KeyboardInterrupt, TrainingFailed, subprocess.TimeoutExpired) as exc:
+        _stop(proc)
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise TrainingFailed(f"{module} ran past {timeout:.0f}s") from exc
+        raise
+    finally:
+        if stdout:
+            stdout.close()
     tail = _tail(log_path)
     if error is not None:
         raise TrainingFailed(f"{module}: {error.get('type')}: {error.get('message')}{tail}")
@@ -308,10 +400,14 @@ def run_module(env: TrainEnv, module: str, args: list[str], *,
     return done
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def _stop(proc: Any) -> None:
     for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+        if not isinstance(proc, subprocess.Popen):  # the fork-server signals its group
+            with contextlib.suppress(Exception):
+                proc.send_signal(sig)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
         try:
             proc.wait(timeout=grace)
             return
@@ -327,3 +423,61 @@ def _tail(log_path: str | os.PathLike[str] | None, lines: int = 15) -> str:
     except OSError:
         return ""
     return ("\n--- " + str(log_path) + " (last lines) ---\n" + "\n".join(text[-lines:])) if text else ""
+
+
+# ---------------------------------------------------------------------------------------
+# ``python -m weaver.train_env build | run ...``: the fork-server's children (docstring)
+
+
+def _emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def _main(argv: list[str]) -> int:
+    root = os.environ.get(_ROOT_VARIABLE)
+    if not root:
+        _emit({"event": "error", "type": "TrainEnvError",
+               "message": f"{_ROOT_VARIABLE} is not set (the fork-server's table sets it)"})
+        return 2
+    if argv[:1] == ["build"] and len(argv) == 1:
+        try:
+            env = ensure_env(Path(root), log=lambda m: _emit({"event": "log", "message": m}))
+        except GrandNarrativeError as exc:
+            _emit({"event": "error", "type": type(exc).__name__, "message": str(exc)})
+            return 1
+        _emit({"event": "done", "path": str(env.path), "python": str(env.python),
+               "spec": asdict(env.spec), "built": env.built})
+        return 0
+    if argv[:1] == ["run"] and len(argv) >= 4:
+        digest, log_path, module, args = argv[1], argv[2], argv[3], argv[4:]
+        path = Path(root) / digest
+        python = path / "venv" / "bin" / "python"
+        if not _DIGEST.match(digest) or not (path / MARKER).is_file() or not python.exists():
+            _emit({"event": "error", "type": "TrainEnvError",
+                   "message": f"{digest!r} is not a complete training env under {root}"})
+            return 2
+        if module not in TRAINING_MODULES:
+            _emit({"event": "error", "type": "TrainEnvError",
+                   "message": f"{module!r} is not one of {', '.join(TRAINING_MODULES)}"})
+            return 2
+        if log_path != "-" and not os.path.isabs(log_path):
+            _emit({"event": "error", "type": "TrainEnvError",
+                   "message": f"the log {log_path!r} is not an absolute path"})
+            return 2
+        log = os.open(os.devnull if log_path == "-" else log_path,
+                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 2)
+        os.close(log)
+        environ = {**os.environ, **CHILD_ENV}
+        for name in ("PYTHONPATH", _ROOT_VARIABLE):
+            environ.pop(name, None)
+        os.chdir(SOURCE_ROOT)
+        os.execve(str(python), [str(python), "-m", module, *args], environ)
+    _emit({"event": "error", "type": "TrainEnvError",
+           "message": "usage: python -m weaver.train_env build | run DIGEST LOG MODULE ARGS..."})
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
