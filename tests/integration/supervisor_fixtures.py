@@ -125,7 +125,7 @@ class Supervisor:
 
     def __init__(self, root: Path, *, config: dict[str, Any] | None = None,
                  env_mode: str | None = "current", env: dict[str, str] | None = None,
-                 home: Path | None = None) -> None:
+                 home: Path | None = None, args: tuple[str, ...] = ()) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.home = home or root / "home"
@@ -133,6 +133,7 @@ class Supervisor:
         self.config_path = write_config(root / "config.toml", config) if config else None
         self.env_mode = env_mode
         self.extra_env = env or {}
+        self.args = tuple(args)  # more `batos up` options (e.g. --unconfined)
         self.output = root / "batos-up.out"
         self.proc: subprocess.Popen[bytes] | None = None
         self.expect_clean = True
@@ -147,6 +148,7 @@ class Supervisor:
             argv += ["--config", str(self.config_path)]
         if self.env_mode:
             argv += ["--env-mode", self.env_mode]
+        argv += self.args
         env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROP}
         with self.output.open("wb") as out:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
