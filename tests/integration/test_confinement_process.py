@@ -30,8 +30,10 @@ from crucible import ImageRef, Proposal, TrialLimits, TrialRunner
 from crucible.trial import worker_command
 from envs import confine
 from envs.spawner import Spawner
-from tests.integration.supervisor_fixtures import Supervisors
-from tests.integration.supervisor_fixtures import supervisors_fixture  # noqa: F401
+from tests.integration.supervisor_fixtures import (
+    Supervisors,
+    supervisors_fixture,  # noqa: F401
+)
 from uvm import Kernel
 
 pytestmark = [
