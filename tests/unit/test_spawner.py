@@ -145,3 +145,42 @@ def test_a_locked_caller_spawns_through_it_and_both_die_with_the_caller():
             parent.wait()
         parent.stdout.close()
         parent.stdin.close()
+
+
+# --- the training env's children through a fork-server (weaver.train_env) -------------
+
+
+@pytest.fixture
+def train_routed(tmp_path):
+    from weaver import train_env
+
+    root = tmp_path / "train-envs"
+    env_dir = root / "0123456789abcdef"
+    (env_dir / "venv" / "bin").mkdir(parents=True)
+    (env_dir / "venv" / "bin" / "python").symlink_to(sys.executable)
+    (env_dir / train_env.MARKER).write_text("{}")
+    sp = Spawner.start([train_env.spawner_command(root)])
+    train_env.route_through(sp)
+    try:
+        yield train_env, train_env.TrainEnv(env_dir, env_dir / "venv" / "bin" / "python",
+                                            train_env.TrainEnvSpec(python=sys.executable,
+                                                                   requirements=[]), built=False)
+    finally:
+        train_env.route_through(None)
+        sp.close()
+
+
+def test_training_runs_go_through_the_fork_server_and_only_its_modules(train_routed, tmp_path):
+    train_env, env = train_routed
+    log = tmp_path / "train.log"
+    with pytest.raises(train_env.TrainingFailed) as info:
+        train_env.run_module(env, "weaver.training", ["--bogus"], log_path=log, timeout=60)
+    assert "exited with status 2" in str(info.value)
+    assert "the following arguments are required" in log.read_text()  # stderr -> the log
+    with pytest.raises(train_env.TrainingFailed, match="'os' is not one of weaver.training"):
+        train_env.run_module(env, "os", [], timeout=60)
+    forged = train_env.TrainEnv(tmp_path, env.python, env.spec, built=False)
+    with pytest.raises(train_env.TrainingFailed, match="is not a complete training env"):
+        train_env.run_module(forged, "weaver.training", [], timeout=60)
+    with pytest.raises(train_env.TrainEnvError, match="builds only the default training env"):
+        train_env.ensure_env(tmp_path / "elsewhere")
