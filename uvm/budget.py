@@ -65,6 +65,7 @@ __all__ = [
     "Limits",
     "OverBudget",
     "Watchdog",
+    "memory_exceeded",
     "scope",
     "watchdog",
 ]
@@ -132,17 +133,13 @@ class Limits:
         return cls(**values)
 
 
-class Flight:
-    """One message in its budget scope (read and written under the watchdog's lock)."""
+class _Track:
+    """What the watchdog knows of one message in flight (its own thread only)."""
 
-    __slots__ = ("clock", "cpu0", "cpu_used", "limit", "limits", "reason", "request",
-                 "signalled", "signals", "start", "tid")
+    __slots__ = ("clock", "cpu0", "cpu_used", "entry", "limit", "reason", "signalled", "signals")
 
-    def __init__(self, tid: int, limits: Limits, request: str | None) -> None:
-        self.tid = tid
-        self.limits = limits
-        self.request = request
-        self.start = time.monotonic()
+    def __init__(self, entry: tuple[int, float, Limits, str | None]) -> None:
+        self.entry = entry
         self.clock: int | None = None  # the thread's CPU clock, read at the first look
         self.cpu0 = 0.0
         self.cpu_used = 0.0
@@ -153,39 +150,56 @@ class Flight:
 
 
 class Watchdog:
-    """Watches the messages in flight in this process; see the module docstring."""
+    """Watches the messages in flight in this process; see the module docstring.
+
+    A message in flight is an entry ``(thread id, start, limits, request)`` in
+    ``_flights``, put there and taken out by its own thread (``scope``), so the
+    message's own cost is a tuple and two dict operations; everything else
+    happens on the watchdog's thread, in ``_Track``s.
+    """
 
     def __init__(self, *, tick: float = TICK) -> None:
         self.tick = tick
-        self._flights: dict[int, Flight] = {}
+        self._flights: dict[int, tuple[int, float, Limits, str | None]] = {}
+        self._tracks: dict[int, _Track] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._hard: Limits | None = None
-        self._armed = False
         self.on_suspect: Callable[[str, str], None] | None = None
         self.on_kill: Callable[[str | None, str], None] | None = None
 
     # --- the message's thread -----------------------------------------------------------
 
-    def watch(self, limits: Limits, request: str | None = None) -> Flight:
-        if self._thread is None:
-            self._start()
-        flight = Flight(threading.get_ident(), limits, request)
-        self._flights[flight.tid] = flight
-        return flight
-
-    def release(self, flight: Flight) -> None:
-        """Stop watching ``flight``; no signal reaches its thread after this returns.
+    def release(self, entry: tuple[int, float, Limits, str | None]) -> None:
+        """Stop watching ``entry``; no signal reaches its thread after this returns.
 
         Idempotent: a signal landing inside it leaves it to be called again.
         """
-        self._flights.pop(flight.tid, None)
-        with self._lock:  # ordered after any signal the watchdog is sending now
-            if flight.signals:
-                _set_async_exc(flight.tid, None)  # drop one sent but not yet raised
+        tid = entry[0]
+        if self._flights.get(tid) is entry:
+            del self._flights[tid]
+        track = self._tracks.get(tid)
+        if track is not None and track.entry is entry and track.signals:
+            with self._lock:  # ordered after a signal the watchdog may be sending now
+                _set_async_exc(tid, None)  # drop one sent but not yet raised
+
+    def reason(self, entry: tuple[int, float, Limits, str | None]) -> tuple[str, str] | None:
+        """(limit, reason) if the watchdog signalled ``entry``, else None."""
+        track = self._tracks.get(entry[0])
+        if track is None or track.entry is not entry or not track.signals:
+            return None
+        return track.limit, track.reason
 
     # --- the process's owner ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the watchdog's thread (done at the first message; before a lock, call it)."""
+        with self._start_lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="batos-budget", daemon=True)
+                thread.start()
+                self._thread = thread
 
     def enable_hard_exit(
         self,
@@ -204,24 +218,21 @@ class Watchdog:
         self.on_suspect = on_suspect
         self.on_kill = on_kill
         self._hard = limits
-        if self._thread is None:
-            self._start()
+        self.start()
 
     def in_flight(self) -> list[dict[str, Any]]:
         """The messages in flight now: request, seconds running, CPU seen, over which limit."""
         now = time.monotonic()
-        return [{"request": f.request, "wall": round(now - f.start, 3),
-                 "cpu": round(f.cpu_used, 3), "over": f.limit}
-                for f in list(self._flights.values())]
+        rows = []
+        for tid, entry in list(self._flights.items()):
+            track = self._tracks.get(tid)
+            seen = track is not None and track.entry is entry
+            rows.append({"request": entry[3], "wall": round(now - entry[1], 3),
+                         "cpu": round(track.cpu_used, 3) if seen else 0.0,
+                         "over": track.limit if seen else ""})
+        return rows
 
     # --- the watchdog's thread ----------------------------------------------------------
-
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._thread is None:
-                thread = threading.Thread(target=self._run, name="batos-budget", daemon=True)
-                thread.start()
-                self._thread = thread
 
     def _run(self) -> None:
         wake = threading.Event()  # never set: a plain timed wait that needs no signal
@@ -238,76 +249,84 @@ class Watchdog:
         pressing = False
         floor = self._hard.cpu if self._hard is not None else 0.0
         least = floor  # the least CPU any message in flight (or a new one) may still use
-        for flight in list(self._flights.values()):
-            self._measure(flight, now)
-            if flight.signalled:
+        flights = dict(self._flights)
+        for tid in [t for t in self._tracks if t not in flights]:
+            del self._tracks[tid]
+        for tid, entry in flights.items():
+            track = self._tracks.get(tid)
+            if track is None or track.entry is not entry:
+                track = self._tracks[tid] = _Track(entry)
+            limits = entry[2]
+            self._measure(track, tid)
+            if track.signalled:
                 pressing = True
-                if self._signal(flight) and now - flight.signalled > flight.limits.grace:
-                    self._stuck(flight, now)
                 least = 0.0
+                if self._signal(track, tid) and now - track.signalled > limits.grace:
+                    self._stuck(track, now)
                 continue
-            if flight.cpu_used > flight.limits.cpu:
-                flight.limit = "cpu"
-                flight.reason = (f"it used {flight.cpu_used:.1f}s of CPU; a message may use "
-                                 f"{flight.limits.cpu:g}s")
-            elif now - flight.start > flight.limits.wall:
-                flight.limit = "wall"
-                flight.reason = (f"it ran {now - flight.start:.1f}s; a message may run "
-                                 f"{flight.limits.wall:g}s")
+            if track.cpu_used > limits.cpu:
+                track.limit = "cpu"
+                track.reason = (f"it used {track.cpu_used:.1f}s of CPU; a message may use "
+                                f"{limits.cpu:g}s")
+            elif now - entry[1] > limits.wall:
+                track.limit = "wall"
+                track.reason = (f"it ran {now - entry[1]:.1f}s; a message may run "
+                                f"{limits.wall:g}s")
             else:
-                least = min(least, flight.limits.cpu - flight.cpu_used)
+                least = min(least, limits.cpu - track.cpu_used)
                 continue
-            flight.signalled = now
-            if self._signal(flight):
+            track.signalled = now
+            if self._signal(track, tid):
                 pressing = True
                 least = 0.0
-                self._suspect(flight)
+                self._suspect(track)
         if self._hard is not None:
-            self._arm(least + self._hard.grace + self.tick)
+            self._arm(max(least, 0.0) + self._hard.grace + self.tick)
         return pressing
 
     @staticmethod
-    def _measure(flight: Flight, now: float) -> None:
+    def _measure(track: _Track, tid: int) -> None:
         try:
-            if flight.clock is None:
-                flight.clock = time.pthread_getcpuclockid(flight.tid)
-                flight.cpu0 = time.clock_gettime(flight.clock)
+            if track.clock is None:
+                track.clock = time.pthread_getcpuclockid(tid)
+                track.cpu0 = time.clock_gettime(track.clock)
             else:
-                flight.cpu_used = time.clock_gettime(flight.clock) - flight.cpu0
-        except OSError:  # the thread is gone; release() will drop the flight
+                track.cpu_used = time.clock_gettime(track.clock) - track.cpu0
+        except OSError:  # the thread is gone; its flight goes with it
             pass
 
-    def _signal(self, flight: Flight) -> bool:
+    def _signal(self, track: _Track, tid: int) -> bool:
+        track.signals += 1  # before the check: release() then knows to take the lock
         with self._lock:
-            if self._flights.get(flight.tid) is not flight:
+            if self._flights.get(tid) is not track.entry:
                 return False
-            flight.signals += 1
-            _set_async_exc(flight.tid, id(OverBudget))
+            _set_async_exc(tid, id(OverBudget))
             return True
 
-    def _suspect(self, flight: Flight) -> None:
-        log.warning("request %s over its %s budget (%s): stopping it", flight.request,
-                    flight.limit, flight.reason)
-        if self.on_suspect is not None and flight.request is not None:
+    def _suspect(self, track: _Track) -> None:
+        request = track.entry[3]
+        log.warning("request %s over its %s budget (%s): stopping it", request,
+                    track.limit, track.reason)
+        if self.on_suspect is not None and request is not None:
             try:
-                self.on_suspect(flight.request, f"{flight.limit}: {flight.reason}")
+                self.on_suspect(request, f"{track.limit}: {track.reason}")
             except Exception:
                 log.exception("budget watchdog: on_suspect failed")
 
-    def _stuck(self, flight: Flight, now: float) -> None:
-        waited = now - flight.signalled
-        reason = (f"{flight.limit}: {flight.reason}, and it did not stop within "
-                  f"{waited:.1f}s of being told to")
+    def _stuck(self, track: _Track, now: float) -> None:
+        request = track.entry[3]
+        reason = (f"{track.limit}: {track.reason}, and it did not stop within "
+                  f"{now - track.signalled:.1f}s of being told to")
         if self._hard is None:
-            if flight.signals % 5000 == 1:
+            if track.signals % 5000 == 1:
                 log.error("request %s %s (hard exit is off: it keeps being signalled)",
-                          flight.request, reason)
+                          request, reason)
             return
-        log.critical("request %s %s: ending the process", flight.request, reason)
+        log.critical("request %s %s: ending the process", request, reason)
         self._arm(2.0)  # the backstop, should on_kill itself hang
         if self.on_kill is not None:
             try:
-                self.on_kill(flight.request, reason)
+                self.on_kill(request, reason)
             except Exception:
                 log.exception("budget watchdog: on_kill failed")
         for stream in (sys.stdout, sys.stderr):
@@ -317,12 +336,14 @@ class Watchdog:
                 pass
         os._exit(KILL_EXIT_CODE)
 
-    def _arm(self, seconds: float) -> None:
+    @staticmethod
+    def _arm(seconds: float) -> None:
         faulthandler.dump_traceback_later(seconds, exit=True)
-        self._armed = True
 
 
 _WATCHDOG = Watchdog()
+_get_ident = threading.get_ident
+_monotonic = time.monotonic
 
 
 def watchdog() -> Watchdog:
@@ -334,35 +355,47 @@ class scope:  # noqa: N801 - a context manager that reads like a function
     """Run a ``with`` block as one message under ``limits``.
 
     Leaving it stops the watching; an ``OverBudget`` signal (or a ``MemoryError``)
-    coming out of the block comes out as ``BudgetExceeded`` naming the limit.
+    coming out of the block comes out as ``BudgetExceeded`` naming the limit. A
+    scope inside another on the same thread is part of the outer one.
     """
 
-    __slots__ = ("flight", "limits", "request", "watchdog")
+    __slots__ = ("entry", "limits", "request")
 
-    def __init__(self, limits: Limits, request: str | None = None,
-                 watchdog: Watchdog | None = None) -> None:
+    def __init__(self, limits: Limits, request: str | None = None) -> None:
         self.limits = limits
         self.request = request
-        self.watchdog = watchdog or _WATCHDOG
 
-    def __enter__(self) -> Flight:
-        self.flight = self.watchdog.watch(self.limits, self.request)
-        return self.flight
+    def __enter__(self) -> None:
+        tid = _get_ident()
+        flights = _WATCHDOG._flights
+        if tid in flights:  # nested: the outer scope's budget covers it
+            self.entry = None
+            return
+        if _WATCHDOG._thread is None:
+            _WATCHDOG.start()
+        flights[tid] = self.entry = (tid, _monotonic(), self.limits, self.request)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: object) -> None:
-        flight = self.flight
+        entry = self.entry
+        if entry is None:
+            return
         try:
-            self.watchdog.release(flight)
+            # inline release() for the common case: nothing watched it closely
+            _WATCHDOG._flights.pop(entry[0], None)
+            if _WATCHDOG._tracks:
+                _WATCHDOG.release(entry)
         except OverBudget:  # a signal sent just before the release landed inside it
-            self.watchdog.release(flight)
+            _WATCHDOG.release(entry)
             kind = OverBudget
         if kind is None:
             return
-        if kind is OverBudget or (flight.signals and issubclass(kind, BaseException)):
+        stopped = _WATCHDOG.reason(entry)
+        if kind is OverBudget or stopped is not None:
+            limit, reason = stopped or ("cpu", "")
             raise BudgetExceeded(
-                f"the message was stopped: {flight.reason or 'over its budget'}; nothing of it "
-                "was applied", limit=flight.limit or "cpu",
+                f"the message was stopped: {reason or 'over its budget'}; nothing of it "
+                "was applied", limit=limit,
             ) from None
         if issubclass(kind, MemoryError):
             raise memory_exceeded() from None

@@ -1,0 +1,92 @@
+"""Quarantine: a method marked by the supervisor's Quarantine runs nothing until a person
+releases it; marking is idempotent and recorded under the image's own root key."""
+
+from __future__ import annotations
+
+import pytest
+
+from uvm.errors import BadArguments, Quarantined, UnknownTarget
+from uvm.quarantine import KEY, history
+
+
+def last_tid(db):
+    return db.storage.lastTransaction()
+
+
+@pytest.fixture
+def poisoned(kernel):
+    kernel.send("genesis", "defineMethod:source:", [
+        "crash", "def crash(self):\n    self.hits = (self.hits if 'hits' in slot_names(self) "
+                 "else 0) + 1\n    return 'ran'\n"])
+    child = kernel.send("genesis", "clone")["$ref"]
+    kernel.send(child, "removeSlot:", ["crash"])  # a clone copies methods: delegate instead
+    kernel.send(child, "setSlot:value:", ["parent*", {"$ref": "genesis"}])
+    return child
+
+
+def test_a_quarantined_method_runs_nothing_and_says_how_to_release(kernel, db, poisoned):
+    record = kernel.quarantine(poisoned, "crash", "killed inc-2 and inc-3 (SIGSEGV)", "req-1")
+    genesis = kernel.send("genesis", "uuid")
+    # resolved to the object that holds the method, not the receiver of the message
+    assert record["holder"] == genesis
+    assert record["selector"] == "crash"
+    assert record["request"] == "req-1"
+    assert record["method"] is True
+    before = last_tid(db)
+    for target in (poisoned, "genesis"):
+        with pytest.raises(Quarantined) as info:
+            kernel.send(target, "crash")
+        text = str(info.value)
+        assert "killed inc-2 and inc-3" in text and "req-1" in text
+        assert f"batos quarantine release {genesis} crash" in text
+    assert last_tid(db) == before
+    assert "hits" not in kernel.send("genesis", "slotNames")
+
+
+def test_quarantine_is_idempotent_and_listed(kernel, db, poisoned):
+    first = kernel.quarantine(poisoned, "crash", "first", "req-1")
+    before = last_tid(db)
+    again = kernel.quarantine("genesis", "crash", "second", "req-2")
+    assert again == first  # the first record stays
+    assert last_tid(db) == before  # nothing written
+    listed = kernel.quarantined()
+    assert [(r["selector"], r["request"]) for r in listed] == [("crash", "req-1")]
+    assert kernel.read(lambda c: len(c.connection.root()[KEY]["log"])) == 1
+
+
+def test_a_person_releases_it_and_the_history_keeps_both(kernel, poisoned):
+    kernel.quarantine(poisoned, "crash", "killed twice", "req-9")
+    lifted = kernel.release("genesis", "crash", by="alice", reason="fixed the loop")
+    assert lifted["request"] == "req-9"
+    assert kernel.send(poisoned, "crash") == "ran"
+    assert kernel.quarantined() == []
+    events = kernel.read(lambda c: history(c.connection.root()))
+    assert [(e["event"], e["by"]) for e in events] == [("quarantined", "supervisor"),
+                                                        ("released", "alice")]
+    assert events[1]["reason"] == "fixed the loop"
+    with pytest.raises(BadArguments, match="not quarantined"):
+        kernel.release("genesis", "crash", by="alice")
+
+
+def test_a_message_that_reached_no_method_is_recorded_but_blocks_nothing(kernel):
+    record = kernel.quarantine("genesis", "neverDefined", "killed twice", "req-5")
+    assert record["method"] is False
+    assert [r["request"] for r in kernel.quarantined()] == ["req-5"]
+    assert kernel.send("genesis", "printString").startswith("<genesis")
+
+
+def test_quarantine_of_an_unknown_target_is_a_clear_error(kernel, db):
+    before = last_tid(db)
+    with pytest.raises(UnknownTarget):
+        kernel.quarantine("nobody", "crash", "x", "req-1")
+    assert last_tid(db) == before
+
+
+def test_the_mark_survives_a_new_process_view(kernel, db, poisoned):
+    """The mark is in the image: a second kernel (another incarnation) refuses too."""
+    from uvm import Kernel
+
+    kernel.quarantine(poisoned, "crash", "killed twice", "req-1")
+    other = Kernel(db)
+    with pytest.raises(Quarantined):
+        other.send(poisoned, "crash")
