@@ -5,19 +5,30 @@ are too large or too deep as trees (``MAX_NODES``, ``MAX_DEPTH``). ``Reader``
 walks the tree once and collects a specific reason for each rule broken:
 
 - imports outside what the caller allows (the reason names the rule from
-  ``uvm.allowlist``), relative and star imports, private or denied names;
-- names and attributes starting with ``_``; the introspection names that
-  reach code or frames (``FORBIDDEN_NAMES``: ``exec``, ``eval``, ``open``,
-  ``getattr`` with a computed or private name, ...); frame, generator and
-  code attributes (``gi_frame``, ``f_globals``, ``tb_frame``, ``co_code``,
-  ``FORBIDDEN_ATTRIBUTES``);
-- string literals naming dunders or holding format fields that walk
-  attributes (``'{0.__class__}'``);
+  ``uvm.allowlist``), relative and star imports, names a capability namespace
+  does not grant, private names;
+- attributes starting with ``_``; names of the restricted runtime's shape
+  (dunders, ``_x_`` like its guards, ``_print``, ``_tmp<N>``), while a method's
+  own private locals (``_age``, ``for _ in``) are fine; the names that reach
+  code, frames or the kernel's signals (``FORBIDDEN_NAMES``: ``exec``,
+  ``eval``, ``open``, ``getattr``, ``type``, ``BaseException``, ...); the
+  attributes of frames, generators, coroutines, tracebacks and code objects
+  (``gi_frame``, ``f_globals``, ``tb_frame``, ``co_code``: the names those
+  types really have, ``FORBIDDEN_ATTRIBUTES``);
+- string literals that are, after NFKC normalisation, a dunder name
+  (``'__class__'``, ``'\\uff3f\\uff3fclass__'``): attribute names are not
+  built from strings in methods. A string holding a format field
+  (``'{0[k]}'``) is data; ``str.format`` walks through the run-time guards;
 - ``global``; ``yield``, ``await``, ``async def``, classes and decorators in
-  a method; parameters named like a guard, a primitive or starting with
-  ``_``; defaults that are not literals and annotations that call anything
-  (both are evaluated when the ``def`` runs, in the caller's process);
+  a method; parameters named like the runtime or a primitive; defaults that
+  are not literals (evaluated when the ``def`` runs); annotations of any kind
+  (text that other code may evaluate; the image's compile policy refuses
+  them too);
 - blocks nested deeper than the caller's limit.
+
+Identifiers reach this module already NFKC-normalised (Python's parser does
+it), so ``x.\\uff3f\\uff3fclass__`` is read as ``x.__class__``; string
+literals are normalised here before they are judged.
 
 ``Reader(module=True)`` relaxes the rules meant for methods (classes,
 decorators, dunder methods, ``super().__init__``, ``__name__ == '__main__'``)
@@ -34,10 +45,14 @@ import ast
 import io
 import re
 import tokenize
+import types
+import unicodedata
 from typing import Any
 
 from uvm import allowlist
 from uvm.errors import MethodSourceError
+from uvm.guards import SIGNALS
+from uvm.method_policy import reserved_name
 from uvm.primitives import PRIMITIVES
 
 __all__ = [
@@ -52,20 +67,39 @@ __all__ = [
     "parse_source",
 ]
 
-#: names that reach code, frames, the interpreter or the file system
+#: names that reach code, frames, the interpreter, the file system or the kernel's signals
 FORBIDDEN_NAMES = frozenset({
     "exec", "eval", "compile", "open", "globals", "locals", "vars", "dir", "getattr",
     "setattr", "delattr", "hasattr", "breakpoint", "input", "help", "exit", "quit",
     "memoryview", "type", "object", "super", "classmethod", "staticmethod", "property",
-    "print",
+    "print", *SIGNALS,
 })
-#: attributes of frames, generators, coroutines, tracebacks, code and functions,
-#: and the format helpers that walk attributes by name
-FORBIDDEN_ATTRIBUTES = frozenset({
-    "format_map", "mro", "func_globals", "func_code", "im_func", "im_self",
+
+
+def _introspection_attributes() -> frozenset[str]:
+    async def coroutine() -> None:
+        pass
+
+    async def agen() -> Any:
+        yield None
+
+    def gen() -> Any:
+        yield None
+
+    probes = [gen(), coroutine(), agen(), coroutine.__code__, types.FrameType, types.TracebackType]
+    found = {name for probe in probes for name in dir(probe)
+             if re.match(r"^(gi|cr|ag|f|tb|co)_", name)}
+    probes[1].close()
+    return frozenset(found)
+
+
+#: attributes of frames, generators, coroutines, tracebacks and code objects (the names
+#: those types have), and the Python 2 spellings of function internals
+FORBIDDEN_ATTRIBUTES = _introspection_attributes() | frozenset({
+    "mro", "func_globals", "func_code", "im_func", "im_self",
 })
-_FRAME_ATTRIBUTE = re.compile(r"^(gi|cr|ag|f|tb|co|func)_[a-z_]+$")
-_FORMAT_FIELD = re.compile(r"\{[^{}:!]*[.\[]")
+_DUNDER = re.compile(r"^__\w+__$")
+_PRIVATE_FIELD = re.compile(r"\{[^{}:!]*\.\s*_")
 _INJECTION = re.compile(
     r"ignore (all |any )?(the )?(previous|prior|above|earlier|preceding) (instructions|rules)"
     r"|disregard (all |any )?(the )?(previous|prior|above|system)"
@@ -76,17 +110,9 @@ _INJECTION = re.compile(
 MAX_DOCSTRING = 2000
 MAX_DEPTH = 100
 MAX_NODES = 20_000
-_GUARD_NAMES = frozenset({
-    "_getattr_", "_getitem_", "_getiter_", "_write_", "_inplacevar_", "_apply_",
-    "_iter_unpack_sequence_", "_unpack_sequence_", "_print_", "__builtins__", "__import__",
-})
 _BLOCKS = (
     ast.If, ast.For, ast.While, ast.With, ast.Try, ast.TryStar, ast.FunctionDef, ast.Lambda,
     ast.Match, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
-)
-_ANNOTATION_NODES = (
-    ast.Name, ast.Attribute, ast.Constant, ast.Subscript, ast.Tuple, ast.List, ast.BinOp,
-    ast.BitOr, ast.Load,
 )
 
 
@@ -181,10 +207,17 @@ class Reader(ast.NodeVisitor):
             self.say(node, f"function name {node.name!r} would shadow the primitive of that name")
         self._decorators(node)
         self._arguments(node, node.args, f"function {node.name!r}")
-        for ann in [node.returns, *(a.annotation for a in _all_args(node.args))]:
-            if ann is not None and not all(isinstance(n, _ANNOTATION_NODES) for n in ast.walk(ann)):
-                self.say(ann, f"an annotation of {node.name!r} computes something; annotations are "
-                              "evaluated when the def runs: use plain names")
+        if not self.module:
+            for ann in [node.returns, *(a.annotation for a in _all_args(node.args))]:
+                if ann is not None:
+                    self.say(ann, f"{node.name!r} has annotations; methods take none (an "
+                                  "annotation is text other code may evaluate): say the types "
+                                  "in the docstring")
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:  # noqa: N802
+        if not self.module:
+            self.say(node, "annotated assignment: methods take no annotations; assign plainly")
+        self.generic_visit(node)
 
     def _decorators(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
         if node.decorator_list and not self.module:
@@ -193,10 +226,9 @@ class Reader(ast.NodeVisitor):
     def _arguments(self, node: ast.AST, args: ast.arguments, what: str) -> None:
         for arg in _all_args(args):
             name = arg.arg
-            if name.startswith("_"):
-                kind = "a guard" if name in _GUARD_NAMES else "private"
-                self.say(arg, f"parameter {name!r} of {what} starts with '_' ({kind}); a parameter "
-                              "may not shadow the restricted runtime's guards")
+            if reserved_name(name):
+                self.say(arg, f"parameter {name!r} of {what} is named like the restricted "
+                              "runtime's guards; a parameter may not shadow them")
             elif not self.module and name in PRIMITIVES:
                 self.say(arg, f"parameter {name!r} of {what} would shadow the primitive of that name")
         for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
@@ -211,10 +243,9 @@ class Reader(ast.NodeVisitor):
         name = node.id
         if self.module and name == "__name__" and isinstance(node.ctx, ast.Load):
             pass
-        elif name in _GUARD_NAMES or (name.startswith("__") and name.endswith("__")):
-            self.say(node, f"name {name!r} reaches the interpreter's machinery")
-        elif name.startswith("_") and not self.module:
-            self.say(node, f"name {name!r} starts with '_'; private names are not allowed")
+        elif reserved_name(name):
+            self.say(node, f"name {name!r} reaches the interpreter's machinery (dunders and "
+                           "'_x_' names belong to the restricted runtime)")
         elif name in FORBIDDEN_NAMES and not (self.module and name in _MODULE_OK_NAMES):
             self.say(node, f"{name!r} is not available in methods: it reaches code, frames or "
                            "files outside the guards")
@@ -226,7 +257,7 @@ class Reader(ast.NodeVisitor):
             if not (self.module and attr == "__init__" and _is_super_call(node.value)):
                 self.say(node, f"attribute {attr!r} starts with '_'; dunder and private "
                                "attributes are not allowed")
-        elif attr in FORBIDDEN_ATTRIBUTES or _FRAME_ATTRIBUTE.match(attr):
+        elif attr in FORBIDDEN_ATTRIBUTES:
             self.say(node, f"attribute {attr!r} reaches frames, code or attribute walks; not "
                            "allowed")
         self.generic_visit(node)
@@ -246,12 +277,13 @@ class Reader(ast.NodeVisitor):
         if isinstance(value, str) and id(node) not in self.docstrings:
             if self.module and value == "__main__":
                 return
-            if "__" in value:
-                self.say(node, "a string literal names a dunder ('__'); attribute names are "
-                               "not built from strings in methods")
-            elif _FORMAT_FIELD.search(value):
-                self.say(node, "a string literal holds a format field that walks attributes "
-                               "or items ('{0.x}', '{0[k]}')")
+            text = value.strip()
+            if len(text) < 200 and _DUNDER.match(unicodedata.normalize("NFKC", text)):
+                self.say(node, "a string literal is a dunder name (after NFKC normalisation); "
+                               "attribute names are not built from strings in methods")
+            elif _PRIVATE_FIELD.search(unicodedata.normalize("NFKC", value)):
+                self.say(node, "a string literal holds a format field that walks to a private "
+                               "attribute ('{0._x}', '{0.__class__}'); the guards refuse it")
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> None:  # noqa: N802
         self.generic_visit(node)
@@ -275,8 +307,11 @@ class Reader(ast.NodeVisitor):
                 self.say(node, f"'from {module} import *': name what you import")
             elif alias.name.startswith("_"):
                 self.say(node, f"'from {module} import {alias.name}': private name")
-            elif alias.name in allowlist.DENIED_ATTRIBUTES.get(module, ()):
-                self.say(node, f"{module}.{alias.name} is denied (uvm.allowlist.DENIED_ATTRIBUTES)")
+            elif not self.module and module in allowlist.CAPABILITIES:
+                try:
+                    allowlist.check_from(module, alias.name)
+                except MethodSourceError as exc:
+                    self.say(node, str(exc))
 
     def _rule(self, name: str) -> str:
         if self.module:

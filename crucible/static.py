@@ -7,11 +7,14 @@ For a function source, in order:
    slot name (``uvm.selectors.slot_name``: ``at:put:`` -> ``at_put``), and the
    selectors that guard the mind itself (``PROTECTED``) cannot be proposed;
 2. our own AST rules (``rules``), each with a specific reason: imports
-   outside ``uvm.allowlist`` (plus ``Policy.extra_allowed_modules``), private
-   and introspection names, frame and code attributes, dunder strings and
-   attribute-walking format fields, ``global``, ``yield``, suspicious
-   parameters, defaults and annotations, nesting and size limits, docstrings
-   and comments that address instructions to the reviewers;
+   outside ``uvm.allowlist`` (capability namespaces and env packages, plus
+   ``Policy.extra_allowed_modules``), names a namespace does not grant, the
+   runtime's reserved names, introspection names and the kernel's signals,
+   frame and code attributes, dunder strings and format fields naming private
+   attributes (judged after NFKC), ``global``, ``yield``, annotations, suspicious
+   parameters and defaults, nesting and size limits, docstrings and comments
+   that address instructions to the reviewers; the rules share the image's
+   policy (a local ``_age`` is fine; ``'{0[k]}'`` is data);
 3. the image's own compile policy, ``uvm.methods.compile_method``
    (RestrictedPython), only when everything above passed: it executes the
    ``def`` statement, so nothing it evaluates may be hostile.

@@ -1,39 +1,27 @@
-"""What a method may import: a standard-library allowlist plus the env's packages.
+"""What ``import`` gives a method: capability namespaces, plus the env's packages whole.
 
-Methods are compiled under one process-wide import allowlist (``uvm.methods``
-asks ``check_import`` at compile time and installs ``guarded_import`` as the
-restricted ``__import__`` at run time). It is the union of
+Methods are compiled under one process-wide import policy (``uvm.method_policy``
+asks ``check_import``/``check_from`` at compile time; ``guarded_import`` is the
+restricted ``__import__`` at run time). A name a method imports is either
 
-* ``STDLIB_ALLOWED``: standard-library modules that are pure computation on
-  values. The rule: no files, processes, network or interpreter state, nothing
-  that blocks a worker, and no way to reach attributes or evaluate code outside
-  RestrictedPython's guards. Hence, deliberately absent: ``time``
-  (``time.sleep`` blocks a worker thread while its transaction stays open;
-  ``datetime`` reads the clock), ``string`` (``Formatter.get_field`` walks
-  attributes unguarded), ``operator`` (``attrgetter``/``methodcaller`` do the
-  same), ``typing`` (``get_type_hints`` evaluates strings as unrestricted
-  code), ``enum`` (its members cannot be stored in slots, and ``global_enum``
-  writes into other modules' namespaces), ``dataclasses`` (generates code
-  with ``exec``; methods define no classes anyway), ``copy`` (copying an
-  image object duplicates its uuid outside the registry: clone instead), and
-  of course ``os``,
-  ``sys``, ``io``, ``subprocess``, ``importlib``, ``pickle``, ``threading``,
-  ``inspect``, ... Standard-library names are allowed by exact name:
-  ``collections.abc`` is listed, ``json.decoder`` is not.
-* the top-level modules of the packages in the incarnation's env spec, set by
-  the incarnation at start (``set_allowed``): after ``evolve --add pkg`` a
-  method may ``import pkg`` and any ``pkg.sub``. A package added by evolve is
-  trusted as a whole: the allowlist limits what a method can *name*, not what
-  the package does. Modules of the kernel's own machinery (``NEVER_ALLOWED``)
-  and standard-library names are never taken from the env, whatever it holds.
+* a capability namespace (``uvm.capabilities``): ``import json``, ``import
+  math``, ``from datetime import date``, ``import collections.abc`` answer a
+  frozen namespace of granted values and functions, never the module; the
+  names are ``CAPABILITIES``; ``from x import y`` must name a grant of ``x``;
+* a top-level module of a package in the incarnation's env spec, set by the
+  incarnation at start (``set_allowed``): after ``evolve --add pkg`` a method
+  may ``import pkg`` and any ``pkg.sub``, and gets the real modules: the
+  operator trusted the package as a whole. What it reaches through them is
+  still guarded (``uvm.guards``: a standard-library module found as an
+  attribute of a package is out of reach). Modules of the kernel's own
+  machinery (``NEVER_ALLOWED``) and standard-library names are never taken
+  from the env, whatever it holds.
 
-Two holes of allowed modules are closed at the attribute level: a module's
-attribute that is itself a module is only reachable if that module is allowed
-(``uuid.os``, ``datetime.sys`` and ``enum.bltns`` exist), and
-``DENIED_ATTRIBUTES`` names the few functions of allowed modules that escape
-the guards, start processes or write to the process's stdout.
+Everything else (``os``, ``sys``, ``typing``, ``string.Formatter``, ``copy``
+(copying an image object duplicates its uuid: clone instead), ...) is
+refused with the rule named.
 
-Thread boundary: the allowlist is process-wide state, read by every worker
+Thread boundary: the package set is process-wide state, read by every worker
 thread; ``set_allowed`` swaps it atomically (one frozenset, one version
 number) and is meant for incarnation start-up. This module must not import
 anything of the image: it sits below ``uvm.methods``.
@@ -51,12 +39,12 @@ from importlib import metadata
 from types import ModuleType
 from typing import Any
 
+from . import capabilities
 from .errors import MethodSourceError
 
 __all__ = [
-    "DENIED_ATTRIBUTES",
+    "CAPABILITIES",
     "NEVER_ALLOWED",
-    "STDLIB_ALLOWED",
     "allowed_modules",
     "check_from",
     "check_import",
@@ -70,12 +58,8 @@ __all__ = [
     "version",
 ]
 
-STDLIB_ALLOWED: frozenset[str] = frozenset({
-    "math", "cmath", "decimal", "fractions", "numbers", "statistics", "random",
-    "re", "json", "datetime", "itertools", "functools", "collections", "collections.abc",
-    "heapq", "bisect", "textwrap", "unicodedata", "difflib", "hashlib", "hmac",
-    "base64", "binascii", "uuid", "pprint",
-})
+#: the names ``import`` resolves to a capability namespace
+CAPABILITIES: frozenset[str] = capabilities.NAMES
 
 #: top-level names no env can make importable: the kernel's own machinery (a method
 #: that could commit, pickle or talk to the supervisor would bypass the kernel).
@@ -86,25 +70,16 @@ NEVER_ALLOWED: frozenset[str] = frozenset({
     "pkg_resources", "_distutils_hack",
 })
 
-#: functions of allowed modules that are not: they get/set attributes by name
-#: outside the guards, may run a subprocess (uuid1/getnode fall back to `ip`), or
-#: write to the process's stdout (pformat is there for methods).
-DENIED_ATTRIBUTES: dict[str, frozenset[str]] = {
-    "functools": frozenset({"update_wrapper", "wraps"}),
-    "uuid": frozenset({"getnode", "uuid1"}),
-    "pprint": frozenset({"pprint", "pp", "PrettyPrinter"}),
-}
-
 _lock = threading.Lock()
 _packages: frozenset[str] = frozenset()
-_allowed: frozenset[str] = STDLIB_ALLOWED
+_allowed: frozenset[str] = CAPABILITIES
 _version = 0
 
 _RULE = (
-    "imports are not allowed in methods except of the standard-library allowlist "
-    "(uvm.allowlist.STDLIB_ALLOWED: pure computation, no files, processes, network, "
-    "blocking or interpreter state) and the top-level modules of the packages in the "
-    "incarnation's env spec"
+    "imports are not allowed in methods except of the capability namespaces "
+    "(uvm.capabilities: math, json, re, datetime, decimal, collections, ...; each grants "
+    "named values and functions, never the module) and the top-level modules of the "
+    "packages in the incarnation's env spec"
 )
 
 
@@ -113,7 +88,7 @@ def set_allowed(modules: Iterable[str]) -> frozenset[str]:
 
     Replaces the previous package set; standard-library names and
     ``NEVER_ALLOWED`` are dropped. Answers the package modules now allowed.
-    Methods compiled under the previous allowlist are recompiled on next use.
+    Methods compiled under the previous set are recompiled on next use.
     """
     global _packages, _allowed, _version
     if isinstance(modules, str):
@@ -124,13 +99,13 @@ def set_allowed(modules: Iterable[str]) -> frozenset[str]:
     )
     with _lock:
         _packages = kept
-        _allowed = STDLIB_ALLOWED | kept
+        _allowed = CAPABILITIES | kept
         _version += 1
     return kept
 
 
 def allowed_modules() -> frozenset[str]:
-    """The standard-library allowlist plus the env's package modules."""
+    """The capability namespaces' names plus the env's package modules."""
     return _allowed
 
 
@@ -148,7 +123,7 @@ def is_allowed(name: str) -> bool:
     top = name.partition(".")[0]
     if top in NEVER_ALLOWED:
         return False
-    return top in _packages or name in STDLIB_ALLOWED
+    return name in CAPABILITIES or top in _packages
 
 
 def check_import(name: str) -> None:
@@ -160,9 +135,12 @@ def check_import(name: str) -> None:
     top = name.partition(".")[0]
     if top in NEVER_ALLOWED:
         how = f"{top!r} is the kernel's own machinery and no env can allow it"
+    elif top in CAPABILITIES:
+        how = (f"{top!r} is a capability namespace, but {name!r} is not: import {top!r} and "
+               "use what it grants")
     elif top in sys.stdlib_module_names:
-        how = (f"{name!r} is standard library but outside that allowlist; it cannot be "
-               "allowed by evolve")
+        how = (f"{name!r} is standard library but outside the capability namespaces; it "
+               "cannot be allowed by evolve")
     else:
         how = (f"to use it, add the package that provides {top!r} to the env: "
                "batos evolve --add <package>")
@@ -170,25 +148,22 @@ def check_import(name: str) -> None:
 
 
 def check_from(module: str, name: str) -> None:
-    """``from module import name``: the module's rule plus the denied attributes."""
+    """``from module import name``: the module's rule, and a granted name for a namespace."""
     check_import(module)
     if name == "*":
         raise MethodSourceError(f"'from {module} import *' is not allowed: name what you import")
-    if name.startswith("_"):
+    if not isinstance(name, str) or name.startswith("_"):
         raise MethodSourceError(f"'from {module} import {name}': names starting with '_' are private")
-    if name in DENIED_ATTRIBUTES.get(module, ()):
-        raise MethodSourceError(
-            f"{module}.{name} is not allowed in methods (uvm.allowlist.DENIED_ATTRIBUTES)"
-        )
+    if module in CAPABILITIES and name not in capabilities.namespace(module).names():
+        granted = ", ".join(sorted(capabilities.namespace(module).names()))
+        raise MethodSourceError(f"'from {module} import {name}': {module!r} grants no {name!r} to "
+                                f"methods (it grants: {granted})")
 
 
 def check_module_attribute(module: ModuleType, name: str, value: Any) -> Any:
-    """``value`` (= ``module.name``) if a method may have it, else ``AttributeError``."""
-    if name in DENIED_ATTRIBUTES.get(module.__name__, ()):
-        raise AttributeError(
-            f"{module.__name__}.{name} is not allowed in methods (uvm.allowlist.DENIED_ATTRIBUTES)"
-        )
-    if isinstance(value, ModuleType) and not is_allowed(value.__name__):
+    """``value`` (= ``module.name`` of an env package) if a method may have it."""
+    if isinstance(value, ModuleType) and not (
+            value.__name__.partition(".")[0] in _packages and is_allowed(value.__name__)):
         raise AttributeError(
             f"{module.__name__}.{name} is the module {value.__name__!r}, which methods may not use"
         )
@@ -197,10 +172,21 @@ def check_module_attribute(module: ModuleType, name: str, value: Any) -> Any:
 
 def guarded_import(
     name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
-) -> ModuleType:
-    """The restricted ``__import__``: the compile-time rule, enforced again at run time."""
+) -> Any:
+    """The restricted ``__import__``: the compile-time rule, enforced again at run time.
+
+    A capability answers its namespace (the top-level one for ``import a.b``, as
+    Python binds ``a``); an env package answers the real module.
+    """
     if level:
         raise MethodSourceError("relative imports are not allowed in methods")
+    check_import(name)
+    if name in CAPABILITIES:
+        if fromlist:
+            for item in fromlist:
+                check_from(name, item)
+            return capabilities.namespace(name)
+        return capabilities.namespace(name.partition(".")[0])
     if fromlist:
         for item in fromlist:
             check_from(name, item)
@@ -214,7 +200,6 @@ def guarded_import(
                 except AttributeError as exc:
                     raise MethodSourceError(f"'from {name} import {item}': {exc}") from None
         return module
-    check_import(name)
     return builtins.__import__(name, None, None, (), 0)
 
 

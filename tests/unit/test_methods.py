@@ -26,7 +26,12 @@ GREET_V2 = 'def greet(self, name):\n    return "good day, " + name\n'
         ("def f(self):\n    return self.__class__\n", "restricted policy"),
         ("def f(self):\n    return self._slots\n", "restricted policy"),
         ("def f(self):\n    self.n += 1\n", "restricted policy"),
-        ("def f(self):\n    _x = 1\n", "restricted policy"),
+        ("def f(self):\n    _x_ = 1\n", "restricted runtime"),
+        ("def f(self, _getattr_):\n    return 1\n", "restricted runtime"),
+        ("def f(self, x: int):\n    return x\n", "annotations are not allowed"),
+        ("def f(self):\n    raise SystemExit(1)\n", "'SystemExit' is not available"),
+        ("def f(self):\n    try:\n        pass\n    finally:\n        return 1\n", "finally"),
+        ("def f(self):\n    global x\n", "'global' is not allowed"),
         ("def clone_object(self):\n    return 1\n", "shadow the primitive"),
     ],
 )

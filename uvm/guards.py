@@ -1,0 +1,270 @@
+"""The run-time guards of method code: what an attribute, an item or a write may reach.
+
+RestrictedPython rewrites ``a.b`` into ``_getattr_(a, "b")``, ``a[k]`` into
+``_getitem_(a, k)`` and ``a.b = v`` / ``a[k] = v`` into writes through
+``_write_(a)``; this module is what those names are bound to (``GUARDS``,
+with the builtins methods get). The rules are structural, decided by what an
+object *is*, never by spelling:
+
+* attribute names: a ``str`` and nothing else, not private (``_x``), and equal
+  to their NFKC form (Python normalises identifiers it parses, so a name that
+  is not normal can only come from a string and is refused, whatever it spells);
+* image objects answer their slots by delegation; a ``Method`` slot answers a
+  ``BoundMethod`` (which exposes calling and nothing else);
+* capability namespaces answer their grants; a module answers only if it
+  belongs to a package of the env (the operator trusted it), and a module found
+  as a value must be one of those too;
+* a class answers only what it defines for its instances, found in its own
+  MRO's dicts, never what its metaclass adds (``register``, ``mro``): ABC
+  registries are out of reach; a class-level list, dict or set is refused;
+* persistent containers answer their ``dict``/``list`` API only (``data``,
+  the unguarded inner container, is not part of it);
+* ``format`` and ``format_map`` exist only on a plain ``str``, and are
+  ``str.format`` whose fields walk through these same guards;
+* what any guard answers is checked last: never a frame, traceback, code object,
+  raw ``re.Pattern``, a module of no env package, a ``Method``, or any object of
+  the kernel's machinery (ZODB, ZEO, transaction, BTrees, persistence, the
+  ``uvm`` kernel), exceptions excepted (they are data).
+
+Writes reach only image objects, plain containers and what a method makes for
+its own call (a decimal ``Context``, a ``deque``). Every guard runs on the
+calling worker thread and keeps no state. This module must not import
+``uvm.methods`` (which installs it); it knows ``Method`` through ``Persistent``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import decimal
+import operator
+import re
+import string
+import unicodedata
+from collections.abc import Callable
+from types import CodeType, FrameType, ModuleType, TracebackType
+from typing import Any
+
+import _string  # the C parser behind str.format's field names
+from persistent import Persistent
+from persistent.list import PersistentList
+from persistent.mapping import PersistentMapping
+from RestrictedPython import safe_builtins
+from RestrictedPython.Guards import (
+    guarded_iter_unpack_sequence,
+    guarded_unpack_sequence,
+    raise_,
+    safer_getattr,
+)
+
+from . import allowlist
+from .bounded import Pattern
+from .capabilities import Namespace
+from .obj import UvmObject, find_slot
+from .selectors import slot_name
+
+__all__ = [
+    "BUILTINS", "GUARDS", "SIGNALS", "guarded_getattr", "guarded_getitem", "guarded_write",
+    "permit_modules", "register_method_types",
+]
+
+#: exceptions that stop the kernel or a generator: never in a method's builtins
+SIGNALS = frozenset({"BaseException", "SystemExit", "KeyboardInterrupt", "GeneratorExit"})
+
+BUILTINS: dict[str, Any] = {
+    name: value for name, value in safe_builtins.items()
+    # setattr/delattr/id are not needed by methods; class bodies are not allowed.
+    if name not in {"__build_class__", "setattr", "delattr", "id", "_getattr_"} | SIGNALS
+}
+BUILTINS.update({
+    name: getattr(builtins, name) for name in (
+        "all", "any", "dict", "enumerate", "filter", "frozenset", "list", "map", "max", "min",
+        "reversed", "set", "sorted", "sum", "tuple", "zip",
+    )
+})
+BUILTINS["__import__"] = allowlist.guarded_import
+
+_PLAIN = frozenset({int, float, bool, str, bytes, type(None), tuple, list, dict, set,
+                    frozenset, complex, UvmObject, PersistentMapping, PersistentList})
+_OPAQUE = (FrameType, TracebackType, CodeType, re.Pattern)
+_MACHINERY = frozenset({"ZODB", "ZEO", "transaction", "BTrees", "persistent", "zodbpickle",
+                        "zmq", "uvm", "supervisor", "bridge", "weaver", "crucible", "envs"})
+_SHAREABLE = (UvmObject, PersistentMapping, PersistentList, Namespace, Pattern)
+_MAPPING_API = frozenset(n for n in dir(dict) if not n.startswith("_"))
+_LIST_API = frozenset(n for n in dir(list) if not n.startswith("_"))
+_MUTABLE = (list, dict, set, bytearray)
+_WRITABLE = (UvmObject, dict, list, set, bytearray, PersistentMapping, PersistentList,
+             collections.deque, decimal.Context, type(decimal.Context().traps))
+
+# modules the test-only switch of ``uvm.methods`` exposes (top-level names)
+_permitted_modules: frozenset[str] = frozenset()
+# ``uvm.methods`` registers its Method (a slot answers it bound) and BoundMethod (shareable)
+_method_type: type = type(None)
+
+
+def register_method_types(method: type, bound: type) -> None:
+    """Called once by ``uvm.methods``, which sits above this module."""
+    global _method_type, _SHAREABLE
+    _method_type = method
+    _SHAREABLE = (*_SHAREABLE, bound)
+
+
+def permit_modules(names: frozenset[str]) -> None:
+    """Let method code walk these modules (only the test-only switch calls this)."""
+    global _permitted_modules
+    _permitted_modules = frozenset(names)
+
+
+def _refuse(obj: Any, name: str, why: str) -> AttributeError:
+    return AttributeError(f"{type(obj).__name__}.{name}: {why}")
+
+
+def _module_ok(module: ModuleType) -> bool:
+    top = module.__name__.partition(".")[0]
+    if top in _permitted_modules or module.__name__ == "posixpath" and _permitted_modules:
+        return True
+    return top in allowlist.package_modules() and allowlist.is_allowed(module.__name__)
+
+
+def _checked(value: Any, where: str) -> Any:
+    """``value`` if method code may hold it (see the module docstring), else AttributeError."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if isinstance(value, ModuleType):
+        if not _module_ok(value):
+            raise AttributeError(f"{where} is the module {value.__name__!r}, which methods "
+                                 "may not hold")
+        return value
+    if isinstance(value, _OPAQUE):
+        raise AttributeError(f"{where} is a {kind.__name__}; methods may not hold one")
+    if isinstance(value, Persistent) and not isinstance(value, _SHAREABLE):
+        raise AttributeError(f"{where} is the image's {kind.__name__}; methods reach the image "
+                             "through slots and primitives only")
+    module = getattr(kind, "__module__", None) or ""
+    if module.partition(".")[0] in _MACHINERY and not isinstance(value, _SHAREABLE) \
+            and not isinstance(value, BaseException):
+        raise AttributeError(f"{where} is the kernel's {kind.__name__}; methods may not hold it")
+    return value
+
+
+def _class_attribute(cls: type, name: str) -> Any:
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            break
+    else:
+        raise _refuse(cls, name, f"{cls.__name__!r} does not define {name!r} (what a class's "
+                                 "metaclass adds, like register or mro, is out of reach)")
+    value = getattr(cls, name)
+    if isinstance(value, _MUTABLE):
+        raise _refuse(cls, name, "a class's shared, mutable attribute")
+    return value
+
+
+class _Format:
+    """``s.format`` / ``s.format_map`` of a plain ``str``, through the guards."""
+
+    __slots__ = ("_text", "_mapping")
+
+    def __init__(self, text: str, mapping: bool) -> None:
+        self._text = text
+        self._mapping = mapping
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str:
+        if self._mapping:
+            (mapping,) = args
+            return _FORMATTER.vformat(self._text, (), mapping)
+        return _FORMATTER.vformat(self._text, args, kwargs)
+
+
+class _GuardedFormatter(string.Formatter):
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
+        first, rest = _string.formatter_field_name_split(field_name)
+        obj = self.get_value(first, args, kwargs)
+        for is_attr, key in rest:
+            obj = guarded_getattr(obj, key) if is_attr else guarded_getitem(obj, key)
+        return obj, first
+
+
+_FORMATTER = _GuardedFormatter()
+
+
+def guarded_getattr(obj: Any, name: Any, default: Any = raise_) -> Any:
+    """``obj.name`` for method code (the rules are the module docstring's)."""
+    if type(name) is not str:
+        raise TypeError("an attribute name must be a str")
+    if name.startswith("_"):
+        raise _refuse(obj, name, "private and dunder attributes are out of reach")
+    if not name.isascii() and unicodedata.normalize("NFKC", name) != name:
+        raise _refuse(obj, name, "an attribute name must be in NFKC form (as Python spells "
+                                 "identifiers)")
+    if isinstance(obj, UvmObject):
+        _holder, value = find_slot(obj, slot_name(name))
+        if type(value) is _method_type:
+            return value.bind(obj)
+        return value if type(value) in _PLAIN else _checked(value, f"slot {name!r}")
+    kind = type(obj)
+    if kind is Namespace:
+        return obj.grant(name)
+    if name in ("format", "format_map"):
+        if kind is str:
+            return _Format(obj, name == "format_map")
+        raise _refuse(obj, name, "format and format_map exist for methods on a plain str only")
+    if isinstance(obj, ModuleType):
+        if not _module_ok(obj):
+            raise _refuse(obj, name, f"the module {obj.__name__!r} is out of reach")
+        value = safer_getattr(obj, name, default)
+    elif isinstance(obj, type):
+        value = _class_attribute(obj, name)
+    elif isinstance(obj, PersistentMapping | PersistentList):
+        if name not in (_MAPPING_API if isinstance(obj, PersistentMapping) else _LIST_API):
+            raise _refuse(obj, name, "a persistent container answers its dict/list API only")
+        value = getattr(obj, name)
+    else:
+        value = safer_getattr(obj, name, default)
+        if isinstance(value, _MUTABLE):
+            for klass in kind.__mro__:
+                if vars(klass).get(name) is value:
+                    raise _refuse(obj, name, "a class's shared, mutable attribute")
+    return _checked(value, f"{kind.__name__}.{name}")
+
+
+def guarded_getitem(obj: Any, key: Any) -> Any:
+    value = obj[key]
+    return value if type(value) in _PLAIN else _checked(value, f"an item of a {type(obj).__name__}")
+
+
+def guarded_write(obj: Any) -> Any:
+    if isinstance(obj, _WRITABLE):
+        return obj
+    raise TypeError(f"a method cannot modify a {type(obj).__name__}")
+
+
+_INPLACE = {
+    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
+    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow,
+    "<<=": operator.ilshift, ">>=": operator.irshift, "&=": operator.iand,
+    "|=": operator.ior, "^=": operator.ixor, "@=": operator.imatmul,
+}
+
+
+def _inplacevar(op: str, target: Any, value: Any) -> Any:
+    return _INPLACE[op](target, value)
+
+
+def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return func(*args, **kwargs)
+
+
+GUARDS: dict[str, Any] = {
+    "__builtins__": BUILTINS,
+    "__name__": "batos.method",
+    "_getattr_": guarded_getattr,
+    "_getitem_": guarded_getitem,
+    "_getiter_": iter,
+    "_write_": guarded_write,
+    "_inplacevar_": _inplacevar,
+    "_apply_": _apply,
+    "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+    "_unpack_sequence_": guarded_unpack_sequence,
+}
