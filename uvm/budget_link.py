@@ -1,0 +1,133 @@
+"""The incarnation's side of budgets and quarantine, over its control channel.
+
+``BudgetLink`` connects three things the incarnation owns:
+
+* the process's budget watchdog (``uvm.budget``), with hard exits on: when a
+  message is first stopped over its budget the watchdog calls ``_suspect``,
+  which sends ``Suspect`` (the supervisor then knows whom to blame if this
+  process dies); just before the watchdog ends the process it calls ``_kill``,
+  which sends ``Suspect`` again and waits (a second at most) for the frame to
+  leave;
+* the supervisor's ``Quarantine`` control message: ``Kernel.quarantine`` runs
+  in a thread, and the list is refreshed;
+* the quarantined list reported in ``Ready`` and ``Heartbeat``: a copy kept
+  here and refreshed in the background, so a heartbeat never waits on the
+  storage.
+
+Threads: ``_suspect`` and ``_kill`` run on the watchdog's thread and only hand
+frames to the event loop; everything else runs in the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+from typing import Any
+
+from bridge.messages import MAX_QUARANTINED_REPORTED, Quarantine, QuarantinedMethod, Suspect
+
+from .budget import Limits, watchdog
+from .errors import UVMError
+
+__all__ = ["BudgetLink", "add_budget_arguments", "limits_from_args"]
+
+log = logging.getLogger("batos.incarnation")
+
+
+def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("message budget (default: BATOS_BUDGET_* or 5s CPU, 30s wall)")
+    group.add_argument("--budget-cpu", type=float, default=None,
+                       help="CPU seconds a message may use")
+    group.add_argument("--budget-wall", type=float, default=None,
+                       help="wall-clock seconds a message may run")
+    group.add_argument("--budget-grace", type=float, default=None,
+                       help="seconds a stopped message may take to unwind before the process ends")
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    return Limits.from_env(cpu=getattr(args, "budget_cpu", None),
+                           wall=getattr(args, "budget_wall", None),
+                           grace=getattr(args, "budget_grace", None))
+
+
+class BudgetLink:
+    def __init__(self, incarnation: Any, kernel: Any) -> None:
+        self.incarnation = incarnation
+        self.kernel = kernel
+        self._quarantined: list[QuarantinedMethod] = []
+        self._refreshing: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def enable(self) -> None:
+        """Turn the watchdog's hard exits on, reporting through this incarnation."""
+        watchdog().enable_hard_exit(self.kernel.limits, on_suspect=self._suspect,
+                                    on_kill=self._kill)
+
+    # --- the watchdog's thread ----------------------------------------------------------
+
+    def _frame(self, request: str, reason: str) -> Any:
+        inc = self.incarnation
+        loop = inc._loop
+        if loop is None or loop.is_closed():
+            return None
+        message = Suspect(incarnation=inc.ident, request=request[:128], reason=reason[:2000])
+        return asyncio.run_coroutine_threadsafe(inc._control(message), loop)
+
+    def _suspect(self, request: str, reason: str) -> None:
+        self._frame(request, reason)
+
+    def _kill(self, request: str | None, reason: str) -> None:
+        if request is None:
+            return
+        future = self._frame(request, reason)
+        if future is None:
+            return
+        try:
+            future.result(timeout=1.0)
+            time.sleep(0.2)  # let ZMQ's I/O thread put the frame on the wire before _exit
+        except Exception as exc:
+            log.error("could not tell the supervisor about request %s: %s", request, exc)
+
+    # --- the event loop -----------------------------------------------------------------
+
+    def on_quarantine(self, message: Quarantine) -> None:
+        task = asyncio.create_task(self._quarantine(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _quarantine(self, message: Quarantine) -> None:
+        try:
+            record = await asyncio.to_thread(self.kernel.quarantine, message.target,
+                                             message.selector, message.reason, message.request)
+            log.warning("quarantined %s of %s for request %s: %s", record["selector"],
+                        record["holder"], message.request, message.reason)
+        except UVMError as exc:
+            log.error("cannot quarantine %s %s (request %s): %s", message.target,
+                      message.selector, message.request, exc)
+            return
+        await self.refresh()
+
+    async def listing(self) -> list[QuarantinedMethod]:
+        """The quarantined methods, read now (for ``Ready``)."""
+        await self.refresh()
+        return list(self._quarantined)
+
+    def reported(self) -> list[QuarantinedMethod]:
+        """The last list read (for ``Heartbeat``), and a refresh started in the background."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self.refresh())
+        return list(self._quarantined)
+
+    async def refresh(self) -> None:
+        try:
+            records = await asyncio.to_thread(self.kernel.quarantined)
+        except UVMError as exc:
+            log.warning("cannot read the quarantined methods: %s", exc)
+            return
+        self._quarantined = [
+            QuarantinedMethod(holder=r["holder"], selector=r["selector"], reason=r["reason"],
+                              request=r["request"], since=r["since"])
+            for r in records[-MAX_QUARANTINED_REPORTED:]
+        ]
