@@ -65,6 +65,7 @@ from bridge.messages import (
     ErrorInfo,
     Heartbeat,
     Publish,
+    Quarantine,
     Ready,
     Reply,
     Stop,
@@ -73,6 +74,7 @@ from bridge.messages import (
 )
 
 from .allowlist import set_allowed, top_level_modules
+from .budget_link import BudgetLink, add_budget_arguments, limits_from_args
 from .errors import InvalidValue, UVMError
 from .front import AsyncKernel
 from .genesis import bootstrap
@@ -123,6 +125,9 @@ class Incarnation:
         self.spawner = spawner
         #: what the process lock applied; None when this process is not locked
         self.confinement = confinement
+        #: each message's budget (uvm.budget; --budget-* or BATOS_BUDGET_*)
+        self.budget = limits_from_args(argparse.Namespace())
+        self.link: BudgetLink | None = None
 
     async def run(self) -> int:
         self._loop = asyncio.get_running_loop()
@@ -138,7 +143,9 @@ class Incarnation:
                                            confine=self.confinement is not None)
             log.info("mind: %s", "none configured" if mind is None else
                      f"{type(mind.chat).__name__} {getattr(mind.chat, 'model', '')}")
-            kernel = Kernel(db, mind=mind)
+            kernel = Kernel(db, mind=mind, limits=self.budget)
+            self.link = BudgetLink(self, kernel)
+            self.link.enable()  # over-budget messages are reported, stuck ones end the process
             self.inquiry = await asyncio.to_thread(self._start_inquiry, kernel)
             ctx = zmq.asyncio.Context()
             sock = ctx.socket(zmq.DEALER)
@@ -153,6 +160,7 @@ class Incarnation:
                         incarnation=self.ident, pid=os.getpid(), env_id=self.env_id,
                         packages=installed_packages(), python=sys.version.split()[0],
                         confinement=self._confinement_report(),
+                        quarantined=await self.link.listing(),
                     ))
                     log.info("ready: %s", self.ident)
                     background = [asyncio.create_task(self._beat()),
@@ -281,7 +289,8 @@ class Incarnation:
         while True:
             await asyncio.sleep(self.heartbeat)  # a period, not a readiness wait
             await self._control(Heartbeat(incarnation=self.ident, served=self.served,
-                                          busy=len(self._tasks)))
+                                          busy=len(self._tasks),
+                                          quarantined=self.link.reported() if self.link else None))
 
     async def _maintain(self, kernel: Kernel) -> None:
         while True:
@@ -314,6 +323,8 @@ class Incarnation:
         if isinstance(message, Stop):
             log.info("stop requested: %s", message.reason)
             self.stop()
+        elif isinstance(message, Quarantine) and self.link is not None:
+            self.link.on_quarantine(message)
         elif isinstance(message, Validate):
             task = asyncio.create_task(self._validate(message))
             self._tasks.add(task)
@@ -470,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--network", choices=("auto", "on", "off"), default="auto",
                         help="TCP sockets after the lock (auto: when the storage, backend, "
                              "mind or inquiry server is reached over TCP)")
+    add_budget_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s incarnation %(levelname)s %(message)s")
     spawner, applied = None, None
@@ -493,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
                               env_id=args.env_id, workers=args.workers, heartbeat=args.heartbeat,
                               packages=[p for p in args.packages.split(",") if p],
                               image=args.image, spawner=spawner, confinement=applied)
+    incarnation.budget = limits_from_args(args)
 
     async def run() -> int:
         loop = asyncio.get_running_loop()
