@@ -178,6 +178,12 @@ def guarded_import(
     A capability answers its namespace (the top-level one for ``import a.b``, as
     Python binds ``a``); an env package answers the real module.
     """
+    if type(fromlist) is list and not fromlist and not level \
+            and name.partition(".")[0] in sys.stdlib_module_names:
+        # The interpreter importing on behalf of C code a method called (time.strptime
+        # needs _strptime): PyImport_Import passes an empty *list*, which an import
+        # statement never does (None or a tuple). The module goes to that C code only.
+        return importlib.import_module(name)
     if level:
         raise MethodSourceError("relative imports are not allowed in methods")
     check_import(name)

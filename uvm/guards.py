@@ -79,7 +79,10 @@ BUILTINS: dict[str, Any] = {
 BUILTINS.update({
     name: getattr(builtins, name) for name in (
         "all", "any", "dict", "enumerate", "filter", "frozenset", "list", "map", "max", "min",
-        "reversed", "set", "sorted", "sum", "tuple", "zip",
+        "reversed", "set", "sorted", "sum", "tuple", "zip", "iter", "next", "ascii", "bin",
+        "bytearray",
+        # format(value, spec) is what an f-string's {value:spec} does: no field walks
+        "format",
     )
 })
 BUILTINS["__import__"] = allowlist.guarded_import
