@@ -270,7 +270,8 @@ class TrialRunner:
     ``confine``: workers lock themselves (``envs.confine``) as the live process does;
     False only where the live process is unconfined too (``--unconfined``).
     ``network``: what the live lock allows (``envs.confine.lock(network=...)``); None:
-    the fork-server's table says it (``worker_command``), else allowed.
+    the fork-server's table says it (``worker_command``); started here, only what the
+    image needs (a ZEO server over TCP).
     """
 
     def __init__(self, image: ImageRef, limits: TrialLimits | None = None, *,
@@ -279,6 +280,8 @@ class TrialRunner:
         self.limits = limits or TrialLimits()
         self.confine = bool(confine)
         parent = spawner.server_pid if spawner is not None else os.getpid()
+        if spawner is None and network is None:
+            network = bool(image.zeo and "/" not in image.zeo)
         config = {"path": str(image.path) if image.path else None, "zeo": image.zeo,
                   "allowed_packages": list(image.allowed_packages), "parent": parent,
                   "confine": self.confine, "network": network}
@@ -293,7 +296,7 @@ class TrialRunner:
             # --die-with-parent ties it to this process instead of its ppid check
             wrapped_config = {**config, "parent": None}
             wrapped = [sys.executable, "-m", WORKER_MODULE, json.dumps(wrapped_config)]
-            wrapped, reason = _sandboxed(wrapped, image, env, network=network is not False)
+            wrapped, reason = _sandboxed(wrapped, image, env, network=bool(network))
             self.sandbox = "bwrap" if reason is None else f"none: {reason}"
             if reason is None:
                 from envs.sandbox import exit_status

@@ -173,7 +173,10 @@ class Process:
     def send_signal(self, sig: int) -> None:
         """Signal the child's process group (through the server); nothing once it exited."""
         if self.returncode is None:
-            self._spawner._signal(self.pid, int(sig))
+            try:
+                self._spawner._signal(self.pid, int(sig))
+            except SpawnRefused:  # it exited meanwhile (reaped, its report on the way)
+                pass
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)

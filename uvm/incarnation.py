@@ -50,6 +50,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
@@ -196,6 +197,7 @@ class Incarnation:
         return {"mode": "locked", "seccomp": applied.get("seccomp"),
                 "pid": applied.get("pid"),
                 "network": applied.get("network"), "rlimits": applied.get("rlimits"),
+                "setup_ms": applied.get("setup_ms"),
                 "denied": len(applied.get("denied", ())),
                 "fork_server": self.spawner.server_pid if self.spawner is not None else None,
                 "sandbox": os.environ.get("BATOS_SANDBOX", "none")}
@@ -490,14 +492,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from envs.errors import EnvError
 
+        began = time.perf_counter()
         try:
             spawner, applied = confine_process(args)
+            applied["setup_ms"] = round((time.perf_counter() - began) * 1000, 1)
         except EnvError as exc:
             log.error("cannot start confined: %s (the operator may run `batos up --unconfined`)",
                       exc)
             print(f"incarnation {args.ident}: cannot start confined: {exc}", file=sys.stderr)
             return 3
-        log.info("confined: seccomp lock (%d calls denied, network %s), fork-server %s",
+        log.info("confined in %.1f ms: seccomp lock (%d calls denied, network %s), "
+                 "fork-server %s", applied["setup_ms"],
                  len(applied["denied"]), "on" if applied["network"] else "off",
                  f"pid {spawner.server_pid}" if spawner is not None else
                  "not needed (no mind, no inquiry: this process starts no child)")

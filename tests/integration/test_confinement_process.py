@@ -73,7 +73,7 @@ def test_a_confined_incarnation_cannot_exec_fork_or_signal_and_keeps_serving(
     status = Path(f"/proc/{pid}/status").read_text()
     assert "\nSeccomp:\t2\n" in status  # filter mode: the lock is on
     logs = "\n".join(p.read_text(errors="replace") for p in (sup.home / "logs").glob("inc-*.log"))
-    assert "confined: seccomp lock" in logs
+    assert "ms: seccomp lock" in logs
     assert "UNSAFE TEST BUILD" in logs  # the Python wall really is bypassed here
 
     for selector, (source, _args) in HOSTILE.items():
