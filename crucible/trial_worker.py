@@ -13,8 +13,9 @@ machinery (and, for a ZEO image, opens a read-only client connection), says
    kills the process, backed by ``RLIMIT_CPU``);
 3. installs the proposal on the receiver (a source as a method in the
    receiver's own slots, acts through ``uvm.acts.apply_acts``), sends the
-   original message with ``uvm.kernel.dispatch`` inside a ``Cycle``, turns the
-   result into plain data, and ALWAYS aborts: the image never sees a trial;
+   original message with ``uvm.dispatch.run_message`` inside a ``Cycle`` (the
+   live kernel's path: the same budget scope, at most the live budget, the same
+   errors), and ALWAYS aborts: the image never sees a trial;
 4. answers one frame and exits.
 
 Before it says ``ready`` (so off the trial's critical path, and before it has
@@ -118,10 +119,22 @@ def _limit(limits: dict[str, Any]) -> None:
     cpu = float(limits["cpu_seconds"])
     usage = resource.getrusage(resource.RUSAGE_SELF)
     used = usage.ru_utime + usage.ru_stime
-    hard = int(used + cpu) + 2
+    # the budget (uvm.budget, as live) stops the message at ``cpu``; these end the process
+    # only past the grace, as the live watchdog does for code holding the GIL in C
+    grace = _budget(limits).grace
+    hard = int(used + cpu + grace) + 2
     resource.setrlimit(resource.RLIMIT_CPU, (hard - 1, hard))
     signal.signal(signal.SIGPROF, signal.SIG_DFL)  # default action: terminate
-    signal.setitimer(signal.ITIMER_PROF, cpu)
+    signal.setitimer(signal.ITIMER_PROF, cpu + grace)
+
+
+def _budget(limits: dict[str, Any]) -> Any:
+    """The trial's budget: the policy's limits, never laxer than the live one (BATOS_BUDGET_*)."""
+    from uvm.budget import Limits
+
+    live = Limits.from_env()
+    return Limits(cpu=min(float(limits["cpu_seconds"]), live.cpu),
+                  wall=min(float(limits["wall_seconds"]), live.wall), grace=live.grace)
 
 
 def _short(value: Any) -> tuple[Any, bool]:
@@ -133,6 +146,7 @@ def _short(value: Any) -> tuple[Any, bool]:
 
 def _failure(exc: BaseException, limits: dict[str, Any], phase: str) -> tuple[str, dict[str, str]]:
     from uvm.errors import (
+        BudgetExceeded,
         DoesNotUnderstand,
         InvalidAct,
         MethodFailed,
@@ -143,7 +157,13 @@ def _failure(exc: BaseException, limits: dict[str, Any], phase: str) -> tuple[st
 
     cause = exc.__cause__ or exc.__context__
     error = {"type": type(exc).__name__, "message": str(exc)[:2000]}
-    if isinstance(exc, MemoryError) or isinstance(cause, MemoryError):
+    limit = getattr(exc, "limit", "") if isinstance(exc, BudgetExceeded) else ""
+    if limit == "cpu":
+        return f"the trial used more than its CPU limit of {_budget(limits).cpu:g}s: {exc}", error
+    if limit == "wall":
+        return (f"the trial ran past the wall-clock limit of {_budget(limits).wall:g}s: "
+                f"{exc}"), error
+    if limit == "memory" or isinstance(exc, MemoryError) or isinstance(cause, MemoryError):
         return (f"the method ran out of memory (the trial allows {limits['memory_mb']} MB more "
                 f"than the worker holds)"), error
     if isinstance(exc, MethodSourceError):
@@ -165,12 +185,12 @@ def _trial(db: Any, request: dict[str, Any], limits: dict[str, Any], answer: dic
     import transaction
 
     from uvm.acts import apply_acts
-    from uvm.kernel import dispatch
+    from uvm.dispatch import run_message
     from uvm.obj import find_slot
     from uvm.primitives import PRIMITIVES
     from uvm.registry import Cycle, Registry, using_cycle
     from uvm.selectors import slot_name
-    from uvm.values import from_plain, to_plain
+    from uvm.values import from_plain
 
     tm = transaction.TransactionManager(explicit=True)
     tm.begin()
@@ -196,7 +216,7 @@ def _trial(db: Any, request: dict[str, Any], limits: dict[str, Any], answer: dic
                     phase = "after the acts"
                     find_slot(receiver, slot_name(selector))
                 phase = "running the message"
-                result = to_plain(dispatch(receiver, selector, args))
+                result = run_message(receiver, selector, args, limits=_budget(limits))
                 shown, truncated = _short(result)
                 answer.update(status="pass", result=shown, result_truncated=truncated)
             finally:
@@ -255,6 +275,9 @@ def main(argv: list[str]) -> int:
     import uvm.kernel  # noqa: F401 - installs the primitives as method globals
     import uvm.values  # noqa: F401
     from uvm import allowlist
+    from uvm.budget import watchdog
+
+    watchdog().start()  # its thread, before the lock
     from uvm.image import open_db
 
     if config.get("allowed_packages"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
@@ -46,10 +47,17 @@ def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
                        help="seconds a stopped message may take to unwind before the process ends")
 
 
-def limits_from_args(args: argparse.Namespace) -> Limits:
-    return Limits.from_env(cpu=getattr(args, "budget_cpu", None),
-                           wall=getattr(args, "budget_wall", None),
-                           grace=getattr(args, "budget_grace", None))
+def limits_from_args(args: argparse.Namespace, *, export: bool = False) -> Limits:
+    """The budget from ``--budget-*``, else ``BATOS_BUDGET_*``, else the defaults; with
+    ``export`` it is written back to ``BATOS_BUDGET_*`` so that processes started later
+    (the crucible's trial workers, through the fork-server) run under the same budget."""
+    limits = Limits.from_env(cpu=getattr(args, "budget_cpu", None),
+                             wall=getattr(args, "budget_wall", None),
+                             grace=getattr(args, "budget_grace", None))
+    if export:
+        for name in ("cpu", "wall", "grace"):
+            os.environ[f"BATOS_BUDGET_{name.upper()}"] = repr(getattr(limits, name))
+    return limits
 
 
 class BudgetLink:

@@ -485,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
                              "mind or inquiry server is reached over TCP)")
     add_budget_arguments(parser)
     args = parser.parse_args(argv)
+    budget = limits_from_args(args, export=True)  # before the fork-server: trials inherit it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s incarnation %(levelname)s %(message)s")
     spawner, applied = None, None
     if args.unconfined:
@@ -510,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
                               env_id=args.env_id, workers=args.workers, heartbeat=args.heartbeat,
                               packages=[p for p in args.packages.split(",") if p],
                               image=args.image, spawner=spawner, confinement=applied)
-    incarnation.budget = limits_from_args(args)
+    incarnation.budget = budget
 
     async def run() -> int:
         loop = asyncio.get_running_loop()

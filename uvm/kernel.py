@@ -59,42 +59,31 @@ import transaction
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, POSError
 
-import ormsgpack
-
 from . import primitives as _primitives  # noqa: F401 - installs method globals
 from . import quarantine as _quarantine
-from .budget import MAX_REPLY_BYTES, Limits, OverBudget, memory_exceeded, scope
+from .budget import MAX_REPLY_BYTES, Limits
+from .dispatch import DNU, dispatch, run_message
 from .errors import (
+    MAX_ERROR_CHARS,
     BadArguments,
-    BudgetExceeded,
-    DoesNotUnderstand,
     ImageError,
-    MethodFailed,
     NeedsSynthesis,
     NoMind,
-    ReplyTooLarge,
     RetriesExhausted,
     StorageUnavailable,
     SynthesisFailed,
-    UnserializableResult,
     UVMError,
     cap_message,
-    MAX_ERROR_CHARS,
 )
 from .integrity import discard_pending, guard
-from .methods import Method, check_arity
-from .obj import UvmObject, find_slot
 from .registry import Cycle, Registry, using_cycle
-from .registry import current as _current
 from .replies import ReplyStore
-from .selectors import slot_name
-from .values import from_plain, to_plain
+from .values import from_plain
 
-__all__ = ["Kernel", "dispatch"]
+__all__ = ["DNU", "Kernel", "dispatch", "run_message"]
 
 log = logging.getLogger("batos.kernel")
 
-DNU = "doesNotUnderstand"
 _AGAIN = object()
 
 
@@ -105,89 +94,6 @@ class _Flight:
         self.done = threading.Event()
         self.error: UVMError | None = None
         self.waiters = 0  # how many other sends wait on this one (read by tests and status)
-
-
-def dispatch(receiver: UvmObject, selector: str, args: Sequence[Any]) -> Any:
-    """Send one message inside the current cycle: lookup, run, or doesNotUnderstand:."""
-    try:
-        slot = slot_name(selector)
-    except ValueError as exc:
-        raise BadArguments(str(exc)) from None
-    try:
-        _holder, value = find_slot(receiver, slot)
-    except DoesNotUnderstand:
-        if slot == DNU:
-            raise
-        try:
-            _holder, handler = find_slot(receiver, DNU)
-        except DoesNotUnderstand:
-            raise DoesNotUnderstand(
-                f"{selector!r} is not understood and the receiver has no doesNotUnderstand: "
-                "method either", selector=selector, receiver=receiver._uuid,
-            ) from None
-        cycle = _current_cycle()
-        if cycle is not None:
-            cycle.not_understood = (receiver._uuid, selector)
-        return _call(handler, DNU, receiver, [{"selector": selector, "arguments": list(args)}])
-    if isinstance(value, Method):
-        _quarantine.check(value, _holder, selector)
-    return _call(value, selector, receiver, args)
-
-
-def _current_cycle() -> Cycle | None:
-    try:
-        return _current()
-    except ImageError:
-        return None
-
-
-def _call(value: Any, selector: str, receiver: UvmObject, args: Sequence[Any]) -> Any:
-    if not isinstance(value, Method):
-        if args:
-            raise BadArguments(
-                f"{selector!r} is a data slot and takes no arguments; to change it send "
-                "setSlot:value:"
-            )
-        return value
-    func = value.function()
-    check_arity(func, len(args), selector)
-    try:
-        return func(receiver, *args)
-    except (UVMError, ConflictError, NeedsSynthesis, OverBudget):
-        raise
-    except RecursionError as exc:
-        raise MethodFailed(f"{selector!r} recursed too deeply") from exc
-    except MemoryError:
-        raise memory_exceeded() from None
-    except BaseException as exc:  # noqa: BLE001 - method code's SystemExit & co. are failures
-        raise MethodFailed(cap_message(
-            f"{selector!r} raised {type(exc).__name__}: {_describe(exc)}")) from None
-
-
-def _describe(exc: BaseException) -> str:
-    try:
-        return cap_message(str(exc))
-    except (NeedsSynthesis, OverBudget):
-        raise
-    except BaseException as inner:  # noqa: BLE001 - an exception whose str() fails
-        return f"<unprintable: {type(inner).__name__}>"
-
-
-def _reply_size(result: Any, limit: int) -> None:
-    """Raise ``ReplyTooLarge`` if ``result`` (plain) encodes to more than ``limit`` bytes."""
-    if result is None or isinstance(result, bool | int | float):
-        return
-    if isinstance(result, str | bytes) and len(result) * 4 < limit:
-        return
-    try:
-        size = len(ormsgpack.packb(result, option=ormsgpack.OPT_NON_STR_KEYS))
-    except (TypeError, ValueError, ormsgpack.MsgpackEncodeError) as exc:
-        raise UnserializableResult(f"the result cannot be sent as a reply: {exc}") from None
-    if size > limit:
-        raise ReplyTooLarge(
-            f"the result takes {size} bytes; a reply may take {limit}: answer less (a summary, "
-            "a page) and keep the rest in the image. Nothing of the message was applied"
-        )
 
 
 def _changed(conn: Any) -> bool:
@@ -485,12 +391,13 @@ class Kernel:
                     tm.abort()
                     return stored
             cycle = Cycle(conn, Registry(root), author, mind=self.mind)
-            with using_cycle(cycle), scope(self.limits, request_id):
+            with using_cycle(cycle):
                 receiver = cycle.registry.resolve(target)
                 if install is not None:
                     install.install(cycle, receiver)
-                result = to_plain(dispatch(receiver, selector, from_plain(args, cycle.registry)))
-                _reply_size(result, self.max_reply_bytes)
+                result = run_message(receiver, selector, from_plain(args, cycle.registry),
+                                     limits=self.limits, request_id=request_id,
+                                     max_reply_bytes=self.max_reply_bytes)
                 if install is not None:
                     install.installed(cycle, result)
             if not _changed(conn):
