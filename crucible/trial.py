@@ -64,6 +64,9 @@ _HEADER = 4
 WORKER_MODULE = "crucible.trial_worker"
 #: the live lock's network setting, for workers the fork-server starts ("1"/"0")
 NETWORK_VARIABLE = "BATOS_CONFINE_NETWORK"
+#: "1" in the fork-server's table: workers lock themselves whatever their argv says (a
+#: request to the fork-server cannot ask for an unlocked worker)
+REQUIRED_VARIABLE = "BATOS_CONFINE_REQUIRED"
 
 
 _ENV_KEPT = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "BATOS_SANDBOX",
@@ -87,7 +90,7 @@ def worker_command(*, network: bool = True) -> Any:
     ``network``: what the live process lock allows, which the workers' lock copies."""
     from envs.spawner import Command
 
-    env = {**worker_env(), NETWORK_VARIABLE: "1" if network else "0"}
+    env = {**worker_env(), NETWORK_VARIABLE: "1" if network else "0", REQUIRED_VARIABLE: "1"}
     return Command("crucible-trial", sys.executable, (WORKER_MODULE,), env=env,
                    cwd=str(_ROOT), max_args=1)
 

@@ -184,12 +184,11 @@ def _failure(exc: BaseException, limits: dict[str, Any], phase: str) -> tuple[st
 def _trial(db: Any, request: dict[str, Any], limits: dict[str, Any], answer: dict[str, Any]) -> None:
     import transaction
 
-    from uvm.acts import apply_acts
     from uvm.dispatch import run_message
     from uvm.obj import find_slot
-    from uvm.primitives import PRIMITIVES
     from uvm.registry import Cycle, Registry, using_cycle
     from uvm.selectors import slot_name
+    from uvm.synthesis import install_proposal
     from uvm.values import from_plain
 
     tm = transaction.TransactionManager(explicit=True)
@@ -208,11 +207,9 @@ def _trial(db: Any, request: dict[str, Any], limits: dict[str, Any], answer: dic
             try:
                 phase = "installing the proposal"
                 selector = request["selector"]
-                if request.get("source") is not None:
-                    PRIMITIVES["define_method"](receiver, selector, request["source"],
-                                                "crucible trial")
-                else:
-                    apply_acts(receiver, request["acts"])
+                # as the live install does: authored by the mind, Genesis protected
+                install_proposal(cycle, receiver, selector, request, reason="crucible trial")
+                if request.get("source") is None:
                     phase = "after the acts"
                     find_slot(receiver, slot_name(selector))
                 phase = "running the message"
@@ -238,15 +235,21 @@ def _trial(db: Any, request: dict[str, Any], limits: dict[str, Any], answer: dic
 
 
 def _confine(config: dict[str, Any]) -> dict[str, Any] | bool:
-    """Lock this worker as the live incarnation is locked; exit 3 with the reason if it cannot."""
-    if not config.get("confine", True):
+    """Lock this worker as the live incarnation is locked; exit 3 with the reason if it cannot.
+
+    The environment (set by the fork-server's fixed table, ``crucible.trial.worker_command``)
+    overrides the argv: a request cannot ask for an unlocked worker or a wider network.
+    """
+    required = os.environ.get("BATOS_CONFINE_REQUIRED") == "1"
+    if not (required or config.get("confine", True)):
         return False
     from envs.confine import lock
     from envs.errors import ConfinementUnavailable
 
-    network = config.get("network")
-    if network is None:  # as the fork-server's table says the live lock has it
-        network = os.environ.get("BATOS_CONFINE_NETWORK", "1") != "0"
+    fixed = os.environ.get("BATOS_CONFINE_NETWORK")
+    network = config.get("network") if fixed is None else fixed != "0"
+    if network is None:
+        network = True
     try:
         applied = lock(network=bool(network))
     except ConfinementUnavailable as exc:

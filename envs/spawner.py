@@ -20,7 +20,8 @@ change afterwards. Then, on request, the server:
   and the caller's ends of the pipes back with ``SCM_RIGHTS``;
 * signals a child's process group on request (only its own, not yet reaped children:
   a locked caller may signal nothing but itself, and pids are never reused under us);
-* reaps children and reports each exit code (``Popen.returncode`` style).
+* reaps children and reports each exit code (``Popen.returncode`` style);
+* runs at most ``max_children`` at once (a caller gone hostile cannot flood the host).
 
 The server dies with its parent (``PR_SET_PDEATHSIG`` SIGKILL, and end of file on the
 socket, after which it kills its children's process groups); its children die with it
@@ -215,7 +216,8 @@ class Spawner:
         return self._server.pid
 
     @classmethod
-    def start(cls, table: Sequence[Command], *, python: str = sys.executable) -> Spawner:
+    def start(cls, table: Sequence[Command], *, python: str = sys.executable,
+              max_children: int = 32) -> Spawner:
         """Start a fork-server for ``table``; call it before the process has threads."""
         table = list(table)
         if not table:
@@ -232,7 +234,8 @@ class Spawner:
         finally:
             theirs.close()
         try:
-            ours.send(ormsgpack.packb({"op": "table", "table": [c.to_dict() for c in table]}))
+            ours.send(ormsgpack.packb({"op": "table", "table": [c.to_dict() for c in table],
+                                       "max_children": int(max_children)}))
         except OSError as exc:
             ours.close()
             with contextlib.suppress(OSError):
@@ -377,6 +380,7 @@ class _Server:
         self.sock = sock
         self.table: list[Command] = []
         self.children: set[int] = set()
+        self.max_children = 32
 
     def send(self, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
         socket.send_fds(self.sock, [ormsgpack.packb(message)], list(fds))
@@ -391,6 +395,7 @@ class _Server:
             return
         hello = ormsgpack.unpackb(first)
         self.table = [Command.from_dict(c) for c in hello["table"]]
+        self.max_children = int(hello.get("max_children", self.max_children))
         self.send({"op": "ready", "pid": os.getpid()})
         while True:
             readable, _, _ = select.select([self.sock, wake_r], [], [])
@@ -430,6 +435,9 @@ class _Server:
 
     def spawn(self, ident: int, argv: Any) -> None:
         command = check_argv(self.table, argv)
+        if len(self.children) >= self.max_children:
+            raise SpawnRefused(f"refused: {len(self.children)} children are running, the "
+                               f"fork-server's limit is {self.max_children}")
         stdin_r, stdin_w = os.pipe()
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()

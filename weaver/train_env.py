@@ -32,7 +32,8 @@ the table's root, its progress and result as JSON lines) or ``run DIGEST LOG MOD
 ARGS...`` (checks DIGEST names a complete env under that root and MODULE is
 ``weaver.training`` or ``weaver.evaluate``, points stderr at LOG, then execs the env's
 python). A request can choose neither the root, nor the interpreter, nor another
-module. ``FacetTrainer``'s ``cpu_seconds`` do not see such children (they are the
+module, nor (with the inquiry table's ``base_model`` in the entry) another base model.
+``FacetTrainer``'s ``cpu_seconds`` do not see such children (they are the
 fork-server's, not ours).
 
 Boundary: stdlib only (and ``envs.spawner`` for the table entry); builds and runs
@@ -73,6 +74,7 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent
 TRAINING_MODULES = ("weaver.training", "weaver.evaluate")
 _SELF = "weaver.train_env"
 _ROOT_VARIABLE = "BATOS_TRAIN_ENVS"
+_BASE_VARIABLE = "BATOS_TRAIN_BASE"
 _DIGEST = re.compile(r"^[0-9a-f]{16}$")
 _spawner: Any = None  # set by route_through: this process cannot exec
 CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -223,11 +225,15 @@ def route_through(spawner: Any) -> None:
     _spawner = spawner
 
 
-def spawner_command(root: str | os.PathLike[str]) -> Any:
-    """The fork-server table entry for ``build``/``run`` under ``root`` (module docstring)."""
+def spawner_command(root: str | os.PathLike[str],
+                    base: str | os.PathLike[str] | None = None) -> Any:
+    """The fork-server table entry for ``build``/``run`` under ``root`` (module docstring);
+    with ``base``, a run's ``--base`` must be that model folder (no other model is loaded)."""
     from envs.spawner import Command
 
     env = {**os.environ, _ROOT_VARIABLE: str(Path(root).resolve())}
+    if base is not None:
+        env[_BASE_VARIABLE] = str(Path(base).resolve())
     return Command("train-env", sys.executable, (_SELF,), env=env, cwd=str(SOURCE_ROOT),
                    max_args=64)
 
@@ -461,6 +467,13 @@ def _main(argv: list[str]) -> int:
             _emit({"event": "error", "type": "TrainEnvError",
                    "message": f"{module!r} is not one of {', '.join(TRAINING_MODULES)}"})
             return 2
+        base = os.environ.get(_BASE_VARIABLE)
+        given = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--base"]
+        if base and (len(given) != 1 or str(Path(given[0]).resolve()) != base
+                     or any(a.startswith("--base=") for a in args)):
+            _emit({"event": "error", "type": "TrainEnvError",
+                   "message": f"a run loads only the configured base model {base}"})
+            return 2
         if log_path != "-" and not os.path.isabs(log_path):
             _emit({"event": "error", "type": "TrainEnvError",
                    "message": f"the log {log_path!r} is not an absolute path"})
@@ -470,7 +483,7 @@ def _main(argv: list[str]) -> int:
         os.dup2(log, 2)
         os.close(log)
         environ = {**os.environ, **CHILD_ENV}
-        for name in ("PYTHONPATH", _ROOT_VARIABLE):
+        for name in ("PYTHONPATH", _ROOT_VARIABLE, _BASE_VARIABLE):
             environ.pop(name, None)
         os.chdir(SOURCE_ROOT)
         os.execve(str(python), [str(python), "-m", module, *args], environ)

@@ -141,6 +141,20 @@ def test_trial_workers_through_a_fork_server_are_locked(db: Any, image_path: Pat
     _check_trials(verdicts)
 
 
+def test_a_request_to_the_fork_server_cannot_unlock_a_trial_worker(
+        db: Any, image_path: Path, fork_server: Spawner) -> None:
+    # confine=False in the worker's argv, as hostile code talking to the socket would ask:
+    # the table's environment (BATOS_CONFINE_REQUIRED=1) wins
+    with TrialRunner(ImageRef(path=str(image_path)), LIMITS, spawner=fork_server,
+                     confine=False) as runner:
+        source, args = HOSTILE["tryFork"]
+        verdict = runner.run(Proposal(source=source), receiver="genesis", selector="tryFork",
+                             args=args)
+    assert verdict.status == "fail", verdict
+    assert _refused(" ".join(verdict.reasons))
+    assert verdict.detail["confined"]["seccomp"] is True
+
+
 def fork_server_children(spawner: Spawner) -> list[int]:
     return [p.pid for p in psutil.Process(spawner.server_pid).children()]
 

@@ -94,6 +94,22 @@ def test_pipes_work_and_exit_codes_are_reported(spawner):
     proc.close()
 
 
+def test_at_most_max_children_run_at_once():
+    sp = Spawner.start(TABLE, max_children=2)
+    try:
+        held = [sp.spawn([sys.executable, "-m", CHILD, "hold"]) for _ in range(2)]
+        with pytest.raises(SpawnRefused, match="limit is 2"):
+            sp.spawn([sys.executable, "-m", CHILD, "hold"])
+        held[0].kill()
+        assert held[0].wait(30) == -signal.SIGKILL
+        third = sp.spawn([sys.executable, "-m", CHILD, "exit", "0"])  # room again
+        assert third.wait(30) == 0
+        for proc in [*held, third]:
+            proc.close()
+    finally:
+        sp.close()
+
+
 def test_close_kills_the_children(spawner):
     proc = spawner.spawn([sys.executable, "-m", CHILD, "hold"])
     assert proc.stdout.readline() == b"up\n"
@@ -159,7 +175,9 @@ def train_routed(tmp_path):
     (env_dir / "venv" / "bin").mkdir(parents=True)
     (env_dir / "venv" / "bin" / "python").symlink_to(sys.executable)
     (env_dir / train_env.MARKER).write_text("{}")
-    sp = Spawner.start([train_env.spawner_command(root)])
+    base = tmp_path / "base-model"
+    base.mkdir()
+    sp = Spawner.start([train_env.spawner_command(root, base=base)])
     train_env.route_through(sp)
     try:
         yield train_env, train_env.TrainEnv(env_dir, env_dir / "venv" / "bin" / "python",
@@ -174,11 +192,17 @@ def test_training_runs_go_through_the_fork_server_and_only_its_modules(train_rou
     train_env, env = train_routed
     log = tmp_path / "train.log"
     with pytest.raises(train_env.TrainingFailed) as info:
-        train_env.run_module(env, "weaver.training", ["--bogus"], log_path=log, timeout=60)
+        train_env.run_module(env, "weaver.training", ["--bogus", "--base", str(tmp_path / "base-model")],
+                             log_path=log, timeout=60)
     assert "exited with status 2" in str(info.value)
+    assert "loads only the configured base model" not in str(info.value)
     assert "the following arguments are required" in log.read_text()  # stderr -> the log
     with pytest.raises(train_env.TrainingFailed, match="'os' is not one of weaver.training"):
         train_env.run_module(env, "os", [], timeout=60)
+    with pytest.raises(train_env.TrainingFailed, match="only the configured base model"):
+        train_env.run_module(env, "weaver.training", ["--base", str(tmp_path)], timeout=60)
+    with pytest.raises(train_env.TrainingFailed, match="only the configured base model"):
+        train_env.run_module(env, "weaver.evaluate", [], timeout=60)
     forged = train_env.TrainEnv(tmp_path, env.python, env.spec, built=False)
     with pytest.raises(train_env.TrainingFailed, match="is not a complete training env"):
         train_env.run_module(forged, "weaver.training", [], timeout=60)
