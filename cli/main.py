@@ -7,6 +7,7 @@ import sys
 
 from . import admin, audit, client, image, inquiry, supervise, train, ui
 from . import crucible as crucible_cmd
+from . import quarantine as quarantine_cmd
 
 __all__ = ["main"]
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_commands(sub)
     train.add_commands(sub)
     inquiry.add_commands(sub)
+    quarantine_cmd.add_commands(sub)
     return parser
 
 

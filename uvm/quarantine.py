@@ -46,7 +46,7 @@ KEY = "batos.quarantine"
 #: the attribute on a quarantined ``Method`` holding its record
 MARK = "_batos_quarantine"
 #: how a person releases one (named in every ``Quarantined`` error)
-HOW_TO_RELEASE = "batos quarantine release {holder} {selector}"
+HOW_TO_RELEASE = "batos quarantine release {holder} {selector} --by NAME [--zeo SOCKET]"
 
 
 def check(method: Method, holder: UvmObject, selector: str) -> None:

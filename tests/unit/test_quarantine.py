@@ -90,3 +90,32 @@ def test_the_mark_survives_a_new_process_view(kernel, db, poisoned):
     other = Kernel(db)
     with pytest.raises(Quarantined):
         other.send(poisoned, "crash")
+
+
+def test_a_person_lists_and_releases_from_the_command_line(tmp_path, capsys):
+    import json
+
+    from cli.main import main
+    from uvm import Kernel, bootstrap, open_db
+
+    path = tmp_path / "cli.fs"
+    db = open_db(path)
+    try:
+        bootstrap(db)
+        kernel = Kernel(db)
+        kernel.send("genesis", "defineMethod:source:", ["crash", "def crash(self):\n    return 1\n"])
+        kernel.quarantine("genesis", "crash", "killed twice", "req-7")
+    finally:
+        db.close()
+    assert main(["quarantine", "list", "--image", str(path)]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(r["selector"], r["request"]) for r in listed] == [("crash", "req-7")]
+    assert main(["quarantine", "release", "genesis", "crash", "--by", "bob",
+                 "--image", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["released"]["request"] == "req-7"
+    assert main(["quarantine", "release", "genesis", "crash", "--by", "bob",
+                 "--image", str(path)]) == 1
+    assert "not quarantined" in capsys.readouterr().err
+    assert main(["quarantine", "list", "--history", "--image", str(path)]) == 0
+    events = json.loads(capsys.readouterr().out)
+    assert [e["event"] for e in events] == ["quarantined", "released"]
