@@ -38,6 +38,16 @@ from envs import BuildWatch, EnvError, EnvSpec, build_env, canonical_name, sandb
 
 from . import process
 from .config import Config, Home
+from .confinement import (
+    absolute,
+    confinement,
+    confinement_problem,
+    grants,
+    incarnation_environment,
+    needs_network,
+    precompile,
+    warn_if_unconfined,
+)
 from .errors import ConfigError
 from .files import replace_durably
 
@@ -52,6 +62,7 @@ __all__ = [
     "incarnation_environment",
     "inquiry_config",
     "mind_config",
+    "precompile",
     "prepare_env",
     "save_current_spec",
     "spawn_incarnation",
@@ -193,17 +204,23 @@ def build(spec: EnvSpec, config: Config, home: Home, *, offline: bool | None = N
     built = build_env(spec, envs_dir(config, home), cache_dir=cache,
                       offline=config.env.offline if offline is None else offline,
                       timeout=config.env.build_timeout, watch=watch)
+    info = EnvInfo(id=built.id, python=str(built.python), packages=dict(built.packages),
+                   path=str(built.path), spec=spec.to_dict())
+    if config.sandbox.mode != "off":
+        precompile(info.python, [info.path, source_tree(), spec.project], watch)
     log.info("environment ready", extra={"env_id": built.id, "reused": built.reused,
                                          "seconds": round(time.monotonic() - started, 2)})
-    return EnvInfo(id=built.id, python=str(built.python), packages=dict(built.packages),
-                   path=str(built.path), spec=spec.to_dict())
+    return info
 
 
 def prepare_env(config: Config, home: Home, watch: BuildWatch | None = None) -> EnvInfo:
     """The active incarnation's environment at start. Blocking: run it off the loop."""
     spec = current_spec(config, home)
     if spec is None:
-        return EnvInfo(id="current", python=config.env.python or sys.executable)
+        info = EnvInfo(id="current", python=config.env.python or sys.executable)
+        if config.sandbox.mode != "off":
+            precompile(info.python, [source_tree()], watch)
+        return info
     return build(spec, config, home, watch=watch)
 
 
@@ -230,128 +247,6 @@ def inquiry_config(config: Config, home: Home) -> dict[str, Any]:
     return table
 
 
-#: variables an incarnation reads (and the mind's API key variable, ``api_key_env``)
-_PASSED = ("LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "PYTHONPATH",
-           "BATOS_UNSAFE_TEST_EXPOSE_OS")
-_PASSED_PREFIXES = ("BATOS_MIND_", "BATOS_TRAIN_")
-#: what an unconfined child also keeps (a sandbox sets its own)
-_UNCONFINED_BASICS = ("PATH", "HOME", "TMPDIR", "USER", "LOGNAME")
-#: variables that name files the mind reads, or (record) appends to
-_MIND_FILES = {"BATOS_MIND_REPLAY": "ro", "BATOS_MIND_LOCAL": "ro", "BATOS_MIND_RECORD": "rw"}
-_MIND_TABLE_FILES = {"replay": "ro", "transformers": "ro", "record": "rw"}
-_UNCONFINED_WARNING = ("incarnations run UNCONFINED (batos up --unconfined / [sandbox] mode = "
-                       "'off'): image code runs with this user's access to files, processes "
-                       "and the network")
-
-
-def confinement_problem(config: Config) -> str | None:
-    """Why incarnations cannot be confined as ``[sandbox]`` requires (None: they can, or
-    the operator turned confinement off). ``batos up`` refuses to start on it."""
-    if config.sandbox.mode == "off":
-        return None
-    problems = [p for p in (sandbox.available(), _lock_problem()) if p]
-    if not problems:
-        return None
-    return ("cannot confine incarnations: " + "; ".join(problems) + ". Install what is "
-            "missing (scripts/setup-dev installs bubblewrap) or run `batos up --unconfined` "
-            "to serve without confinement")
-
-
-def _lock_problem() -> str | None:
-    from envs.confine import unavailable  # libseccomp through ctypes: loaded only when asked
-
-    return unavailable()
-
-
-def confinement(config: Config) -> dict[str, Any]:
-    """What ``status`` shows under ``confinement``: the mode and what is enforced."""
-    table = config.sandbox
-    if table.mode == "off":
-        return {"mode": "off", "warning": _UNCONFINED_WARNING}
-    return {
-        "mode": table.mode, "sandbox": "bwrap", "lock": "seccomp+rlimits",
-        "filesystem": "read-only allowlist (interpreter, env, source, image read-only); "
-                      "sockets folder; no home, no keys",
-        "network": "only when a mind or inquiry server is configured",
-        "memory_mb": table.memory_mb, "cpu_seconds": table.cpu_seconds,
-    }
-
-
-def warn_if_unconfined(config: Config) -> None:
-    if config.sandbox.mode == "off":
-        log.warning(_UNCONFINED_WARNING)
-
-
-def _absolute(value: str) -> str:
-    return str(Path(value).expanduser().resolve())
-
-
-def incarnation_environment(config: Config, *, confined: bool,
-                            environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The incarnation's whole environment: what it reads, from the supervisor's, plus
-    its configuration tables; the supervisor's other variables (secrets) stay out.
-    File-valued mind variables are made absolute (a sandbox runs in ``/``)."""
-    source = dict(os.environ if environ is None else environ)
-    names = set(_PASSED) | set(config.sandbox.pass_env)
-    key_env = str(mind_config(config).get("api_key_env") or "")
-    if key_env:
-        names.add(key_env)
-    if not confined:
-        names |= set(_UNCONFINED_BASICS)
-    env = {k: v for k, v in source.items()
-           if k in names or k.startswith(_PASSED_PREFIXES)}
-    for name in _MIND_FILES:
-        if env.get(name, "").strip():
-            env[name] = _absolute(env[name].strip())
-    return env
-
-
-def _needs_network(zeo: str, home: Home, mind: dict[str, Any], inquiry: dict[str, Any],
-                   env: dict[str, str]) -> bool:
-    if not zeo.startswith("/") or not home.backend.startswith("ipc://"):
-        return True  # a TCP storage or backend
-    return bool(mind.get("base_url") or inquiry.get("vllm_url") or env.get("BATOS_MIND_URL"))
-
-
-def _file_grant(path: str, mode: str, ro: list[str], rw: list[str]) -> None:
-    target = Path(path)
-    if mode == "rw" and not target.exists() and target.parent.is_dir():
-        target.touch()  # appended to (O_APPEND|O_CREAT): the file itself is the grant
-    if target.exists():
-        (rw if mode == "rw" else ro).append(str(target))
-
-
-def _grants(env: EnvInfo, home: Home, config: Config, mind: dict[str, Any],
-            inquiry: dict[str, Any], env_vars: dict[str, str]) -> tuple[list[str], list[str]]:
-    """(read-only, read-write) paths an incarnation of ``env`` needs inside its sandbox."""
-    ro = [str(home.sockets), *[str(p) for p in (home.image, Path(f"{home.image}.index"))
-                               if p.exists()]]
-    rw: list[str] = []
-    tree = source_tree()
-    project = (env.spec or {}).get("project")
-    ro += [str(p) for p in (tree, project, env.path or None) if p and Path(p).exists()]
-    ro += [p for p in env_vars.get("PYTHONPATH", "").split(os.pathsep)
-           if p.startswith("/") and Path(p).exists()]
-    for name, mode in _MIND_FILES.items():
-        if env_vars.get(name):
-            _file_grant(env_vars[name], mode, ro, rw)
-    if mind.get("path") and mind.get("backend") in _MIND_TABLE_FILES:
-        _file_grant(str(mind["path"]), _MIND_TABLE_FILES[mind["backend"]], ro, rw)
-    if inquiry.get("base_model") and inquiry.get("vllm_url"):
-        root = Path(inquiry.get("home") or home.root)
-        train = Path(env_vars.get("BATOS_TRAIN_ENVS") or root / "train-envs")
-        for folder in (root / "inquiry", root / "adapters", train):
-            folder.mkdir(parents=True, exist_ok=True)
-            rw.append(str(folder))
-        if Path(str(inquiry["base_model"])).exists():
-            ro.append(str(inquiry["base_model"]))
-    for extra in config.sandbox.read_only:
-        ro.append(_absolute(extra))
-    for extra in config.sandbox.read_write:
-        rw.append(_absolute(extra))
-    return ro, rw
-
-
 def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, zeo: str,
                       now: float, role: str = "active") -> Incarnation:
     argv = [
@@ -367,18 +262,20 @@ def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, z
         argv += ["--memory-mb", str(config.sandbox.memory_mb)]
     if config.sandbox.cpu_seconds is not None:
         argv += ["--cpu-seconds", str(config.sandbox.cpu_seconds)]
-    env_vars = incarnation_environment(config, confined=confined)
     mind, inquiry = mind_config(config), inquiry_config(config, home)
+    env_vars = incarnation_environment(config, confined=confined, mind=mind)
     if mind:
         if mind.get("path"):
-            mind = {**mind, "path": _absolute(str(mind["path"]))}
+            mind = {**mind, "path": absolute(str(mind["path"]))}
         env_vars["BATOS_MIND_CONFIG"] = json.dumps(mind)
     if inquiry:
         env_vars["BATOS_INQUIRY_CONFIG"] = json.dumps(inquiry)
     network = False
     if confined:
-        network = _needs_network(zeo, home, mind, inquiry, env_vars)
-        read_only, read_write = _grants(env, home, config, mind, inquiry, env_vars)
+        network = needs_network(zeo, home, mind, inquiry, env_vars)
+        code = [env.path or None, str(source_tree() or ""), (env.spec or {}).get("project")]
+        read_only, read_write = grants(home=home, config=config, code=code, mind=mind,
+                                       inquiry=inquiry, env_vars=env_vars)
         try:
             argv = sandbox.wrap(argv, python=env.python, read_only=read_only,
                                 read_write=read_write, network=network, env=env_vars)

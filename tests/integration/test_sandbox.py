@@ -357,3 +357,26 @@ def test_up_refuses_when_confinement_cannot_work(tmp_path: Path) -> None:
     assert "apt-get install bubblewrap" in line
     assert "--unconfined" in line
     assert not (tmp_path / "home" / "live_image.fs").exists()  # nothing was started
+
+
+def test_precompile_writes_the_bytecode_a_read_only_sandbox_cannot(tmp_path: Path) -> None:
+    from envs import BuildWatch
+    from supervisor.confinement import precompile
+
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "mod.py").write_text("VALUE = 42\n")
+    seen: list[int] = []
+    precompile(sys.executable, [str(package), None],
+               BuildWatch(started=seen.append, ended=seen.append))
+    assert list((package / "__pycache__").glob("mod.*.pyc"))
+    assert len(seen) == 2  # the compiler's pid, told when it started and ended
+    # inside the sandbox the folder is read-only: the import uses that bytecode
+    got = run_sandboxed(f"""
+        import json, sys
+        sys.path.insert(0, {str(package)!r})
+        import mod
+        print(json.dumps({{"cached": mod.__cached__, "value": mod.VALUE}}))
+    """, read_only=[package])
+    assert got["value"] == 42
+    assert Path(got["cached"]).exists()

@@ -204,11 +204,12 @@ def test_the_incarnation_environment_keeps_secrets_out() -> None:
                "MY_KEY": "k", "BATOS_UNSAFE_TEST_EXPOSE_OS": "1", "NOTIFY_SOCKET": "/run/x"}
     config = Config.model_validate({"mind": {"backend": "openai", "base_url": "http://h/v1",
                                              "model": "m", "api_key_env": "MY_KEY"}})
-    confined = incarnation_environment(config, confined=True, environ=environ)
+    confined = incarnation_environment(config, confined=True, mind=config.mind, environ=environ)
     assert confined == {"BATOS_MIND_REPLAY": str(Path("rel/replay.jsonl").resolve()),
                         "BATOS_MIND_MODEL": "m", "LANG": "en_US.UTF-8", "MY_KEY": "k",
                         "BATOS_UNSAFE_TEST_EXPOSE_OS": "1"}
-    unconfined = incarnation_environment(config, confined=False, environ=environ)
+    unconfined = incarnation_environment(config, confined=False, mind=config.mind,
+                                         environ=environ)
     assert unconfined["PATH"] == "/usr/bin"
     assert unconfined["HOME"] == "/root"
     assert "AWS_SECRET_ACCESS_KEY" not in unconfined
