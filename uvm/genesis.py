@@ -43,6 +43,7 @@ from typing import Any
 
 import transaction
 
+from . import protection
 from .errors import ImageError, UnknownTarget
 from .facets import WEAVER_SLOTS
 from .methods import Method, compile_method
@@ -327,6 +328,26 @@ def whileTrue(self, body):
 
 def _is_source(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("def ")
+
+
+#: Data slots of the Genesis objects that are protected like their methods: the
+#: identity (name, parent*) and what truth() believes. Other data slots hold state
+#: a person tunes (descriptions, block's maxIterations, the weaver's registry).
+PROTECTED_DATA = frozenset({"name", PARENT_SLOT, "truthValue"})
+
+
+def _protection() -> tuple[dict[str, frozenset[str]], list[str]]:
+    """(Genesis name -> protected slots, the Genesis method sources) for uvm.protection."""
+    table: dict[str, frozenset[str]] = {}
+    sources: list[str] = []
+    for name, (_parent, slots) in GENESIS.items():
+        methods_ = {slot for slot, value in slots.items() if _is_source(value)}
+        table[name] = frozenset(methods_ | PROTECTED_DATA)
+        sources.extend(value for value in slots.values() if _is_source(value))
+    return table, sources
+
+
+protection.declare(*_protection())
 
 
 @dataclass

@@ -22,7 +22,9 @@ need those (the kernel, the primitives) bring them.
 
 from __future__ import annotations
 
+import sys
 import uuid as _uuidlib
+from collections.abc import Callable
 from typing import Any
 
 from persistent import Persistent
@@ -32,14 +34,13 @@ from persistent.mapping import PersistentMapping
 from .errors import DoesNotUnderstand, InvalidValue
 from .selectors import PARENT_SLOT, slot_name
 
-__all__ = ["UvmObject", "find_slot", "label", "storable", "write_slot"]
+__all__ = ["UvmObject", "find_slot", "label", "set_slot_guard", "storable", "write_slot"]
 
 _MISSING = object()
 # Single-parent chains are followed without bookkeeping up to this depth;
 # past it (or at the first list of parents) lookup switches to the general,
 # cycle-safe search.
 _FAST_DEPTH = 64
-_SCALARS = (type(None), bool, int, float, str, bytes)
 
 
 class UvmObject(Persistent):
@@ -76,6 +77,8 @@ class UvmObject(Persistent):
                 f"{label(self)} has no own slot {name!r} to remove", selector=name,
                 receiver=self._uuid,
             )
+        if _slot_guard is not None:
+            _slot_guard(self, name, "remove")
         del slots[name]
         self._p_changed = True
 
@@ -85,6 +88,17 @@ class UvmObject(Persistent):
         except Exception:  # a ghost whose storage is gone: still printable
             names = "?"
         return f"<UvmObject {self._uuid[:8]} [{names}]>"
+
+
+#: Called as ``guard(obj, slot, "write" | "remove")`` before a slot changes; raises to
+#: refuse. Installed by ``uvm.protection`` (the Genesis objects' protected slots): this
+#: module knows nothing of the registry or the current message.
+_slot_guard: Callable[[UvmObject, str, str], None] | None = None
+
+
+def set_slot_guard(guard: Callable[[UvmObject, str, str], None] | None) -> None:
+    global _slot_guard
+    _slot_guard = guard
 
 
 def label(obj: UvmObject) -> str:
@@ -142,11 +156,13 @@ def _search(start: UvmObject, name: str) -> tuple[UvmObject, Any] | None:
 
 def write_slot(obj: UvmObject, name: str, value: Any) -> None:
     """Write one slot, converting the value to its stored form, and mark ``obj`` changed."""
-    if not isinstance(name, str) or not name or name.startswith("_"):
+    if type(name) is not str or not name or name.startswith("_"):
         raise InvalidValue(
             f"slot name {name!r} is not allowed: a slot name is a non-empty string "
             "that does not start with '_'"
         )
+    if _slot_guard is not None:
+        _slot_guard(obj, name, "write")
     stored = storable(value)
     if name == PARENT_SLOT:
         _check_parents(obj, stored)
@@ -170,24 +186,60 @@ def storable(value: Any, _depth: int = 0) -> Any:
     Lists and dicts become ``PersistentList``/``PersistentMapping`` so that a
     method mutating them in place is noticed by the transaction; tuples stay
     tuples of storable values; objects and methods are kept by reference.
+
+    Only exact types are stored: a subclass of ``str``, ``int``, ``dict``... (an
+    enum member, a string with its own comparison) would carry its class into the
+    record and its code into every later load and comparison, so it is refused,
+    as is any persistent class batos does not store (``uvm.pickles.ALLOWED``)
+    and a method that already lives in another slot.
     """
-    if isinstance(value, _SCALARS) or isinstance(value, Persistent):
-        # Persistent covers UvmObject, Method and containers already converted.
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
+        return value
+    if kind in _PERSISTENT_TYPES:
+        return value
+    if _is_method(kind):
+        if value._p_oid is not None:
+            raise InvalidValue(
+                "a method already stored in a slot cannot be stored in another one: "
+                "define it there with defineMethod:source:"
+            )
         return value
     if _depth > 64:
         raise InvalidValue("value nested deeper than 64 levels cannot be stored")
-    if isinstance(value, list):
+    if kind is list:
         return PersistentList(storable(v, _depth + 1) for v in value)
-    if isinstance(value, tuple):
+    if kind is tuple:
         return tuple(storable(v, _depth + 1) for v in value)
-    if isinstance(value, dict):
+    if kind is dict:
         out = PersistentMapping()
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidValue(f"mapping keys must be strings, got {type(key).__name__}")
+            if type(key) is not str:
+                raise InvalidValue(
+                    f"mapping keys must be strings (exactly str), got {_type_name(key)}"
+                )
             out[key] = storable(item, _depth + 1)
         return out
     raise InvalidValue(
-        f"a value of type {type(value).__name__} cannot be stored in a slot: use None, "
-        "bool, int, float, str, bytes, lists, dicts with string keys, or objects"
+        f"a value of type {_type_name(value)} cannot be stored in a slot: use None, "
+        "bool, int, float, str, bytes, lists, dicts with string keys, or objects "
+        "(exactly those types, not subclasses of them)"
     )
+
+
+_SCALAR_TYPES = frozenset({type(None), bool, int, float, str, bytes})
+_PERSISTENT_TYPES = frozenset({UvmObject, PersistentList, PersistentMapping})
+
+
+def _is_method(kind: type) -> bool:
+    # uvm.methods imports this module, so Method is looked up, not imported
+    methods = sys.modules.get("uvm.methods")
+    return methods is not None and kind is getattr(methods, "Method", None)
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    base = next((b.__name__ for b in kind.__mro__[1:] if b in _SCALAR_TYPES or b in
+                 (list, tuple, dict)), None)
+    name = f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__name__
+    return f"{name} (a subclass of {base})" if base and kind.__module__ != "builtins" else name

@@ -8,6 +8,13 @@ since it would shadow the primitive inside itself.
 
 The genesis methods on ``traits`` are thin sources that call these; a later
 architect or mind can redefine those methods without touching the kernel.
+
+History is the kernel's: a method version's author is the current message's
+(``Cycle.author``), never an argument, and its ``meta`` (the mind's digest and
+verdict) is set only by ``uvm.synthesis`` on the install path; what these
+primitives hand out of a history is a deep copy. The Genesis objects'
+protected slots and names are checked by ``uvm.protection`` on every write,
+removal, definition, rollback, naming and ``become:``.
 """
 
 from __future__ import annotations
@@ -19,9 +26,17 @@ from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
 from . import methods
-from .errors import BadArguments, DoesNotUnderstand, MethodSourceError, NeedsSynthesis, NoMind
+from .errors import (
+    BadArguments,
+    DoesNotUnderstand,
+    InvalidValue,
+    MethodSourceError,
+    NeedsSynthesis,
+    NoMind,
+)
 from .methods import Method
 from .obj import UvmObject, find_slot, label, write_slot
+from .protection import check_become, check_slot
 from .registry import current
 from .selectors import PARENT_SLOT, selector_for, slot_name
 
@@ -43,7 +58,7 @@ def clone_object(obj: UvmObject) -> UvmObject:
             continue  # a clone is not its prototype; it may be named anew
         if isinstance(value, Method):
             twin = Method.__new__(Method)
-            twin.versions = PersistentList(dict(v) for v in value.versions)
+            twin.versions = PersistentList(_plain_copy(v) for v in value.versions)
             value = twin
         elif isinstance(value, PersistentList | PersistentMapping):
             value = copy.copy(value)
@@ -149,6 +164,7 @@ def define_method(obj: UvmObject, selector: str, source: str, reason: str = "") 
     author = current().author
     existing = o._slots.get(slot)
     if isinstance(existing, Method):
+        check_slot(o, slot, "redefine")
         version = existing.define(source, author=author, reason=str(reason))
     else:
         write_slot(o, slot, Method(source, author=author, reason=str(reason)))
@@ -166,8 +182,23 @@ def _own_method(obj: UvmObject, selector: str) -> Method:
 
 
 def method_history(obj: UvmObject, selector: str) -> list[dict[str, Any]]:
-    """Every version of the method ``obj`` would run for ``selector``, oldest first."""
-    return _own_method(obj, selector).history()
+    """Every version of the method ``obj`` would run for ``selector``, oldest first.
+
+    A deep copy: changing what it answers changes nothing in the image (a shared
+    inner ``meta`` dict would otherwise be a way to forge a verdict).
+    """
+    return [_plain_copy(v) for v in _own_method(obj, selector).versions]
+
+
+def _plain_copy(value: Any, _depth: int = 0) -> Any:
+    """A deep copy of a history entry's plain data (dicts, lists, tuples of scalars)."""
+    if _depth > 32:
+        raise InvalidValue("a method history entry is nested too deeply to copy")
+    if isinstance(value, dict | PersistentMapping):
+        return {str(k): _plain_copy(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | PersistentList):
+        return [_plain_copy(v, _depth + 1) for v in value]
+    return value
 
 
 def rollback_method(obj: UvmObject, selector: str, version: int, reason: str = "") -> int:
@@ -180,6 +211,7 @@ def rollback_method(obj: UvmObject, selector: str, version: int, reason: str = "
             f"{label(o)} has no own method {slot!r}: it is found on {label(holder)}; "
             "send the rollback there"
         )
+    check_slot(o, slot, "roll back")
     return value.rollback(version, author=current().author, reason=str(reason))
 
 
@@ -250,6 +282,11 @@ def become_object(obj: UvmObject, other: UvmObject) -> UvmObject:
     a, b = _obj(obj), _obj(other, "argument of become:")
     if a is b:
         return a
+    registry = current().registry
+    for one in (a, b):  # identities stay consistent: both are this image's own objects
+        if registry.objects.get(one._uuid) is not one:
+            raise InvalidValue(f"{label(one)} is not an object registered in this image")
+    check_become(a, b)
     slots_a, slots_b = a._slots, b._slots
     a._slots, b._slots = slots_b, slots_a
     a._p_changed = True

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,16 +25,38 @@ from BTrees.OOBTree import OOBTree
 from .errors import ImageError, InvalidValue, UnknownTarget
 from .obj import UvmObject
 
-__all__ = ["Cycle", "Registry", "current", "using_cycle"]
+__all__ = ["Cycle", "Registry", "current", "is_uuid", "set_name_guard", "using_cycle"]
 
 OBJECTS_KEY = "batos.objects"
 NAMES_KEY = "batos.names"
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# fullmatch: "$" would let a trailing newline through
+_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MAX_REF = 256
+
+#: Called as ``guard(obj, name)`` before ``name`` is pointed at ``obj``; raises to refuse.
+#: Installed by ``uvm.protection`` (the Genesis names are not re-pointed by method code).
+_name_guard: Callable[[UvmObject, str], None] | None = None
+
+
+def set_name_guard(guard: Callable[[UvmObject, str], None] | None) -> None:
+    global _name_guard
+    _name_guard = guard
+
+
+def is_uuid(value: Any) -> bool:
+    """An exact ``str`` in the canonical uuid4 text form (what ``UvmObject`` gives)."""
+    return type(value) is str and _UUID_RE.fullmatch(value) is not None
 
 
 class Registry:
-    """uuid -> object and name -> uuid, stored in the database root."""
+    """uuid -> object and name -> uuid, stored in the database root.
+
+    Keys are exact ``str`` of bounded length and fixed alphabet (a uuid, or a
+    name matching ``_NAME_RE``): a key whose class compares oddly could put a
+    BTree out of order. A uuid belongs to one object: registering a second
+    object under a uuid already taken (a forged identity) is refused.
+    """
 
     def __init__(self, root: Any) -> None:
         try:
@@ -55,30 +78,45 @@ class Registry:
         return created
 
     def register(self, obj: UvmObject, name: str | None = None) -> UvmObject:
-        self.objects[obj._uuid] = obj
+        if type(obj) is not UvmObject:
+            raise InvalidValue(f"only image objects are registered, not {type(obj).__name__}")
+        uuid = obj._uuid
+        if not is_uuid(uuid):
+            raise InvalidValue(f"{uuid!r} is not a uuid: an object's identity is a uuid4 string")
+        registered = self.objects.get(uuid)
+        if registered is None:
+            self.objects[uuid] = obj
+        elif registered is not obj:
+            raise InvalidValue(
+                f"uuid {uuid} already belongs to another object of the image: an identity "
+                "cannot be taken by a second object"
+            )
         if name is not None:
             self.name(obj, name)
         return obj
 
     def name(self, obj: UvmObject, name: str) -> None:
-        if not isinstance(name, str) or not _NAME_RE.match(name) or _UUID_RE.match(name):
+        if type(name) is not str or not _NAME_RE.fullmatch(name) or _UUID_RE.fullmatch(name):
             raise InvalidValue(
                 f"{name!r} is not a valid name: use a letter followed by up to 127 "
-                "letters, digits, '_', '.' or '-'"
+                "letters, digits, '_', '.' or '-' (a plain string)"
             )
-        if obj._uuid not in self.objects:
-            self.objects[obj._uuid] = obj
+        if _name_guard is not None:
+            _name_guard(obj, name)
+        self.register(obj)
         self.names[name] = obj._uuid
 
     def resolve(self, ref: Any) -> UvmObject:
         """The object a uuid or registered name refers to."""
-        if isinstance(ref, UvmObject):
+        if type(ref) is UvmObject:
             return ref
-        if isinstance(ref, dict) and len(ref) == 1 and "$ref" in ref:
+        if type(ref) is dict and len(ref) == 1 and "$ref" in ref:
             ref = ref["$ref"]
-        if not isinstance(ref, str) or not ref:
-            raise UnknownTarget(f"a target is a uuid or a registered name, got {ref!r}")
-        uuid = ref if _UUID_RE.match(ref) else self.names.get(ref)
+        if type(ref) is not str or not ref or len(ref) > MAX_REF:
+            raise UnknownTarget(
+                f"a target is a uuid or a registered name (a plain string), got {_short(ref)}"
+            )
+        uuid = ref if _UUID_RE.fullmatch(ref) else self.names.get(ref)
         obj = self.objects.get(uuid) if uuid is not None else None
         if obj is None:
             known = ", ".join(list(self.names.keys())[:12])
@@ -89,6 +127,11 @@ class Registry:
 
     def names_of(self, obj: UvmObject) -> list[str]:
         return [n for n, u in self.names.items() if u == obj._uuid]
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if type(value) in (str, int, float, bool, type(None)) else type(value).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass
@@ -104,6 +147,9 @@ class Cycle:
     #: (receiver uuid, selector) of the top-level message being handed to
     #: doesNotUnderstand:, set by ``kernel.dispatch``; only that one may be synthesized
     not_understood: tuple[str, str] | None = None
+    #: True while a proposal from the mind is being installed (``uvm.synthesis``, and the
+    #: crucible's trial): the Genesis objects' protected slots and names are refused
+    proposal: bool = False
 
 
 _current: contextvars.ContextVar[Cycle] = contextvars.ContextVar("batos_cycle")

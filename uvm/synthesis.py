@@ -36,15 +36,15 @@ from .acts import apply_acts
 from .errors import DoesNotUnderstand, NeedsSynthesis, SynthesisFailed, UVMError
 from .methods import Method
 from .obj import UvmObject, find_slot, write_slot
+from .protection import MIND_AUTHOR, check_slot
 from .records import SynthesisLog, new_record_id
 from .registry import Cycle
 from .selectors import slot_name
 
-__all__ = ["Plan", "Synthesizer"]
+__all__ = ["Plan", "Synthesizer", "install_proposal"]
 
 log = logging.getLogger("batos.mind")
 
-MIND_AUTHOR = "mind"
 RAW_CHARS = 20_000
 
 
@@ -68,19 +68,11 @@ class Plan:
             self.record["outcome"] = "superseded"
             SynthesisLog(cycle.connection.root()).add(self.record)
             return
-        author, cycle.author = cycle.author, MIND_AUTHOR
-        try:
-            if self.proposal.get("source") is not None:
-                write_slot(obj, slot, Method(
-                    self.proposal["source"], author=MIND_AUTHOR,
-                    reason=f"synthesized for {self.need.selector!r}: "
-                    + str(self.proposal.get("thought", ""))[:300],
-                    meta=self.meta,
-                ))
-            else:
-                apply_acts(obj, self.proposal["acts"])
-        finally:
-            cycle.author = author
+        install_proposal(
+            cycle, obj, self.need.selector, self.proposal, meta=self.meta,
+            reason=f"synthesized for {self.need.selector!r}: "
+            + str(self.proposal.get("thought", ""))[:300],
+        )
         self.record["outcome"] = "installed"
         self.record["method"] = {"selector": self.need.selector, "slot": slot}
         self._stored = SynthesisLog(cycle.connection.root()).add(self.record)
@@ -92,6 +84,45 @@ class Plan:
             entry = log_.get(stored)
             if entry is not None:
                 entry["result"] = prompt._short(result, 2000)
+
+
+def install_proposal(
+    cycle: Cycle,
+    receiver: UvmObject,
+    selector: str,
+    proposal: dict[str, Any],
+    *,
+    meta: dict[str, Any] | None = None,
+    reason: str = "",
+) -> None:
+    """Install a proposal from the mind in ``cycle``'s transaction, as the mind.
+
+    ``proposal`` holds ``source`` (one function, installed as ``receiver``'s own
+    method for ``selector``: a new version if the receiver has one) or ``acts``
+    (applied with ``receiver`` as the default target). The version's author is
+    ``mind`` and its ``meta`` is what the kernel's synthesis gives (prompt
+    digest, model, verdict, record), never what the proposal says. While it runs
+    the cycle is marked a proposal (``Cycle.proposal``), so the Genesis objects'
+    protected slots and names are refused (``uvm.protection``). The live path
+    (``Plan.install``) and the crucible's trial both install through here.
+    """
+    author, flag = cycle.author, cycle.proposal
+    cycle.author, cycle.proposal = MIND_AUTHOR, True
+    try:
+        source = proposal.get("source")
+        if source is not None:
+            slot = slot_name(selector)
+            existing = receiver._slots.get(slot)
+            if isinstance(existing, Method):
+                check_slot(receiver, slot, "redefine")
+                existing.define(source, author=MIND_AUTHOR, reason=reason, meta=meta)
+            else:
+                write_slot(receiver, slot, Method(source, author=MIND_AUTHOR, reason=reason,
+                                                  meta=meta))
+        else:
+            apply_acts(receiver, proposal.get("acts"))
+    finally:
+        cycle.author, cycle.proposal = author, flag
 
 
 class Synthesizer:

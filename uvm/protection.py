@@ -1,0 +1,222 @@
+"""Genesis protection: the slots and names of the Genesis objects that only a person changes.
+
+The Genesis table (``uvm.genesis``) declares, at import, which slots of which
+Genesis object are protected: its ``name``, its ``parent*``, ``truthValue``
+(what ``truth`` believes) and every method the table plants (``clone``,
+``doesNotUnderstand:``, the booleans' branches, the checks, ...). Data slots
+that hold runtime state (descriptions, ``maxIterations``, the weaver's adapters
+and facets) are not protected. New slots on a Genesis object are not
+protected either: the mind may add a selector to ``genesis``.
+
+A *protected change* is writing or removing a protected slot (``set_slot``,
+``remove_slot``, an attribute write from method code, ``ADD_SLOT`` and
+``REMOVE_SLOT`` acts), defining or rolling back a protected method,
+re-pointing a Genesis name to another object, and ``become:`` with a Genesis
+object. It is allowed only as a person's explicit request, and then recorded:
+
+* never inside a proposal from the mind (``Cycle.proposal``: the synthesis
+  install path and the crucible's trial, ``uvm.synthesis.install_proposal``),
+  nor in a message whose author is the mind;
+* never when code other than the Genesis methods themselves is running: a
+  method a person or the mind wrote, or a method source's default values
+  being evaluated, anywhere on the calling thread's stack. So the person's
+  message must go straight to a Genesis primitive method (``defineMethod:
+  source:``, ``removeSlot:``, ``applyActs:``, ``registerAs:``, ``become:``...);
+  code the mind wrote cannot do it later on a person's behalf either;
+* each allowed one appends an entry (time, author, object, slot, action) to
+  the image's Genesis change log (``root["batos.genesis.changes"]``), and a
+  method's own history records its new version as well.
+
+Outside any message (bootstrap, tooling with its own connection) there is no
+cycle and nothing is checked: those run with the operator's authority.
+
+Threads: the check runs on the message's thread and reads only that thread's
+stack and cycle.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from persistent.list import PersistentList
+from persistent.mapping import PersistentMapping
+
+from . import obj as _obj
+from . import registry as _registry
+from .errors import ImageError, InvalidRequest
+from .registry import Cycle, current
+
+__all__ = [
+    "CHANGES_KEY", "MIND_AUTHOR", "Protected", "check_become", "check_name", "check_slot",
+    "declare", "protected_slots",
+]
+
+MIND_AUTHOR = "mind"
+CHANGES_KEY = "batos.genesis.changes"
+MAX_LOG = 10_000
+
+#: Genesis name -> its protected slot names; slot name -> the Genesis names protecting it
+_protected: dict[str, frozenset[str]] = {}
+_by_slot: dict[str, tuple[str, ...]] = {}
+#: method sources of the Genesis table: the only code that may act on a person's request
+_trusted_sources: tuple[str, ...] = ()
+
+
+class Protected(InvalidRequest):
+    """A protected Genesis slot or name would change without a person's explicit request.
+
+    ``what`` is ``"<genesis name>.<slot>"`` (or the name), ``action`` what was tried.
+    Nothing of the change was applied.
+    """
+
+    def __init__(self, message: str, *, what: str = "", action: str = "") -> None:
+        super().__init__(message)
+        self.what = what
+        self.action = action
+
+
+def declare(table: Mapping[str, Iterable[str]], trusted_sources: Iterable[str]) -> None:
+    """Set the protected slots per Genesis name and the Genesis method sources (genesis.py)."""
+    global _trusted_sources
+    _protected.clear()
+    _protected.update({name: frozenset(slots) for name, slots in table.items()})
+    by_slot: dict[str, list[str]] = {}
+    for name, slots in _protected.items():
+        for slot in slots:
+            by_slot.setdefault(slot, []).append(name)
+    _by_slot.clear()
+    _by_slot.update({slot: tuple(names) for slot, names in by_slot.items()})
+    _trusted_sources = tuple(trusted_sources)
+
+
+def protected_slots() -> dict[str, frozenset[str]]:
+    return dict(_protected)
+
+
+def _cycle() -> Cycle | None:
+    try:
+        return current()
+    except ImageError:
+        return None
+
+
+def _genesis_names(cycle: Cycle, obj: Any, candidates: Iterable[str]) -> list[str]:
+    uuid = getattr(obj, "_uuid", None)
+    if type(uuid) is not str:
+        return []
+    names = cycle.registry.names
+    return [n for n in candidates if names.get(n) == uuid]
+
+
+def check_slot(obj: Any, slot: str, action: str) -> None:
+    """Raise ``Protected`` unless changing ``obj``'s ``slot`` is allowed here (see module)."""
+    candidates = _by_slot.get(slot)
+    if not candidates:
+        return
+    cycle = _cycle()
+    if cycle is None:
+        return
+    which = _genesis_names(cycle, obj, candidates)
+    if which:
+        _permit(cycle, f"{which[0]}.{slot}", action, which[0], slot)
+
+
+def check_name(obj: Any, name: str) -> None:
+    """Registering ``name`` for ``obj``: a Genesis name may not be re-pointed elsewhere."""
+    if name not in _protected:
+        return
+    cycle = _cycle()
+    if cycle is None:
+        return
+    current_uuid = cycle.registry.names.get(name)
+    if current_uuid is None or current_uuid == obj._uuid:
+        return
+    _permit(cycle, name, "re-point the Genesis name", name, "")
+
+
+def check_become(a: Any, b: Any) -> None:
+    """``become:`` swaps every slot: with a Genesis object it is a protected change."""
+    cycle = _cycle()
+    if cycle is None:
+        return
+    for one in (a, b):
+        which = _genesis_names(cycle, one, _protected)
+        if which:
+            _permit(cycle, which[0], "become: (swap every slot of)", which[0], "*")
+
+
+def _permit(cycle: Cycle, what: str, action: str, name: str, slot: str) -> None:
+    if cycle.proposal or cycle.author == MIND_AUTHOR:
+        raise Protected(
+            f"a proposal from the mind may not {action} {what}: the Genesis objects' "
+            "protected slots and names change only by a person's explicit request",
+            what=what, action=action,
+        )
+    code = _untrusted_code()
+    if code is not None:
+        raise Protected(
+            f"method code ({code}) may not {action} {what}: a protected Genesis slot or name "
+            "changes only by a person's explicit request sent straight to a Genesis method "
+            "(defineMethod:source:, removeSlot:, setSlot:value:, applyActs:, registerAs:)",
+            what=what, action=action,
+        )
+    _record(cycle, name, slot, action)
+
+
+def _record(cycle: Cycle, name: str, slot: str, action: str) -> None:
+    root = cycle.connection.root()
+    log = root.get(CHANGES_KEY)
+    if type(log) is not PersistentList:
+        log = root[CHANGES_KEY] = PersistentList()
+    log.append(PersistentMapping({
+        "time": time.time(), "author": str(cycle.author), "object": name,
+        "uuid": cycle.registry.names.get(name), "slot": slot, "action": action,
+    }))
+    if len(log) > MAX_LOG:
+        del log[: len(log) - MAX_LOG]
+
+
+def _trusted_codes() -> set[Any]:
+    from .methods import compile_method
+
+    codes: set[Any] = set()
+    for source in _trusted_sources:
+        try:
+            func = compile_method(source)
+        except Exception:  # noqa: S112 - a source that does not compile here trusts nothing
+            continue
+        func = getattr(func, "__wrapped__", func)
+        todo = [func.__code__]
+        while todo:  # with the code of comprehensions and lambdas inside it
+            code = todo.pop()
+            codes.add(code)
+            todo.extend(c for c in code.co_consts if type(c) is type(code))
+    return codes
+
+
+def _untrusted_code() -> str | None:
+    """The first frame on this thread's stack running code that is neither a loaded
+    module's nor a Genesis method's (i.e. method source), named; None if there is none."""
+    frame = sys._getframe(1)
+    trusted: set[Any] | None = None
+    while frame is not None:
+        module = sys.modules.get(frame.f_globals.get("__name__"))  # type: ignore[arg-type]
+        if module is None or getattr(module, "__dict__", None) is not frame.f_globals:
+            if trusted is None:
+                trusted = _trusted_codes()
+            if frame.f_code not in trusted:
+                return f"{frame.f_code.co_name} in {frame.f_code.co_filename}"
+        frame = frame.f_back
+    return None
+
+
+def _guard(obj: Any, slot: str, action: str) -> None:
+    if slot in _by_slot:
+        check_slot(obj, slot, action)
+
+
+_obj.set_slot_guard(_guard)
+_registry.set_name_guard(check_name)
