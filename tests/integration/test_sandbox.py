@@ -19,6 +19,7 @@ sandboxed code below is plain Python with every module):
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -331,8 +332,8 @@ def test_a_supervisor_serves_through_a_confined_incarnation(supervisors: Supervi
     wait_until(lambda: not any(alive(p) for p in everything), timeout=10)
 
 
-def test_unconfined_is_loud(supervisors: Supervisors) -> None:
-    sup = supervisors.start(args=("--unconfined",))
+def test_unconfined_is_loud(supervisors: Supervisors, home_canary: Path) -> None:
+    sup = supervisors.start(args=("--unconfined",), env={"BATOS_UNSAFE_TEST_EXPOSE_OS": "1"})
     state = sup.status()
     assert state["confinement"]["mode"] == "off"
     assert "UNCONFINED" in state["confinement"]["warning"]
@@ -342,6 +343,10 @@ def test_unconfined_is_loud(supervisors: Supervisors) -> None:
     assert "--unconfined" in psutil.Process(inc["pid"]).cmdline()
     assert "WARNING: incarnations run UNCONFINED" in sup.tail()
     assert any(r["level"] == "WARNING" and "UNCONFINED" in r["msg"] for r in sup.log_records())
+    # what the sandbox stops (test_the_sandbox_holds_with_the_python_wall_bypassed) is
+    # really within reach of the same method without it
+    sup.client.send("genesis", "defineMethod:source:", "probeRead:", FILE_PROBES["probeRead:"])
+    assert sup.client.send("genesis", "probeRead:", str(home_canary)) == "read"
 
 
 def test_up_refuses_when_confinement_cannot_work(tmp_path: Path) -> None:
@@ -380,3 +385,61 @@ def test_precompile_writes_the_bytecode_a_read_only_sandbox_cannot(tmp_path: Pat
     """, read_only=[package])
     assert got["value"] == 42
     assert Path(got["cached"]).exists()
+
+
+FILE_PROBES = {
+    # selector -> source; each answers what happened (an errno number), never raises
+    "probeRead:": "def probeRead(self, path):\n"
+                  "    try:\n"
+                  "        os.close(os.open(path, os.O_RDONLY))\n"
+                  "        return 'read'\n"
+                  "    except OSError as exc:\n"
+                  "        return exc.errno\n",
+    "probeWrite:": "def probeWrite(self, path):\n"
+                   "    try:\n"
+                   "        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 420))\n"
+                   "        return 'written'\n"
+                   "    except OSError as exc:\n"
+                   "        return exc.errno\n",
+    "probeConnect:": "def probeConnect(self, port):\n"
+                     "    try:\n"
+                     "        socket.create_connection(('127.0.0.1', port), timeout=5).close()\n"
+                     "        return 'connected'\n"
+                     "    except OSError as exc:\n"
+                     "        return exc.errno\n",
+}
+
+
+def test_the_sandbox_holds_with_the_python_wall_bypassed(
+        supervisors: Supervisors, home_canary: Path, listener: int) -> None:
+    """Method code handed the real ``os`` and ``socket`` (the test-only switch) still
+    cannot read a secret, write where the host sees it, or reach the network: the
+    sandbox alone stops it (the process lock does not look at paths)."""
+    sup = supervisors.start(env={"BATOS_UNSAFE_TEST_EXPOSE_OS": "1"})
+    home = Path(sup.status()["supervisor"]["home"])
+    (home / "keys" / "canary.key_secret").write_text("key secret")
+    for selector, source in FILE_PROBES.items():
+        sup.client.send("genesis", "defineMethod:source:", selector, source)
+
+    def probe(selector: str, arg: object) -> str:
+        answer = sup.client.send("genesis", selector, arg)
+        return errno.errorcode.get(answer, answer) if isinstance(answer, int) else answer
+
+    image = home / "live_image.fs"
+    assert probe("probeRead:", str(image)) == "read"  # granted
+    for secret in (home_canary, home / "keys" / "canary.key_secret", home / "config.toml",
+                   home / "logs" / "supervisor.log", Path("/etc/shadow")):
+        assert probe("probeRead:", str(secret)) == "ENOENT", secret
+    assert probe("probeWrite:", str(image)) == "EROFS"
+    host_tmp = Path("/tmp") / f"{CANARY}.method"
+    try:
+        for target in (home / "run" / "inc" / CANARY, ROOT / f"{CANARY}.py",
+                       Path.home() / CANARY, Path("/usr") / CANARY):
+            assert probe("probeWrite:", str(target)) in ("EROFS", "ENOENT")
+            assert not target.exists(), target
+        # /tmp inside is private: the write may land there, never on the host
+        probe("probeWrite:", str(host_tmp))
+        assert not host_tmp.exists()
+    finally:
+        host_tmp.unlink(missing_ok=True)
+    assert probe("probeConnect:", listener) in ("ECONNREFUSED", "EPERM")
