@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import gc
 import logging
 import os
 import sys
@@ -162,7 +163,8 @@ class Watchdog:
         self.tick = tick
         self._flights: dict[int, tuple[int, float, Limits, str | None]] = {}
         self._tracks: dict[int, _Track] = {}
-        self._lock = threading.Lock()
+        # reentrant: an allocation inside it may run a gc pass, whose callback takes it
+        self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._hard: Limits | None = None
@@ -197,6 +199,7 @@ class Watchdog:
         """Start the watchdog's thread (done at the first message; before a lock, call it)."""
         with self._start_lock:
             if self._thread is None:
+                _watch_gc(self._lock)
                 thread = threading.Thread(target=self._run, name="batos-budget", daemon=True)
                 thread.start()
                 self._thread = thread
@@ -280,9 +283,27 @@ class Watchdog:
                 pressing = True
                 least = 0.0
                 self._suspect(track)
+        self._look_at_gc(now)
         if self._hard is not None:
             self._arm(max(least, 0.0) + self._hard.grace + self.tick)
         return pressing
+
+    def _look_at_gc(self, now: float) -> bool:
+        """Interrupt a garbage-collection pass stuck in a finalizer (see ``_watch_gc``)."""
+        gc_pass = _GC_PASS[0]
+        if gc_pass is None or gc_pass.done or now - gc_pass.start < GC_LIMIT:
+            return False
+        with self._lock:
+            if gc_pass.done or _GC_SEEN.get("stop") is not gc_pass.last_stop:
+                return False  # it ended meanwhile
+            gc_pass.signals += 1
+            _set_async_exc(gc_pass.tid, id(OverBudget))
+        log.error("a garbage-collection pass has run %.1fs (a finalizer of method code that "
+                  "will not end): interrupting it", now - gc_pass.start)
+        # one signal ends one finalizer; the next stuck one, if any, waits its own GC_LIMIT,
+        # so the rest of the pass (other finalizers, the unraisable hook) runs undisturbed
+        gc_pass.start = now
+        return False
 
     @staticmethod
     def _measure(track: _Track, tid: int) -> None:
@@ -339,6 +360,53 @@ class Watchdog:
     @staticmethod
     def _arm(seconds: float) -> None:
         faulthandler.dump_traceback_later(seconds, exit=True)
+
+
+#: how long a garbage-collection pass may run before it is interrupted (seconds)
+GC_LIMIT = 2.0
+
+
+class _GcPass:
+    __slots__ = ("done", "last_stop", "signals", "start", "tid")
+
+    def __init__(self, last_stop: Any) -> None:
+        self.tid = threading.get_ident()
+        self.start = time.monotonic()
+        self.last_stop = last_stop
+        self.done = False
+        self.signals = 0
+
+
+#: the pass running now, if any (set by the Python callback at its start)
+_GC_PASS: list[_GcPass | None] = [None]
+#: phase -> the info dict of its last callback, written by a C-level callback that no
+#: pending signal can interrupt: the watchdog's proof that a pass has not ended
+_GC_SEEN: dict[str, Any] = {}
+
+
+def _watch_gc(lock: Any) -> None:
+    """Watch garbage-collection passes: the finalizer of a generator method code left in
+    a reference cycle (``try: yield ... finally: while True: pass``) runs whenever and
+    wherever a collection happens, outside any message's budget. The watchdog interrupts
+    a pass running longer than ``GC_LIMIT`` (the signal ends the finalizer; the collector
+    reports and drops it). Two Python callbacks end each pass, so a signal still pending
+    when it ended is consumed by one of them or cleared, never raised in later code."""
+
+    def started(phase: str, info: Any) -> None:
+        if phase == "start":
+            _GC_PASS[0] = _GcPass(_GC_SEEN.get("stop"))
+
+    def stopped(phase: str, info: Any) -> None:
+        if phase != "stop":
+            return
+        with lock:
+            gc_pass = _GC_PASS[0]
+            if gc_pass is not None and gc_pass.tid == threading.get_ident():
+                gc_pass.done = True
+                if gc_pass.signals:
+                    _set_async_exc(gc_pass.tid, None)
+
+    gc.callbacks.extend([_GC_SEEN.__setitem__, started, stopped, stopped])
 
 
 _WATCHDOG = Watchdog()

@@ -53,8 +53,8 @@ HOSTILE = {
         "            while True:\n                pass\n    kept = spin()\n"
         "    for x in kept:\n        pass\n"
     ),
-    "sleeper_wall": (
-        "def sleeper_wall(self):\n    self.touched = 1\n    n = 0\n    while True:\n"
+    "counting": (
+        "def counting(self):\n    self.touched = 1\n    n = 0\n    while True:\n"
         "        n = n + 1\n"
     ),
 }
@@ -214,3 +214,32 @@ def test_limits_from_the_environment_and_bad_values():
 def test_over_budget_is_not_an_exception_method_code_could_catch():
     assert not issubclass(OverBudget, Exception)
     assert not issubclass(BudgetExceeded, BaseException) or issubclass(BudgetExceeded, Exception)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_generator_left_in_a_cycle_cannot_hang_a_later_garbage_collection(
+        budgeted, monkeypatch):
+    import gc
+
+    import uvm.budget
+
+    monkeypatch.setattr(uvm.budget, "GC_LIMIT", 0.3)
+    define(budgeted, "trap", (
+        "def trap(self):\n    def spin(box):\n        try:\n            yield 1\n"
+        "        finally:\n            while True:\n                pass\n"
+        "    box = []\n    g = spin(box)\n    box.append(g)\n    for x in g:\n"
+        "        break\n    return 1\n"))
+    assert budgeted.send("genesis", "trap") == 1  # the trap is garbage now, in a cycle
+    done = threading.Event()
+
+    def collect():
+        gc.collect()  # runs the generator's finally, outside any message
+        done.set()
+
+    threading.Thread(target=collect, daemon=True).start()
+    assert done.wait(10), "the garbage collection never ended"
+    # no signal is left over for the thread that collected, nor for this one
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        pass
+    assert_serves(budgeted)
