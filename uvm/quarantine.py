@@ -49,17 +49,21 @@ MARK = "_batos_quarantine"
 HOW_TO_RELEASE = "batos quarantine release {holder} {selector} --by NAME [--zeo SOCKET]"
 
 
-def check(method: Method, holder: UvmObject, selector: str) -> None:
-    """Raise ``Quarantined`` if ``method`` is marked. Called by dispatch for every method."""
+def check(method: Method, holder: UvmObject | None = None, selector: str | None = None) -> None:
+    """Raise ``Quarantined`` if ``method`` is marked. Called by dispatch for every method
+    (and meant for every other way a method is called: without ``holder`` and
+    ``selector`` the mark's own are named)."""
     method._p_activate()  # a ghost's __dict__ is empty; the cached function needs no load
     mark = method.__dict__.get(MARK)
     if mark is None:
         return
-    how = HOW_TO_RELEASE.format(holder=holder._uuid, selector=selector)
+    uuid = holder._uuid if holder is not None else str(mark.get("holder", "?"))
+    selector = selector or str(mark.get("selector", "?"))
+    how = HOW_TO_RELEASE.format(holder=uuid, selector=selector)
     raise Quarantined(
-        f"{selector!r} of {holder._uuid} is quarantined: {mark.get('reason') or 'no reason given'}"
+        f"{selector!r} of {uuid} is quarantined: {mark.get('reason') or 'no reason given'}"
         f" (request {mark.get('request') or '-'}, by {mark.get('by') or '?'}); nothing ran. "
-        f"A person releases it with `{how}`", holder=holder._uuid, selector=selector,
+        f"A person releases it with `{how}`", holder=uuid, selector=selector,
     )
 
 

@@ -157,3 +157,30 @@ def test_a_failed_message_leaves_the_image_unchanged_on_every_exit_path(db):
             kernel.send("genesis", selector)
         assert last_tid(db) == before
         assert "mark" not in kernel.send("genesis", "slotNames")
+
+
+class _LeakyKernel(Kernel):
+    """A kernel whose first send lets a BaseException escape (a bug the front must survive)."""
+
+    escaped = False
+
+    def send(self, *args, **kwargs):
+        if not self.escaped:
+            self.escaped = True
+            raise KeyboardInterrupt("escaped the kernel")
+        return super().send(*args, **kwargs)
+
+
+def test_the_front_survives_a_signal_that_escaped_the_kernel(db):
+    import asyncio
+
+    from uvm import AsyncKernel
+    from uvm.errors import ImageError
+
+    async def scenario():
+        async with AsyncKernel(_LeakyKernel(db), workers=1) as front:
+            with pytest.raises(ImageError, match="KeyboardInterrupt"):
+                await front.send("genesis", "printString")
+            return await front.send("genesis", "printString")
+
+    assert asyncio.run(scenario()).startswith("<genesis")
