@@ -19,7 +19,6 @@ removal, definition, rollback, naming and ``become:``.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from persistent.list import PersistentList
@@ -60,8 +59,10 @@ def clone_object(obj: UvmObject) -> UvmObject:
             twin = Method.__new__(Method)
             twin.versions = PersistentList(_plain_copy(v) for v in value.versions)
             value = twin
-        elif isinstance(value, PersistentList | PersistentMapping):
-            value = copy.copy(value)
+        elif type(value) is PersistentList:
+            value = PersistentList(value)  # not copy.copy: a ghost's __dict__ is empty
+        elif type(value) is PersistentMapping:
+            value = PersistentMapping(value)
         new._slots[name] = value
     new._slots.setdefault(PARENT_SLOT, proto._slots.get(PARENT_SLOT, proto))
     cycle = current()

@@ -10,9 +10,10 @@ protected either: the mind may add a selector to ``genesis``.
 
 A *protected change* is writing or removing a protected slot (``set_slot``,
 ``remove_slot``, an attribute write from method code, ``ADD_SLOT`` and
-``REMOVE_SLOT`` acts), defining or rolling back a protected method,
-re-pointing a Genesis name to another object, and ``become:`` with a Genesis
-object. It is allowed only as a person's explicit request, and then recorded:
+``REMOVE_SLOT`` acts), defining or rolling back a protected method, and
+re-pointing a Genesis name to another object. It is allowed only as a person's
+explicit request, and then recorded (``become:`` with a Genesis object, which
+would swap every protected slot at once, is refused to anyone):
 
 * never inside a proposal from the mind (``Cycle.proposal``: the synthesis
   install path and the crucible's trial, ``uvm.synthesis.install_proposal``),
@@ -138,14 +139,24 @@ def check_name(obj: Any, name: str) -> None:
 
 
 def check_become(a: Any, b: Any) -> None:
-    """``become:`` swaps every slot: with a Genesis object it is a protected change."""
+    """``become:`` swaps every slot at once: with a Genesis object it is refused to anyone.
+
+    Nothing legitimate needs it (a person changes a Genesis slot one by one), and a
+    person's innocent request could be steered into it by data that method code
+    planted (e.g. a facet entry pointing at ``traits`` before ``switchFacet:to:``).
+    """
     cycle = _cycle()
     if cycle is None:
         return
     for one in (a, b):
         which = _genesis_names(cycle, one, _protected)
         if which:
-            _permit(cycle, which[0], "become: (swap every slot of)", which[0], "*")
+            raise Protected(
+                f"become: with the Genesis object {which[0]!r} is refused: it would swap every "
+                "protected slot at once; a person changes a Genesis slot one at a time "
+                "(defineMethod:source:, setSlot:value:, applyActs:)",
+                what=which[0], action="become:",
+            )
 
 
 def _permit(cycle: Cycle, what: str, action: str, name: str, slot: str) -> None:

@@ -189,6 +189,17 @@ def test_become_keeps_identities_and_refuses_objects_outside_the_registry(db, ke
         kernel.write(stranger)
 
 
+def test_a_clone_copies_its_prototypes_containers_even_when_they_are_ghosts(db, kernel):
+    proto = kernel.send("genesis", "clone")["$ref"]
+    kernel.send(proto, "setSlot:value:", ["items", [1, 2]])
+    kernel.send(proto, "setSlot:value:", ["table", {"a": 1}])
+    db.cacheMinimize()  # the containers are ghosts in every pooled connection now
+    copy_ = kernel.send(proto, "clone")["$ref"]
+    kernel.send(copy_, "setSlot:value:", ["items", [9]])
+    assert kernel.send(copy_, "table") == {"a": 1}
+    assert kernel.send(proto, "items") == [1, 2]
+
+
 # --- method history: append-only, authored by the kernel ------------------------------------
 
 
@@ -317,7 +328,7 @@ def test_method_code_cannot_change_protected_genesis_slots_even_for_a_person(db,
     before = genesis_state(db)
     with pytest.raises(Protected) as err:
         kernel.send(obj, "attack", author="alice")
-    assert "method code" in str(err.value)
+    assert err.value.action == "become:" or "method code" in str(err.value)
     assert genesis_state(db) == before
     assert change_log(db) == []
 
@@ -355,6 +366,16 @@ def test_a_persons_explicit_request_may_change_genesis_and_it_is_recorded(db, ke
         ("traits", "doesNotUnderstand", "redefine", "alice"),
         ("block", "whileTrue", "remove", "bob"),
     ]
+
+
+def test_become_with_a_genesis_object_is_refused_even_to_a_person(db, kernel):
+    other = kernel.send("genesis", "clone")["$ref"]
+    before = genesis_state(db)
+    with pytest.raises(Protected, match="become:"):
+        kernel.send("nil", "become:", [{"$ref": other}], author="alice")
+    with pytest.raises(Protected, match="become:"):
+        kernel.send(other, "become:", [{"$ref": "true"}], author="alice")
+    assert genesis_state(db) == before
 
 
 def test_a_message_authored_by_the_mind_cannot_change_genesis(db, kernel):
