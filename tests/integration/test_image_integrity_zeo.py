@@ -91,3 +91,21 @@ def test_a_foreign_class_is_refused_before_it_reaches_the_server(zeo_db, zeo_add
         assert "foreign" not in names
     finally:
         second.close()
+
+
+def test_the_crucibles_trial_refuses_a_proposal_that_changes_genesis(db, image_path):
+    """The trial installs through the same path as the live install: as the mind, protected."""
+    from crucible import ImageRef, Proposal, TrialLimits, TrialRunner
+
+    acts = [{"action": "DEFINE_METHOD", "target": "traits", "selector": "doesNotUnderstand:",
+             "source": "def doesNotUnderstand(self, message):\n    return 1\n"},
+            {"action": "DEFINE_METHOD", "selector": "wanted",
+             "source": "def wanted(self):\n    return 1\n"}]
+    limits = TrialLimits(cpu_seconds=2.0, memory_mb=256, wall_seconds=20.0)
+    with TrialRunner(ImageRef(path=str(image_path)), limits) as runner:
+        refused = runner.run(Proposal(acts=acts), receiver="genesis", selector="wanted", args=[])
+        allowed = runner.run(Proposal(acts=acts[1:]), receiver="genesis", selector="wanted",
+                             args=[])
+    assert refused.status == "fail"
+    assert "proposal from the mind" in " ".join(refused.reasons), refused.reasons
+    assert allowed.status == "pass", allowed.reasons
