@@ -129,8 +129,10 @@ def release(cycle: Cycle, target: Any, selector: str, *, by: str = "",
     store["log"].append({"event": "released", "when": time.time(), "holder": holder._uuid,
                          "selector": record["selector"], "reason": str(reason)[:2000],
                          "request": record.get("request", ""), "by": str(by or cycle.author)[:64]})
-    if isinstance(value, Method) and MARK in value.__dict__:
-        delattr(value, MARK)
+    if isinstance(value, Method):
+        value._p_activate()  # a ghost's __dict__ is empty
+        if MARK in value.__dict__:
+            delattr(value, MARK)
     return dict(record)
 
 

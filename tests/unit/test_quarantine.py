@@ -119,3 +119,32 @@ def test_a_person_lists_and_releases_from_the_command_line(tmp_path, capsys):
     assert main(["quarantine", "list", "--history", "--image", str(path)]) == 0
     events = json.loads(capsys.readouterr().out)
     assert [e["event"] for e in events] == ["quarantined", "released"]
+
+
+def test_a_release_from_a_fresh_process_lifts_the_mark(tmp_path):
+    """Released where the method is still a ghost (a new process: the CLI, another
+    incarnation): the mark itself goes, not only the record."""
+    from uvm import Kernel, bootstrap, open_db
+    from uvm.errors import Quarantined
+
+    path = tmp_path / "fresh.fs"
+    db = open_db(path)
+    try:
+        bootstrap(db)
+        kernel = Kernel(db)
+        kernel.send("genesis", "defineMethod:source:", ["crash", "def crash(self):\n    return 1\n"])
+        kernel.quarantine("genesis", "crash", "killed twice", "req-3")
+    finally:
+        db.close()
+    db = open_db(path)
+    try:
+        Kernel(db).release("genesis", "crash", by="carol")
+    finally:
+        db.close()
+    db = open_db(path)
+    try:
+        assert Kernel(db).send("genesis", "crash") == 1
+    except Quarantined:
+        pytest.fail("the mark survived the release")
+    finally:
+        db.close()
