@@ -79,8 +79,10 @@ class UvmObject(Persistent):
             )
         if _slot_guard is not None:
             _slot_guard(self, name, "remove")
-        del slots[name]
+        old = slots.pop(name)
         self._p_changed = True
+        if _on_dropped is not None and _is_method(type(old)):
+            _on_dropped(self, name, old)
 
     def __repr__(self) -> str:
         try:
@@ -94,11 +96,17 @@ class UvmObject(Persistent):
 #: refuse. Installed by ``uvm.protection`` (the Genesis objects' protected slots): this
 #: module knows nothing of the registry or the current message.
 _slot_guard: Callable[[UvmObject, str, str], None] | None = None
+#: Called as ``dropped(obj, slot, method)`` after a slot holding a method was removed
+#: or overwritten, so its history is kept (``uvm.protection``): history is append-only.
+_on_dropped: Callable[[UvmObject, str, Any], None] | None = None
 
 
-def set_slot_guard(guard: Callable[[UvmObject, str, str], None] | None) -> None:
-    global _slot_guard
-    _slot_guard = guard
+def set_slot_guard(
+    guard: Callable[[UvmObject, str, str], None] | None,
+    dropped: Callable[[UvmObject, str, Any], None] | None = None,
+) -> None:
+    global _slot_guard, _on_dropped
+    _slot_guard, _on_dropped = guard, dropped
 
 
 def label(obj: UvmObject) -> str:
@@ -166,8 +174,12 @@ def write_slot(obj: UvmObject, name: str, value: Any) -> None:
     stored = storable(value)
     if name == PARENT_SLOT:
         _check_parents(obj, stored)
+    old = obj._slots.get(name)
     obj._slots[name] = stored
     obj._p_changed = True
+    if _on_dropped is not None and old is not None and old is not stored \
+            and _is_method(type(old)):
+        _on_dropped(obj, name, old)
 
 
 def _check_parents(obj: UvmObject, value: Any) -> None:

@@ -28,6 +28,10 @@ would swap every protected slot at once, is refused to anyone):
   the image's Genesis change log (``root["batos.genesis.changes"]``), and a
   method's own history records its new version as well.
 
+History is append-only for every method, not only Genesis ones: a method slot
+that is removed or overwritten keeps its ``Method`` (and so every version,
+author and verdict) in ``root["batos.methods.dropped"]``, with who dropped it.
+
 Outside any message (bootstrap, tooling with its own connection) there is no
 cycle and nothing is checked: those run with the operator's authority.
 
@@ -51,12 +55,14 @@ from .errors import ImageError, InvalidRequest
 from .registry import Cycle, current
 
 __all__ = [
-    "CHANGES_KEY", "MIND_AUTHOR", "Protected", "check_become", "check_name", "check_slot",
+    "CHANGES_KEY", "DROPPED_KEY", "MIND_AUTHOR", "Protected", "check_become", "check_name", "check_slot",
     "declare", "protected_slots",
 ]
 
 MIND_AUTHOR = "mind"
 CHANGES_KEY = "batos.genesis.changes"
+#: methods whose slot was removed or overwritten, kept with their whole history
+DROPPED_KEY = "batos.methods.dropped"
 MAX_LOG = 10_000
 
 #: Genesis name -> its protected slot names; slot name -> the Genesis names protecting it
@@ -229,5 +235,20 @@ def _guard(obj: Any, slot: str, action: str) -> None:
         check_slot(obj, slot, action)
 
 
-_obj.set_slot_guard(_guard)
+def _dropped(obj: Any, slot: str, method: Any) -> None:
+    """A method slot was removed or overwritten: keep the method, history and all."""
+    cycle = _cycle()
+    if cycle is None:
+        return
+    root = cycle.connection.root()
+    kept = root.get(DROPPED_KEY)
+    if type(kept) is not PersistentList:
+        kept = root[DROPPED_KEY] = PersistentList()
+    kept.append(PersistentMapping({
+        "time": time.time(), "author": str(cycle.author), "uuid": obj._uuid, "slot": slot,
+        "method": method,
+    }))
+
+
+_obj.set_slot_guard(_guard, _dropped)
 _registry.set_name_guard(check_name)

@@ -304,7 +304,9 @@ class _Walk:
             for slot, value in obj._slots.items():
                 if isinstance(value, Method):
                     self._owners[value._p_oid] = (obj._uuid, slot)
-        elif isinstance(obj, Method):
+        elif isinstance(obj, Method) and oid in self._owners:
+            # only methods in a slot: the ones kept after their slot was removed
+            # (uvm.protection's dropped methods) are history, not code that runs
             versions = getattr(obj, "versions", None)  # a ghost: reading its oid loads nothing
             if isinstance(versions, PersistentList) and versions._p_oid is not None:
                 self._histories[versions._p_oid] = oid

@@ -20,14 +20,23 @@ from BTrees.OOBTree import OOBTree
 from persistent.mapping import PersistentMapping
 
 from tests.unit.test_synthesis import ScriptedChat, ScriptedCrucible, mind_kernel
-from uvm import BadArguments, InvalidAct, InvalidValue, Kernel, UnknownTarget, UVMError
+from uvm import (
+    BadArguments,
+    InvalidAct,
+    InvalidValue,
+    Kernel,
+    UnknownTarget,
+    UVMError,
+    verify,
+)
 from uvm.errors import UnserializableResult
 from uvm.methods import Method
 from uvm.obj import UvmObject, storable
 from uvm.primitives import PRIMITIVES
-from uvm.protection import CHANGES_KEY, Protected, protected_slots
+from uvm.protection import CHANGES_KEY, DROPPED_KEY, Protected, protected_slots
 from uvm.registry import Registry
 from uvm.synthesis import install_proposal
+from uvm.validation import validate_image
 from uvm.values import from_plain, to_plain
 
 DNU = "def doesNotUnderstand(self, message):\n    return 'forged'\n"
@@ -382,3 +391,32 @@ def test_a_message_authored_by_the_mind_cannot_change_genesis(db, kernel):
     with pytest.raises(Protected):
         kernel.send("traits", "removeSlot:", ["clone"], author="mind")
     assert kernel.send("traits", "respondsTo:", ["clone"])
+
+
+def dropped(db) -> list[dict[str, Any]]:
+    tm = transaction.TransactionManager(explicit=True)
+    tm.begin()
+    conn = db.open(transaction_manager=tm)
+    try:
+        return [{**dict(e), "method": [dict(v) for v in e["method"].versions]}
+                for e in conn.root().get(DROPPED_KEY, [])]
+    finally:
+        tm.abort()
+        conn.close()
+
+
+def test_a_removed_or_overwritten_method_keeps_its_history(db, kernel):
+    obj = kernel.send("genesis", "clone")["$ref"]
+    define(kernel, obj, "f", "def f(self):\n    return 1\n")
+    define(kernel, obj, "f", "def f(self):\n    return 2\n")
+    kernel.send(obj, "removeSlot:", ["f"], author="alice")
+    define(kernel, obj, "f", "def f(self):\n    return 3\n")
+    kernel.send(obj, "setSlot:value:", ["f", "data now"], author="bob")
+    kept = dropped(db)
+    assert [(e["uuid"], e["slot"], e["author"]) for e in kept] == [
+        (obj, "f", "alice"), (obj, "f", "bob")]
+    assert [v["source"][-2] for v in kept[0]["method"]] == ["1", "2"]
+    assert [v["source"][-2] for v in kept[1]["method"]] == ["3"]
+    record = validate_image(db)  # kept methods are history: not compiled, not counted
+    assert record["ok"], record["failures"]
+    assert record["methods"] == verify(db)[1]["methods"]
