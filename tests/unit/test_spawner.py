@@ -60,6 +60,16 @@ def test_argv_outside_the_table_is_refused(argv, says):
     assert issubclass(SpawnRefused, EnvError)
 
 
+def test_the_server_holds_nothing_of_the_caller(spawner):
+    import ZODB  # noqa: F401 - the caller has the image machinery loaded; the server must not
+
+    spawner.wait_ready()
+    maps = Path(f"/proc/{spawner.server_pid}/maps").read_text()
+    for library in ("BTrees", "cPersistence", "zmq", "pydantic_core"):
+        assert library not in maps, library
+    assert psutil.Process(spawner.server_pid).cmdline()[1] == "-P"
+
+
 def test_the_server_itself_refuses_what_the_client_did_not_check(spawner):
     # a caller that bypasses the client's check (as hostile code in the caller would)
     with pytest.raises(SpawnRefused, match="not in the fork-server's table"):
