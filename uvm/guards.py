@@ -54,8 +54,8 @@ from RestrictedPython.Guards import (
     guarded_iter_unpack_sequence,
     guarded_unpack_sequence,
     raise_,
-    safer_getattr,
 )
+from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from . import allowlist
 from .bounded import Pattern
@@ -95,7 +95,8 @@ _MACHINERY = frozenset({"ZODB", "ZEO", "transaction", "BTrees", "persistent", "z
 _SHAREABLE = (UvmObject, PersistentMapping, PersistentList, Namespace, Pattern)
 _MAPPING_API = frozenset(n for n in dir(dict) if not n.startswith("_"))
 _LIST_API = frozenset(n for n in dir(list) if not n.startswith("_"))
-_MUTABLE = (list, dict, set, bytearray)
+_MUTABLE = (list, dict, set, bytearray, collections.deque)
+_STR_FORMAT = frozenset({"format", "format_map"})
 _WRITABLE = (UvmObject, dict, list, set, bytearray, PersistentMapping, PersistentList,
              collections.deque, decimal.Context, type(decimal.Context().traps))
 
@@ -110,6 +111,7 @@ def register_method_types(method: type, bound: type) -> None:
     global _method_type, _SHAREABLE
     _method_type = method
     _SHAREABLE = (*_SHAREABLE, bound)
+    _value_verdicts.clear()
 
 
 def permit_modules(names: frozenset[str]) -> None:
@@ -129,26 +131,45 @@ def _module_ok(module: ModuleType) -> bool:
     return top in allowlist.package_modules() and allowlist.is_allowed(module.__name__)
 
 
-def _checked(value: Any, where: str) -> Any:
-    """``value`` if method code may hold it (see the module docstring), else AttributeError."""
+# Per-type verdicts, computed once per type (types are few, lookups are the hot path).
+_FINE, _MODULE, _REFUSED, _CONTAINER = 0, 1, 2, 3
+_value_verdicts: dict[type, tuple[int, str]] = {}
+_SCALARS = frozenset({int, float, bool, str, bytes, type(None), tuple, frozenset, complex})
+
+
+def _value_verdict(kind: type) -> tuple[int, str]:
+    if issubclass(kind, _MUTABLE):
+        verdict = (_CONTAINER, "")
+    elif issubclass(kind, ModuleType):
+        verdict = (_MODULE, "")
+    elif issubclass(kind, _OPAQUE):
+        verdict = (_REFUSED, f"a {kind.__name__}; methods may not hold one")
+    elif issubclass(kind, Persistent) and not issubclass(kind, _SHAREABLE):
+        verdict = (_REFUSED, f"the image's {kind.__name__}; methods reach the image through "
+                             "slots and primitives only")
+    elif (getattr(kind, "__module__", None) or "").partition(".")[0] in _MACHINERY \
+            and not issubclass(kind, _SHAREABLE) and not issubclass(kind, BaseException):
+        verdict = (_REFUSED, f"the kernel's {kind.__name__}; methods may not hold it")
+    else:
+        verdict = (_FINE, "")
+    _value_verdicts[kind] = verdict
+    return verdict
+
+
+def _checked(value: Any, owner: str, name: Any) -> Any:
+    """``value`` if method code may hold it (see the module docstring), else AttributeError
+    saying it is ``owner``'s ``name`` (words built only on refusal: this is the hot path)."""
     kind = type(value)
     if kind in _PLAIN:
         return value
-    if isinstance(value, ModuleType):
-        if not _module_ok(value):
-            raise AttributeError(f"{where} is the module {value.__name__!r}, which methods "
-                                 "may not hold")
+    code, why = _value_verdicts.get(kind) or _value_verdict(kind)
+    if code == _FINE or code == _CONTAINER:
         return value
-    if isinstance(value, _OPAQUE):
-        raise AttributeError(f"{where} is a {kind.__name__}; methods may not hold one")
-    if isinstance(value, Persistent) and not isinstance(value, _SHAREABLE):
-        raise AttributeError(f"{where} is the image's {kind.__name__}; methods reach the image "
-                             "through slots and primitives only")
-    module = getattr(kind, "__module__", None) or ""
-    if module.partition(".")[0] in _MACHINERY and not isinstance(value, _SHAREABLE) \
-            and not isinstance(value, BaseException):
-        raise AttributeError(f"{where} is the kernel's {kind.__name__}; methods may not hold it")
-    return value
+    if code == _MODULE:
+        if _module_ok(value):
+            return value
+        why = f"the module {value.__name__!r}, which methods may not hold"
+    raise AttributeError(f"{owner} {name!r} is {why}")
 
 
 def _class_attribute(cls: type, name: str) -> Any:
@@ -192,49 +213,90 @@ class _GuardedFormatter(string.Formatter):
 _FORMATTER = _GuardedFormatter()
 
 
+_OTHER, _IMAGE, _NAMESPACE, _MODULE_OBJ, _CLASS, _PMAPPING, _PLIST, _FORMATTER_OBJ = range(8)
+_object_kinds: dict[type, int] = {}
+_FORMATTER_WALKS = frozenset({"format", "vformat", "get_field", "get_value", "format_field",
+                              "convert_field", "parse"})
+
+
+def _object_kind(kind: type) -> int:
+    for base, code in ((UvmObject, _IMAGE), (Namespace, _NAMESPACE), (ModuleType, _MODULE_OBJ),
+                       (type, _CLASS), (PersistentMapping, _PMAPPING), (PersistentList, _PLIST),
+                       (string.Formatter, _FORMATTER_OBJ)):
+        if issubclass(kind, base):
+            break
+    else:
+        code = _OTHER
+    _object_kinds[kind] = code
+    return code
+
+
 def guarded_getattr(obj: Any, name: Any, default: Any = raise_) -> Any:
     """``obj.name`` for method code (the rules are the module docstring's)."""
+    if type(obj) is UvmObject and type(name) is str:
+        # the hot path: a slot, read by delegation from ``_slots`` only (no slot name starts
+        # with '_'), so the name needs no further check
+        _holder, value = find_slot(obj, slot_name(name))
+        if type(value) is _method_type:
+            return value.bind(obj)
+        return value if type(value) in _PLAIN else _checked(value, "the slot", name)
     if type(name) is not str:
         raise TypeError("an attribute name must be a str")
-    if name.startswith("_"):
+    if not name or name[0] == "_":
         raise _refuse(obj, name, "private and dunder attributes are out of reach")
     if not name.isascii() and unicodedata.normalize("NFKC", name) != name:
         raise _refuse(obj, name, "an attribute name must be in NFKC form (as Python spells "
                                  "identifiers)")
-    if isinstance(obj, UvmObject):
+    kind = type(obj)
+    code = _object_kinds.get(kind)
+    if code is None:
+        code = _object_kind(kind)
+    if code == _IMAGE:
         _holder, value = find_slot(obj, slot_name(name))
         if type(value) is _method_type:
             return value.bind(obj)
-        return value if type(value) in _PLAIN else _checked(value, f"slot {name!r}")
-    kind = type(obj)
-    if kind is Namespace:
+        return value if type(value) in _PLAIN else _checked(value, "the slot", name)
+    if code == _NAMESPACE:
         return obj.grant(name)
-    if name in ("format", "format_map"):
+    if name in _STR_FORMAT:
         if kind is str:
             return _Format(obj, name == "format_map")
         raise _refuse(obj, name, "format and format_map exist for methods on a plain str only")
-    if isinstance(obj, ModuleType):
-        if not _module_ok(obj):
-            raise _refuse(obj, name, f"the module {obj.__name__!r} is out of reach")
-        value = safer_getattr(obj, name, default)
-    elif isinstance(obj, type):
-        value = _class_attribute(obj, name)
-    elif isinstance(obj, PersistentMapping | PersistentList):
-        if name not in (_MAPPING_API if isinstance(obj, PersistentMapping) else _LIST_API):
-            raise _refuse(obj, name, "a persistent container answers its dict/list API only")
-        value = getattr(obj, name)
-    else:
-        value = safer_getattr(obj, name, default)
-        if isinstance(value, _MUTABLE):
+    if name in INSPECT_ATTRIBUTES:
+        raise _refuse(obj, name, "frames, code and tracebacks are out of reach")
+    if code == _OTHER:  # the common case, inlined
+        value = getattr(obj, name) if default is raise_ else getattr(obj, name, default)
+        value_kind = type(value)
+        if value_kind in _SCALARS:
+            return value
+        verdict = _value_verdicts.get(value_kind) or _value_verdict(value_kind)
+        if verdict[0] == _FINE:
+            return value
+        if verdict[0] == _CONTAINER:
             for klass in kind.__mro__:
                 if vars(klass).get(name) is value:
                     raise _refuse(obj, name, "a class's shared, mutable attribute")
-    return _checked(value, f"{kind.__name__}.{name}")
+            return value
+    elif code == _CLASS:
+        value = _class_attribute(obj, name)
+    elif code == _PMAPPING or code == _PLIST:
+        if name not in (_MAPPING_API if code == _PMAPPING else _LIST_API):
+            raise _refuse(obj, name, "a persistent container answers its dict/list API only")
+        value = getattr(obj, name)
+    elif code == _MODULE_OBJ:
+        if not _module_ok(obj):
+            raise _refuse(obj, name, f"the module {obj.__name__!r} is out of reach")
+        value = getattr(obj, name) if default is raise_ else getattr(obj, name, default)
+    else:  # a string.Formatter from some package: its methods walk attributes unguarded
+        if name in _FORMATTER_WALKS:
+            raise _refuse(obj, name, "a Formatter walks attributes outside the guards")
+        value = getattr(obj, name) if default is raise_ else getattr(obj, name, default)
+    return _checked(value, "the attribute", name)
 
 
 def guarded_getitem(obj: Any, key: Any) -> Any:
     value = obj[key]
-    return value if type(value) in _PLAIN else _checked(value, f"an item of a {type(obj).__name__}")
+    return value if type(value) in _PLAIN else _checked(value, "the item", key)
 
 
 def guarded_write(obj: Any) -> Any:
