@@ -1,7 +1,7 @@
 """What confinement costs at start: bubblewrap around a python, and an incarnation's spawn -> Ready.
 
-(a) A bare interpreter, ``python -c pass`` and ``python -c "import uvm.incarnation"``,
-plain and inside ``envs.sandbox.wrap`` (the incarnation's profile: same binds, no
+(a) ``/bin/true`` (bubblewrap's own cost), a bare interpreter, ``python -c pass``, and
+``python -c "import uvm.incarnation"``, plain and inside ``envs.sandbox.wrap`` (the incarnation's profile: same binds, no
 network), ``ROUNDS`` runs each, alternating; median and min in ms.
 
 (b) An incarnation (``python -m uvm.incarnation``, the supervisor's argv, on the
@@ -39,9 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def bare(rounds: int) -> list[tuple[str, float, float, float, float]]:
     rows = []
-    for label, code in (("python -c pass", "pass"),
-                        ("python -c 'import uvm.incarnation'", "import uvm.incarnation")):
-        plain_argv = [sys.executable, "-c", code]
+    for label, plain_argv in (
+            ("/bin/true (bwrap alone)", ["/bin/true"]),
+            ("python -c pass", [sys.executable, "-c", "pass"]),
+            ("python -c 'import uvm.incarnation'", [sys.executable, "-c", "import uvm.incarnation"])):
         boxed_argv = sandbox.wrap(plain_argv, python=sys.executable, read_only=[ROOT])
         times: dict[str, list[float]] = {"plain": [], "boxed": []}
         for _ in range(rounds):
