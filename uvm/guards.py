@@ -233,9 +233,9 @@ def _object_kind(kind: type) -> int:
 
 def guarded_getattr(obj: Any, name: Any, default: Any = raise_) -> Any:
     """``obj.name`` for method code (the rules are the module docstring's)."""
-    if type(obj) is UvmObject and type(name) is str:
-        # the hot path: a slot, read by delegation from ``_slots`` only (no slot name starts
-        # with '_'), so the name needs no further check
+    if type(obj) is UvmObject and type(name) is str and name and name[0] != "_":
+        # the hot path: a slot, read by delegation from ``_slots`` only, so a public name
+        # needs no further check (whatever it spells, it is looked up as a slot)
         _holder, value = find_slot(obj, slot_name(name))
         if type(value) is _method_type:
             return value.bind(obj)
