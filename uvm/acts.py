@@ -22,6 +22,13 @@ then applied inside a savepoint of the message's transaction; the first act
 that cannot apply rolls the savepoint back and raises ``InvalidAct`` naming
 the act's index, action and field. So nothing of a bad list remains, even if
 the method that called ``applyActs:`` catches the error.
+
+Acts carry no author and no meta (``extra="forbid"``): a method version's
+author is the current message's, set by the primitives. Every act goes
+through the same primitives and slot writes as method code, so the Genesis
+objects' protected slots and names (``uvm.protection``) hold for acts too:
+refused inside a proposal from the mind, allowed (and logged) when a person
+sends ``applyActs:`` straight to a Genesis object.
 """
 
 from __future__ import annotations

@@ -91,12 +91,19 @@ def _forbidden(module: Any, name: Any) -> ForbiddenClass:
     )
 
 
+_classes: dict[tuple[str, str], Any] = {}
+
+
 def class_factory(connection: Any, module: str, name: str) -> Any:
     """``DB.classFactory``: the class for an allowed (module, name), else ``ForbiddenClass``."""
+    cls = _classes.get((module, name))  # only allowed pairs are ever cached
+    if cls is not None:
+        return cls
     if type(module) is not str or type(name) is not str or (module, name) not in ALLOWED:
         raise _forbidden(module, name)
     try:
-        return getattr(importlib.import_module(module), name)
+        cls = _classes[module, name] = getattr(importlib.import_module(module), name)
+        return cls
     except (ImportError, AttributeError):
         # an allowed class this process lacks: ZODB's Broken stand-in, as before
         from ZODB.broken import find_global
@@ -242,6 +249,9 @@ class _ImageReader(ObjectReader):
 
     def _get_unpickler(self, pickle: bytes) -> Any:
         def find_global(module: str, name: str) -> Any:
+            cls = _classes.get((module, name))
+            if cls is not None:
+                return cls
             if type(module) is str and type(name) is str and (module, name) in ALLOWED:
                 return self._factory(self._conn, module, name)
             self._named.append((module, name))
@@ -252,9 +262,11 @@ class _ImageReader(ObjectReader):
         return PersistentUnpickler(find_global, self._persistent_load, BytesIO(pickle))
 
     def _persistent_load(self, reference: Any) -> Any:
-        if (type(reference) is tuple and len(reference) == 2 and isinstance(reference[1], type)
-                and issubclass(reference[1], _Refused)):
-            self._referenced += 1
+        if type(reference) is tuple and len(reference) == 2:
+            klass = reference[1]
+            if klass.__class__ is type and issubclass(klass, _Refused):
+                self._referenced += 1
+            return self.load_persistent(*reference)
         return super()._persistent_load(reference)
 
     def _get_class(self, module: str, name: str) -> Any:
