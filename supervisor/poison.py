@@ -80,6 +80,8 @@ class Death:
 
 @dataclass
 class Poisoned:
+    """A request answered ``PoisonMessage``: what it asked, its deaths, its quarantine."""
+
     request_id: str
     target: str
     selector: str
@@ -99,7 +101,8 @@ class Poisoned:
             story = (f"was in flight when its incarnation died {len(self.deaths)} times ("
                      + "; ".join(d.describe() for d in self.deaths) + ")")
         return (f"{what} {story}. It is a poison message: answered, never run again, and the "
-                "method it called is quarantined until a person releases it (batos status)")
+                "method it called is quarantined until a person releases it (batos status; "
+                "batos quarantine list / release)")
 
     @property
     def reason(self) -> str:
@@ -142,6 +145,8 @@ class _Entry(Protocol):
 
 
 class PoisonLedger:
+    """Deaths by request id, the poisoned requests, what incarnations named and reported."""
+
     def __init__(self, *, max_deaths: int = 2, keep_deaths: int = 10_000,
                  keep_poisoned: int = 1_000) -> None:
         if max_deaths < 1:
@@ -165,8 +170,11 @@ class PoisonLedger:
         return self.poisoned.get(request_id)
 
     def completed(self, request_id: str) -> None:
-        """A reply came: whatever died while it was in flight, it was not this request."""
+        """A reply came: whatever died while it was in flight, it was not this request; and a
+        ``Suspect`` for it is void (the budget's soft stop worked: it was answered)."""
         self.deaths.pop(request_id, None)
+        for named in self.announced.values():
+            named.pop(request_id, None)
 
     # --- what incarnations say ------------------------------------------------------
 
@@ -193,7 +201,7 @@ class PoisonLedger:
               now: float) -> Judgement:
         """``incarnation`` ended with ``lost`` in flight; ``cause`` None: it was asked to
         (nothing counts). Poisoned requests are in the answer; the caller requeues the rest."""
-        announced = self.announced.pop(incarnation, {})
+        announced = self.announced.pop(incarnation, None) or {}
         if cause is None:
             return Judgement()
         lost = list(lost)

@@ -178,17 +178,17 @@ def test_the_incarnation_naming_a_request_blames_it_alone_at_once():
     assert [e.request_id for e in table.release_pending(now=2)] == ["a", "b"]
 
 
-def test_a_suspect_that_was_answered_still_explains_the_death():
+def test_a_suspect_that_was_answered_explains_no_later_death():
     table = RoutingTable()
     table.switch("inc-1")
     _send(table, "hog")
     _send(table, "a")
-    table.poison.announce("inc-1", "hog", "memory over its budget")
-    table.complete("hog")  # it was answered (BudgetExceeded), then the incarnation recycled
-    judgement, poisoned = table.died("inc-1", "exit 0", now=1)
+    table.poison.announce("inc-1", "hog", "cpu over its budget")
+    table.complete("hog")  # the soft stop worked: answered BudgetExceeded, the process lives
+    judgement, poisoned = table.died("inc-1", "-11 SIGSEGV", now=1)  # later, something else
     assert poisoned == []
-    assert judgement.explained
-    assert not table.poison.suspected("a")
+    assert not judgement.explained
+    assert table.poison.suspected("a")  # the usual rule: one death counted against it
 
 
 def test_an_exit_the_supervisor_asked_for_counts_against_nothing():
