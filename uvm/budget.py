@@ -1,7 +1,7 @@
 """Per-message budgets: CPU seconds, wall-clock seconds, memory, enforced by a watchdog.
 
 Every message the kernel runs (and every trial the crucible runs, through the
-same ``scope``) has a budget: ``Limits.cpu`` seconds of its thread's CPU time
+same ``uvm.dispatch.run_message``) has a budget: ``Limits.cpu`` seconds of its thread's CPU time
 and ``Limits.wall`` seconds of wall-clock time. Memory is the process's
 (``RLIMIT_AS``, set by ``envs.confine``): a ``MemoryError`` while a message
 runs answers ``BudgetExceeded`` with limit ``"memory"``.
@@ -39,9 +39,11 @@ the watchdog nothing. faulthandler's timer is process-wide: only the process's
 owner (the incarnation, a trial worker) turns hard exits on, never a library or
 a test process.
 
-Threads: ``scope`` is entered and left on the thread that runs the message;
-the watchdog is one daemon thread (``batos-budget``). Nothing here touches
-ZODB.
+Threads: ``enter``/``leave``/``fail`` (or ``scope``) run on the thread that
+runs the message and cost it a few attribute stores (one ``_Slot`` per thread,
+reused); the watchdog is one daemon thread (``batos-budget``), and two garbage
+collector callbacks watch collection passes (``_watch_gc``). Nothing here
+touches ZODB.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ __all__ = [
     "Limits",
     "OverBudget",
     "Watchdog",
+    "enter",
+    "fail",
+    "leave",
     "memory_exceeded",
     "scope",
     "watchdog",
@@ -134,14 +139,26 @@ class Limits:
         return cls(**values)
 
 
-class _Track:
-    """What the watchdog knows of one message in flight (its own thread only)."""
+class _Slot:
+    """One thread's message in flight: written by that thread, watched by the watchdog.
 
-    __slots__ = ("clock", "cpu0", "cpu_used", "entry", "limit", "reason", "signalled", "signals")
+    The thread writes ``start`` (0.0: no message), ``limits``, ``request`` and bumps
+    ``gen`` when a message begins, and zeroes ``start`` when it ends: a few stores,
+    no allocation. The watchdog keeps the rest (``seen`` is the ``gen`` its notes are
+    about) and writes ``signals``, ``limit`` and ``reason`` before it signals.
+    """
 
-    def __init__(self, entry: tuple[int, float, Limits, str | None]) -> None:
-        self.entry = entry
-        self.clock: int | None = None  # the thread's CPU clock, read at the first look
+    __slots__ = ("clock", "cpu0", "cpu_used", "gen", "limit", "limits", "reason", "request",
+                 "seen", "signalled", "signals", "start", "tid")
+
+    def __init__(self, tid: int) -> None:
+        self.tid = tid
+        self.start = 0.0
+        self.limits = Limits()
+        self.request: str | None = None
+        self.gen = 0
+        self.seen = -1
+        self.clock: int | None = None
         self.cpu0 = 0.0
         self.cpu_used = 0.0
         self.limit = ""  # "cpu" or "wall" once over
@@ -151,18 +168,11 @@ class _Track:
 
 
 class Watchdog:
-    """Watches the messages in flight in this process; see the module docstring.
-
-    A message in flight is an entry ``(thread id, start, limits, request)`` in
-    ``_flights``, put there and taken out by its own thread (``scope``), so the
-    message's own cost is a tuple and two dict operations; everything else
-    happens on the watchdog's thread, in ``_Track``s.
-    """
+    """Watches the messages in flight in this process; see the module docstring."""
 
     def __init__(self, *, tick: float = TICK) -> None:
         self.tick = tick
-        self._flights: dict[int, tuple[int, float, Limits, str | None]] = {}
-        self._tracks: dict[int, _Track] = {}
+        self._slots: dict[int, _Slot] = {}
         # reentrant: an allocation inside it may run a gc pass, whose callback takes it
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
@@ -171,27 +181,23 @@ class Watchdog:
         self.on_suspect: Callable[[str, str], None] | None = None
         self.on_kill: Callable[[str | None, str], None] | None = None
 
-    # --- the message's thread -----------------------------------------------------------
+    # --- the message's thread (``enter``, ``leave``, ``fail`` below) ---------------------
 
-    def release(self, entry: tuple[int, float, Limits, str | None]) -> None:
-        """Stop watching ``entry``; no signal reaches its thread after this returns.
+    def _slot(self, tid: int) -> _Slot:
+        if self._thread is None:
+            self.start()
+        slot = self._slots[tid] = _Slot(tid)
+        return slot
+
+    def leave(self, slot: _Slot) -> None:
+        """The message on ``slot`` ended; no signal reaches its thread after this returns.
 
         Idempotent: a signal landing inside it leaves it to be called again.
         """
-        tid = entry[0]
-        if self._flights.get(tid) is entry:
-            del self._flights[tid]
-        track = self._tracks.get(tid)
-        if track is not None and track.entry is entry and track.signals:
+        slot.start = 0.0
+        if slot.signals:
             with self._lock:  # ordered after a signal the watchdog may be sending now
-                _set_async_exc(tid, None)  # drop one sent but not yet raised
-
-    def reason(self, entry: tuple[int, float, Limits, str | None]) -> tuple[str, str] | None:
-        """(limit, reason) if the watchdog signalled ``entry``, else None."""
-        track = self._tracks.get(entry[0])
-        if track is None or track.entry is not entry or not track.signals:
-            return None
-        return track.limit, track.reason
+                _set_async_exc(slot.tid, None)  # drop one sent but not yet raised
 
     # --- the process's owner ------------------------------------------------------------
 
@@ -227,12 +233,14 @@ class Watchdog:
         """The messages in flight now: request, seconds running, CPU seen, over which limit."""
         now = time.monotonic()
         rows = []
-        for tid, entry in list(self._flights.items()):
-            track = self._tracks.get(tid)
-            seen = track is not None and track.entry is entry
-            rows.append({"request": entry[3], "wall": round(now - entry[1], 3),
-                         "cpu": round(track.cpu_used, 3) if seen else 0.0,
-                         "over": track.limit if seen else ""})
+        for slot in list(self._slots.values()):
+            start, gen = slot.start, slot.gen
+            if not start:
+                continue
+            seen = slot.seen == gen
+            rows.append({"request": slot.request, "wall": round(now - start, 3),
+                         "cpu": round(slot.cpu_used, 3) if seen else 0.0,
+                         "over": slot.limit if seen else ""})
         return rows
 
     # --- the watchdog's thread ----------------------------------------------------------
@@ -252,94 +260,79 @@ class Watchdog:
         pressing = False
         floor = self._hard.cpu if self._hard is not None else 0.0
         least = floor  # the least CPU any message in flight (or a new one) may still use
-        flights = dict(self._flights)
-        for tid in [t for t in self._tracks if t not in flights]:
-            del self._tracks[tid]
-        for tid, entry in flights.items():
-            track = self._tracks.get(tid)
-            if track is None or track.entry is not entry:
-                track = self._tracks[tid] = _Track(entry)
-            limits = entry[2]
-            self._measure(track, tid)
-            if track.signalled:
+        for slot in list(self._slots.values()):
+            start, gen, limits = slot.start, slot.gen, slot.limits
+            if not start:
+                continue
+            if slot.seen != gen:  # a message not looked at yet
+                slot.seen = gen
+                slot.clock = None
+                slot.cpu_used = 0.0
+                slot.limit = slot.reason = ""
+                slot.signalled = 0.0
+                slot.signals = 0
+            self._measure(slot)
+            if slot.signalled:
                 pressing = True
                 least = 0.0
-                if self._signal(track, tid) and now - track.signalled > limits.grace:
-                    self._stuck(track, now)
+                if self._signal(slot, gen) and now - slot.signalled > limits.grace:
+                    self._stuck(slot, now)
                 continue
-            if track.cpu_used > limits.cpu:
-                track.limit = "cpu"
-                track.reason = (f"it used {track.cpu_used:.1f}s of CPU; a message may use "
-                                f"{limits.cpu:g}s")
-            elif now - entry[1] > limits.wall:
-                track.limit = "wall"
-                track.reason = (f"it ran {now - entry[1]:.1f}s; a message may run "
-                                f"{limits.wall:g}s")
+            if slot.cpu_used > limits.cpu:
+                slot.limit = "cpu"
+                slot.reason = (f"it used {slot.cpu_used:.1f}s of CPU; a message may use "
+                               f"{limits.cpu:g}s")
+            elif now - start > limits.wall:
+                slot.limit = "wall"
+                slot.reason = f"it ran {now - start:.1f}s; a message may run {limits.wall:g}s"
             else:
-                least = min(least, limits.cpu - track.cpu_used)
+                least = min(least, limits.cpu - slot.cpu_used)
                 continue
-            track.signalled = now
-            if self._signal(track, tid):
+            slot.signalled = now
+            if self._signal(slot, gen):
                 pressing = True
                 least = 0.0
-                self._suspect(track)
+                self._suspect(slot)
         self._look_at_gc(now)
         if self._hard is not None:
             self._arm(max(least, 0.0) + self._hard.grace + self.tick)
         return pressing
 
-    def _look_at_gc(self, now: float) -> bool:
-        """Interrupt a garbage-collection pass stuck in a finalizer (see ``_watch_gc``)."""
-        gc_pass = _GC_PASS[0]
-        if gc_pass is None or gc_pass.done or now - gc_pass.start < GC_LIMIT:
-            return False
-        with self._lock:
-            if gc_pass.done or _GC_SEEN.get("stop") is not gc_pass.last_stop:
-                return False  # it ended meanwhile
-            gc_pass.signals += 1
-            _set_async_exc(gc_pass.tid, id(OverBudget))
-        log.error("a garbage-collection pass has run %.1fs (a finalizer of method code that "
-                  "will not end): interrupting it", now - gc_pass.start)
-        # one signal ends one finalizer; the next stuck one, if any, waits its own GC_LIMIT,
-        # so the rest of the pass (other finalizers, the unraisable hook) runs undisturbed
-        gc_pass.start = now
-        return False
-
     @staticmethod
-    def _measure(track: _Track, tid: int) -> None:
+    def _measure(slot: _Slot) -> None:
         try:
-            if track.clock is None:
-                track.clock = time.pthread_getcpuclockid(tid)
-                track.cpu0 = time.clock_gettime(track.clock)
+            if slot.clock is None:
+                slot.clock = time.pthread_getcpuclockid(slot.tid)
+                slot.cpu0 = time.clock_gettime(slot.clock)
             else:
-                track.cpu_used = time.clock_gettime(track.clock) - track.cpu0
-        except OSError:  # the thread is gone; its flight goes with it
-            pass
+                slot.cpu_used = time.clock_gettime(slot.clock) - slot.cpu0
+        except OSError:  # the thread is gone
+            slot.clock = None
 
-    def _signal(self, track: _Track, tid: int) -> bool:
-        track.signals += 1  # before the check: release() then knows to take the lock
+    def _signal(self, slot: _Slot, gen: int) -> bool:
+        slot.signals += 1  # before the check: leave() then knows to take the lock
         with self._lock:
-            if self._flights.get(tid) is not track.entry:
-                return False
-            _set_async_exc(tid, id(OverBudget))
+            if slot.gen != gen or not slot.start:
+                return False  # that message ended meanwhile
+            _set_async_exc(slot.tid, id(OverBudget))
             return True
 
-    def _suspect(self, track: _Track) -> None:
-        request = track.entry[3]
+    def _suspect(self, slot: _Slot) -> None:
+        request = slot.request
         log.warning("request %s over its %s budget (%s): stopping it", request,
-                    track.limit, track.reason)
+                    slot.limit, slot.reason)
         if self.on_suspect is not None and request is not None:
             try:
-                self.on_suspect(request, f"{track.limit}: {track.reason}")
+                self.on_suspect(request, f"{slot.limit}: {slot.reason}")
             except Exception:
                 log.exception("budget watchdog: on_suspect failed")
 
-    def _stuck(self, track: _Track, now: float) -> None:
-        request = track.entry[3]
-        reason = (f"{track.limit}: {track.reason}, and it did not stop within "
-                  f"{now - track.signalled:.1f}s of being told to")
+    def _stuck(self, slot: _Slot, now: float) -> None:
+        request = slot.request
+        reason = (f"{slot.limit}: {slot.reason}, and it did not stop within "
+                  f"{now - slot.signalled:.1f}s of being told to")
         if self._hard is None:
-            if track.signals % 5000 == 1:
+            if slot.signals % 5000 == 1:
                 log.error("request %s %s (hard exit is off: it keeps being signalled)",
                           request, reason)
             return
@@ -356,6 +349,22 @@ class Watchdog:
             except Exception:  # noqa: S110 - ending anyway
                 pass
         os._exit(KILL_EXIT_CODE)
+
+    def _look_at_gc(self, now: float) -> None:
+        """Interrupt a garbage-collection pass stuck in a finalizer (see ``_watch_gc``)."""
+        gc_pass = _GC_PASS[0]
+        if gc_pass is None or gc_pass.done or now - gc_pass.start < GC_LIMIT:
+            return
+        with self._lock:
+            if gc_pass.done or _GC_SEEN.get("stop") is not gc_pass.last_stop:
+                return  # it ended meanwhile
+            gc_pass.signals += 1
+            _set_async_exc(gc_pass.tid, id(OverBudget))
+        log.error("a garbage-collection pass has run %.1fs (a finalizer of method code that "
+                  "will not end): interrupting it", now - gc_pass.start)
+        # one signal ends one finalizer; the next stuck one, if any, waits its own GC_LIMIT,
+        # so the rest of the pass (other finalizers, the unraisable hook) runs undisturbed
+        gc_pass.start = now
 
     @staticmethod
     def _arm(seconds: float) -> None:
@@ -410,6 +419,7 @@ def _watch_gc(lock: Any) -> None:
 
 
 _WATCHDOG = Watchdog()
+_SLOTS = _WATCHDOG._slots
 _get_ident = threading.get_ident
 _monotonic = time.monotonic
 
@@ -419,54 +429,72 @@ def watchdog() -> Watchdog:
     return _WATCHDOG
 
 
+def enter(limits: Limits, request: str | None = None) -> _Slot | None:
+    """Begin a message on this thread under ``limits``; None inside another (the outer
+    budget covers it). Pair with ``leave`` on success and ``fail`` on any exception,
+    both inside the same ``try`` (see ``uvm.dispatch.run_message``), or use ``scope``."""
+    tid = _get_ident()
+    slot = _SLOTS.get(tid)
+    if slot is None:
+        slot = _WATCHDOG._slot(tid)
+    elif slot.start:
+        return None
+    slot.limits = limits
+    slot.request = request
+    slot.gen += 1
+    slot.start = _monotonic()
+    return slot
+
+
+def leave(slot: _Slot | None) -> None:
+    """End the message ``enter`` began (success path)."""
+    if slot is not None:
+        _WATCHDOG.leave(slot)
+
+
+def fail(slot: _Slot | None, kind: type[BaseException]) -> None:
+    """End the message ``enter`` began with an exception of ``kind`` in flight; raise
+    ``BudgetExceeded`` instead if the watchdog stopped it or it ran out of memory."""
+    if slot is None:
+        return
+    gen = slot.gen
+    try:
+        _WATCHDOG.leave(slot)
+    except OverBudget:  # a signal sent just before the leave landed inside it
+        _WATCHDOG.leave(slot)
+        kind = OverBudget
+    stopped = slot.signals and slot.seen == gen
+    if kind is OverBudget or stopped:
+        raise BudgetExceeded(
+            f"the message was stopped: {slot.reason if stopped else 'over its budget'}; "
+            "nothing of it was applied", limit=(slot.limit if stopped else "") or "cpu",
+        ) from None
+    if issubclass(kind, MemoryError):
+        raise memory_exceeded() from None
+
+
 class scope:  # noqa: N801 - a context manager that reads like a function
-    """Run a ``with`` block as one message under ``limits``.
+    """Run a ``with`` block as one message under ``limits``: ``enter``, then ``leave`` or
+    ``fail`` (an ``OverBudget`` or ``MemoryError`` comes out as ``BudgetExceeded``)."""
 
-    Leaving it stops the watching; an ``OverBudget`` signal (or a ``MemoryError``)
-    coming out of the block comes out as ``BudgetExceeded`` naming the limit. A
-    scope inside another on the same thread is part of the outer one.
-    """
-
-    __slots__ = ("entry", "limits", "request")
+    __slots__ = ("limits", "request", "slot")
 
     def __init__(self, limits: Limits, request: str | None = None) -> None:
         self.limits = limits
         self.request = request
 
     def __enter__(self) -> None:
-        tid = _get_ident()
-        flights = _WATCHDOG._flights
-        if tid in flights:  # nested: the outer scope's budget covers it
-            self.entry = None
-            return
-        if _WATCHDOG._thread is None:
-            _WATCHDOG.start()
-        flights[tid] = self.entry = (tid, _monotonic(), self.limits, self.request)
+        self.slot = enter(self.limits, self.request)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: object) -> None:
-        entry = self.entry
-        if entry is None:
-            return
-        try:
-            # inline release() for the common case: nothing watched it closely
-            _WATCHDOG._flights.pop(entry[0], None)
-            if _WATCHDOG._tracks:
-                _WATCHDOG.release(entry)
-        except OverBudget:  # a signal sent just before the release landed inside it
-            _WATCHDOG.release(entry)
-            kind = OverBudget
         if kind is None:
-            return
-        stopped = _WATCHDOG.reason(entry)
-        if kind is OverBudget or stopped is not None:
-            limit, reason = stopped or ("cpu", "")
-            raise BudgetExceeded(
-                f"the message was stopped: {reason or 'over its budget'}; nothing of it "
-                "was applied", limit=limit,
-            ) from None
-        if issubclass(kind, MemoryError):
-            raise memory_exceeded() from None
+            try:
+                leave(self.slot)
+            except OverBudget:
+                fail(self.slot, OverBudget)
+        else:
+            fail(self.slot, kind)
 
 
 def memory_exceeded() -> BudgetExceeded:

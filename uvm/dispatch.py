@@ -10,7 +10,7 @@ included; the message capped at ``MAX_ERROR_CHARS``), a ``MemoryError``
 ``BudgetExceeded``; the kernel's own signals (``NeedsSynthesis``,
 ``OverBudget``) and ``ConflictError`` pass through.
 
-``run_message`` is dispatch under the message's budget (``uvm.budget.scope``),
+``run_message`` is dispatch under the message's budget (``uvm.budget``),
 with the result turned into plain data and held to the reply size limit: the
 one path both ``Kernel`` and the crucible's trial worker run, so a trial is
 the live path. It needs a current cycle (``uvm.registry.using_cycle``) and
@@ -25,8 +25,9 @@ from typing import Any
 import ormsgpack
 from ZODB.POSException import ConflictError
 
+from . import budget
 from . import quarantine as _quarantine
-from .budget import MAX_REPLY_BYTES, Limits, OverBudget, memory_exceeded, scope
+from .budget import MAX_REPLY_BYTES, Limits, OverBudget, memory_exceeded
 from .errors import (
     BadArguments,
     DoesNotUnderstand,
@@ -53,9 +54,14 @@ DNU = "doesNotUnderstand"
 def run_message(receiver: UvmObject, selector: str, args: Sequence[Any], *, limits: Limits,
                 request_id: str | None = None, max_reply_bytes: int = MAX_REPLY_BYTES) -> Any:
     """``dispatch`` under ``limits``; answers the plain result (see the module docstring)."""
-    with scope(limits, request_id):
+    slot = budget.enter(limits, request_id)  # budget.scope, inlined: this is the hot path
+    try:
         result = to_plain(dispatch(receiver, selector, args))
         _reply_size(result, max_reply_bytes)
+        budget.leave(slot)
+    except BaseException as exc:
+        budget.fail(slot, type(exc))  # BudgetExceeded if the watchdog stopped it
+        raise
     return result
 
 
