@@ -39,6 +39,7 @@ the storage server's process for ZEO. Those states were written by an
 from __future__ import annotations
 
 import importlib
+import logging
 from functools import partial
 from io import BytesIO
 from typing import Any
@@ -150,6 +151,21 @@ def _cause(exc: BaseException) -> ForbiddenClass | None:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
         seen += 1
     return None
+
+
+class _OneLine(logging.Filter):
+    """ZODB logs every failed load with a traceback; a refusal is expected and explained by
+    the ``ForbiddenClass`` the caller gets, so its log line loses the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and _cause(record.exc_info[1]) is not None:
+            record.exc_info = None
+            record.exc_text = None
+            record.msg = f"{record.msg}: its record names a class the image does not allow"
+        return True
+
+
+logging.getLogger("ZODB.Connection").addFilter(_OneLine())
 
 
 def _not_loaded(oid: Any, found: ForbiddenClass) -> ForbiddenClass:
