@@ -258,9 +258,9 @@ def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, z
     confined = config.sandbox.mode != "off"
     if not confined:
         argv.append("--unconfined")
-    if config.sandbox.memory_mb is not None:
+    if confined and config.sandbox.memory_mb is not None:
         argv += ["--memory-mb", str(config.sandbox.memory_mb)]
-    if config.sandbox.cpu_seconds is not None:
+    if confined and config.sandbox.cpu_seconds is not None:
         argv += ["--cpu-seconds", str(config.sandbox.cpu_seconds)]
     mind, inquiry = mind_config(config), inquiry_config(config, home)
     env_vars = incarnation_environment(config, confined=confined, mind=mind)

@@ -296,3 +296,34 @@ def test_a_mind_server_grants_the_network_and_its_files(
 def test_config_rejects_a_bad_limit() -> None:
     with pytest.raises(ValueError, match="memory_mb"):
         Config.model_validate({"sandbox": {"memory_mb": 1}})
+
+
+def test_limits_reach_the_incarnation_and_a_bad_grant_fails_its_start_not_unconfined(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor import incarnations, process
+
+    seen: dict[str, object] = {}
+
+    def fake_spawn(argv, *, sandboxed=False, **_options):
+        seen.update(argv=argv, sandboxed=sandboxed)
+        raise Spawned
+
+    monkeypatch.setattr(process, "spawn", fake_spawn)
+    home = Home.at(tmp_path / "home")
+    home.prepare()
+    env = EnvInfo(id="current", python=sys.executable)
+    limits = Config.model_validate({"sandbox": {"memory_mb": 1024, "cpu_seconds": 600}})
+    with pytest.raises(Spawned):
+        incarnations.spawn_incarnation("inc-1", env, home=home, config=limits,
+                                       zeo=str(home.zeo_socket), now=0.0)
+    argv = seen["argv"]
+    assert argv[argv.index("--memory-mb") + 1] == "1024"
+    assert argv[argv.index("--cpu-seconds") + 1] == "600"
+    bad = Config.model_validate({"sandbox": {"read_write": [str(tmp_path / "missing")]}})
+    with pytest.raises(Spawned):
+        incarnations.spawn_incarnation("inc-2", env, home=home, config=bad,
+                                       zeo=str(home.zeo_socket), now=0.0)
+    assert seen["sandboxed"] is False
+    assert "uvm.incarnation" not in seen["argv"]  # never the incarnation, unconfined
+    assert "cannot confine incarnation inc-2" in seen["argv"][-1]
+    assert str(tmp_path / "missing") in seen["argv"][-1]
