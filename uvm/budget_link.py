@@ -36,6 +36,9 @@ __all__ = ["BudgetLink", "add_budget_arguments", "limits_from_args"]
 
 log = logging.getLogger("batos.incarnation")
 
+#: how old (seconds) the quarantined list a heartbeat reports may get before it is reread
+REFRESH = 5.0
+
 
 def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("message budget (default: BATOS_BUDGET_* or 5s CPU, 30s wall)")
@@ -67,6 +70,7 @@ class BudgetLink:
         self._quarantined: list[QuarantinedMethod] = []
         self._refreshing: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._refreshed = 0.0
 
     def enable(self) -> None:
         """Turn the watchdog's hard exits on, reporting through this incarnation."""
@@ -123,12 +127,15 @@ class BudgetLink:
         return list(self._quarantined)
 
     def reported(self) -> list[QuarantinedMethod]:
-        """The last list read (for ``Heartbeat``), and a refresh started in the background."""
-        if self._refreshing is None or self._refreshing.done():
+        """The last list read (for ``Heartbeat``); a refresh is started in the background
+        when it is older than ``REFRESH`` seconds (a release by a person shows then)."""
+        stale = time.monotonic() - self._refreshed > REFRESH
+        if stale and (self._refreshing is None or self._refreshing.done()):
             self._refreshing = asyncio.create_task(self.refresh())
         return list(self._quarantined)
 
     async def refresh(self) -> None:
+        self._refreshed = time.monotonic()
         try:
             records = await asyncio.to_thread(self.kernel.quarantined)
         except UVMError as exc:
