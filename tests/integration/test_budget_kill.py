@@ -29,6 +29,10 @@ SCRIPT = textwrap.dedent('''
     def test_hold_gil(n):
         return pow(3, n) > 0  # big-int arithmetic in C: holds the GIL, checks nothing
 
+    def say(*parts):  # one write per line: the watchdog's thread prints too
+        sys.stdout.write(" ".join(str(p) for p in parts) + "\\n")
+        sys.stdout.flush()
+
     methods.method_globals({"test_hold_gil": test_hold_gil})
     db = open_db(sys.argv[1])
     bootstrap(db)
@@ -36,8 +40,8 @@ SCRIPT = textwrap.dedent('''
     kernel = Kernel(db, limits=limits)
     watchdog().enable_hard_exit(
         limits,
-        on_suspect=lambda rid, why: print("SUSPECT", rid, why, flush=True),
-        on_kill=lambda rid, why: print("KILLING", rid, why, flush=True),
+        on_suspect=lambda rid, why: say("SUSPECT", rid, why),
+        on_kill=lambda rid, why: say("KILLING", rid, why),
     )
     sources = {
         "gil": "def gil(self):\\n    self.touched = 1\\n    return test_hold_gil(40000000)\\n",
@@ -46,16 +50,24 @@ SCRIPT = textwrap.dedent('''
                    "        while True:\\n            pass\\n    finally:\\n"
                    "        while True:\\n            pass\\n"),
         "busy": "def busy(self):\\n    while True:\\n        pass\\n",
+        "grab": ("def grab(self):\\n    self.touched = 1\\n"
+                 "    return len('x' * (700 * 1024 * 1024))\\n"),
     }
     selector = sys.argv[2]
     kernel.send("genesis", "defineMethod:source:", [selector, sources[selector]])
+    if selector == "grab":  # the address-space limit the process lock sets live (RLIMIT_AS)
+        import resource
+        with open("/proc/self/status") as status:
+            vm = next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, (vm + (256 << 20), resource.RLIM_INFINITY))
     args = [300] if selector == "nested" else []
-    print("SENDING", flush=True)
+    say("SENDING")
     try:
         kernel.send("genesis", selector + (":" if args else ""), args, request_id="req-" + selector)
     except Exception as exc:
-        print("ANSWERED", type(exc).__name__, exc, flush=True)
-    print("SERVING", kernel.send("genesis", "printString")[:9], flush=True)
+        say("ANSWERED", type(exc).__name__, exc)
+    say("SERVING", kernel.send("genesis", "printString")[:9])
+    say("TOUCHED", "touched" in kernel.send("genesis", "slotNames"))
 ''')
 
 
@@ -99,3 +111,12 @@ def test_with_hard_exits_on_a_plain_busy_loop_is_still_only_answered(tmp_path):
     assert "ANSWERED BudgetExceeded" in out
     assert "SUSPECT req-busy cpu:" in out
     assert "SERVING <genesis" in out
+
+
+def test_memory_past_the_address_space_limit_is_the_memory_budget(tmp_path):
+    """700 MB under a 256 MB address-space allowance: answered, nothing applied, serving."""
+    code, out, err, _took = run(tmp_path, "grab", cpu=5, grace=2.0, timeout=60)
+    assert code == 0, (code, out, err[-2000:])
+    assert "ANSWERED BudgetExceeded" in out and "out of memory" in out, out
+    assert "SERVING <genesis" in out
+    assert "TOUCHED False" in out
