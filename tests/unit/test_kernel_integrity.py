@@ -76,7 +76,8 @@ def test_a_change_from_another_thread_is_not_committed_with_this_message(kernel,
         "busy", "def busy(self):\n    test_meddle_from_another_thread('red')\n"
                 "    self.size = 4\n    return 1\n"])
     kernel.send("genesis", "busy")
-    assert len(errors) == 1 and isinstance(errors[0], ForeignChange)
+    assert len(errors) == 1
+    assert isinstance(errors[0], ForeignChange)
     assert kernel.send("genesis", "size") == 4
     assert "colour" not in kernel.send("genesis", "slotNames")
 
