@@ -521,15 +521,15 @@ class Supervisor(EvolutionMixin):
         inc.exit_code = inc.proc.returncode
         was = inc.state
         inc.state = "exited"
+        if self.routing.active == inc.id:
+            self.routing.switch(None)  # first: nothing drained below may be sent to it
         explained, poisoned = self._judge_death(inc, now)
         self._killed_for.pop(inc.id, None)
         del self.incarnations[inc.id]
         self.children.remove(inc.pid)
-        if self.routing.active == inc.id:
-            self.routing.switch(None)
         if self.handover is not None and self.handover.on_exit(inc.id, inc.exit_code):
             self.publish("incarnation.exited", incarnation=inc.id, exit_code=inc.exit_code,
-                         expected=False, role=inc.role)
+                         expected=False, poisoned=poisoned, role=inc.role)
             return
         lost = self.routing.orphan(inc.id)
         if self.routing.pending and self.routing.active is not None:
