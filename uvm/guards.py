@@ -34,6 +34,7 @@ calling worker thread and keeps no state. This module must not import
 
 from __future__ import annotations
 
+import _string  # the C parser behind str.format's field names
 import builtins
 import collections
 import decimal
@@ -45,7 +46,6 @@ from collections.abc import Callable
 from types import CodeType, FrameType, ModuleType, TracebackType
 from typing import Any
 
-import _string  # the C parser behind str.format's field names
 from persistent import Persistent
 from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
@@ -219,16 +219,15 @@ _FORMATTER_WALKS = frozenset({"format", "vformat", "get_field", "get_value", "fo
                               "convert_field", "parse"})
 
 
+_KIND_ORDER = ((UvmObject, _IMAGE), (Namespace, _NAMESPACE), (ModuleType, _MODULE_OBJ),
+               (type, _CLASS), (PersistentMapping, _PMAPPING), (PersistentList, _PLIST),
+               (string.Formatter, _FORMATTER_OBJ))
+
+
 def _object_kind(kind: type) -> int:
-    for base, code in ((UvmObject, _IMAGE), (Namespace, _NAMESPACE), (ModuleType, _MODULE_OBJ),
-                       (type, _CLASS), (PersistentMapping, _PMAPPING), (PersistentList, _PLIST),
-                       (string.Formatter, _FORMATTER_OBJ)):
-        if issubclass(kind, base):
-            break
-    else:
-        code = _OTHER
-    _object_kinds[kind] = code
-    return code
+    found = next((code for base, code in _KIND_ORDER if issubclass(kind, base)), _OTHER)
+    _object_kinds[kind] = found
+    return found
 
 
 def guarded_getattr(obj: Any, name: Any, default: Any = raise_) -> Any:

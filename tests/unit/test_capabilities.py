@@ -16,12 +16,14 @@ import random
 import subprocess
 import sys
 import threading
+import time
 import types
 from pathlib import Path
 
 import pytest
 
 from uvm import MethodFailed, MethodSourceError, capabilities, guards, methods
+from uvm.regex_guard import MAX_SUBJECT, subject_limits
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -181,11 +183,13 @@ def test_decimal_localcontext_as_the_docs_show():
             "    s = Decimal(1) / Decimal(7)\n"
             "return str(s), str(Decimal(1) / Decimal(7))")
     long, short = run(text)
-    assert len(long) == 44 and len(short) == 30
+    assert len(long) == 44
+    assert len(short) == 30
 
 
 def test_decimal_contexts_do_not_leak_between_threads():
-    text = "import decimal\ndecimal.getcontext().prec = p\nreturn [str(decimal.Decimal(1) / 3) for i in range(200)]"
+    text = ("import decimal\ndecimal.getcontext().prec = p\n"
+            "return [str(decimal.Decimal(1) / 3) for i in range(200)]")
     func = methods.compile_method(body(text, "def f(self, p):"))
     results: dict[int, set[str]] = {}
 
@@ -207,7 +211,8 @@ def test_random_is_per_call():
             "random.seed(7)\nb = [random.random() for i in range(3)]\n"
             "return a == b, a, random.randint(1, 6) in range(1, 7)")
     same, first, ok = run(text)
-    assert same and ok
+    assert same
+    assert ok
     assert random.getstate() == before
     assert run(text)[1] == first  # a seed is the call's own, reproducible
     fresh = run("import random\nreturn [random.random() for i in range(3)]")
@@ -406,7 +411,7 @@ def test_json_round_trips_and_is_bounded():
         run("import json\nreturn json.dumps(1, cls=None)")
     with pytest.raises(RecursionError):
         run("import json\nreturn json.loads('[' * 100000 + ']' * 100000)")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Expecting property name"):
         run("import json\ntry:\n    json.loads('{')\nexcept json.JSONDecodeError as e:\n"
             "    raise ValueError(e.msg)")
 
@@ -508,7 +513,7 @@ def test_benign_methods_run(case):
     text, expected = BENIGN[case]
     got = run(text)
     if isinstance(expected, tuple) and None in expected:
-        assert [e for e in expected if e is not None] == [g for g, e in zip(got, expected)
+        assert [e for e in expected if e is not None] == [g for g, e in zip(got, expected, strict=True)
                                                           if e is not None]
     else:
         assert got == expected
@@ -525,3 +530,25 @@ def test_recursion_through_the_kernel_within_limits(kernel):
     kernel.send("genesis", "defineMethod:source:", [
         "fib:", "def fib(self, n):\n    return n if n < 2 else self.fib(n - 1) + self.fib(n - 2)\n"])
     assert kernel.send("genesis", "fib:", [15]) == 610
+
+
+@pytest.mark.parametrize(("pattern", "anchored", "searching"), [
+    (r"\d+", MAX_SUBJECT, MAX_SUBJECT),          # nothing after the repeat can fail
+    (r"\d+x", MAX_SUBJECT, 10_000),              # search retries each start: n**2
+    (r"^\d+x", MAX_SUBJECT, MAX_SUBJECT),        # anchored: n
+    (r"\w*\w*!", 10_000, 464),                   # two repeats share characters: n**2 a try
+    (r"(\w+\.)+", MAX_SUBJECT, 10_000),
+])
+def test_the_subject_limit_follows_the_patterns_degree(pattern, anchored, searching):
+    assert subject_limits(pattern) == (anchored, searching)
+
+
+def test_a_pattern_at_its_limit_runs_in_bounded_time():
+    text = "import re\nr = re.compile(p)\nreturn r.search(s) is None"
+    func = methods.compile_method(body(text, "def f(self, p, s):"))
+    started = time.process_time()
+    assert func(None, r"\w*\w*!", "a" * 464) is True
+    assert func(None, r"\d+x", "1" * 10_000) is True
+    assert time.process_time() - started < 5
+    with pytest.raises(ValueError, match="at most 464"):
+        func(None, r"\w*\w*!", "a" * 465)
