@@ -46,7 +46,6 @@ from bridge.messages import (
     Event,
     Heartbeat,
     Publish,
-    Quarantine,
     Ready,
     Reply,
     Stop,
@@ -65,7 +64,7 @@ from .handover_log import LOG_FILE, HandoverLog
 from .incarnations import EnvInfo, Incarnation, prepare_env, spawn_incarnation
 from .logs import configure_logging
 from .notify import Notifier
-from .poison import Poisoned, exit_cause
+from .poisoning import PoisoningMixin
 from .restart import RestartPolicy
 from .routing import InFlight, Route, RoutingTable
 from .vllm import VllmChild
@@ -78,7 +77,7 @@ _BATCH = 512  # messages drained from one socket per loop turn
 _TICK = 0.01  # s between timer checks; the loop turns far more often under load
 
 
-class Supervisor(EvolutionMixin):
+class Supervisor(EvolutionMixin, PoisoningMixin):
     def __init__(self, home: Home, config: Config) -> None:
         self.home = home
         # the vLLM server's port is fixed here (0: a free one), before any incarnation
@@ -346,11 +345,6 @@ class Supervisor(EvolutionMixin):
         except zmq.ZMQError as exc:  # the client went away (EHOSTUNREACH) or is not reading
             log.info("reply not delivered: %s", exc)
 
-    @staticmethod
-    def _poison_reply(record: Poisoned) -> Reply:
-        return Reply(id=record.request_id, ok=False, error=ErrorInfo(
-            type="PoisonMessage", message=record.message, where="supervisor"))
-
     def _reply_error(self, entry: InFlight, type_: str, message: str) -> None:
         reply = encode(Reply(id=entry.request_id, ok=False,
                              error=ErrorInfo(type=type_, message=message, where="supervisor")))
@@ -474,48 +468,6 @@ class Supervisor(EvolutionMixin):
     def _release(self, now: float) -> None:
         for entry in self.routing.release_pending(now):
             self._forward(entry)
-
-    def _send_quarantines(self) -> None:
-        """Ask the active incarnation, if ready, to quarantine what poison messages called."""
-        inc = self.incarnations.get(self.routing.active or "")
-        if inc is None or inc.state != "ready":
-            return
-        for record in self.routing.poison.quarantines_due(inc.id):
-            log.info("quarantine sent", extra={"incarnation": inc.id, "request": record.request_id,
-                                               "target": record.target, "selector": record.selector})
-            self._backend_send(inc.id, [b"C", encode(Quarantine(
-                request=record.request_id, target=record.target, selector=record.selector,
-                reason=record.reason[:2000]))])
-
-    def _judge_death(self, inc: Incarnation, now: float) -> tuple[bool, int]:
-        """Judge what ``inc`` had in flight and answer poison messages; answers whether the
-        death is explained (its cause was found and answered) and how many were poisoned."""
-        self._drain_backend(now)  # a Suspect or a reply sent just before the end counts
-        cause = None if inc.expected_exit else exit_cause(
-            inc.exit_code, self._killed_for.get(inc.id, ""))
-        judgement, entries = self.routing.died(inc.id, cause, now)
-        for entry, record in zip(entries, judgement.poisoned, strict=True):
-            log.error("poison message", extra={"request": record.request_id, "target": record.target,
-                                               "selector": record.selector,
-                                               "deaths": [d.describe() for d in record.deaths]})
-            reply = encode(self._poison_reply(record))
-            for envelope in entry.waiters:
-                self._reply(envelope, reply)
-            self.publish("supervisor.poisoned", request=record.request_id, target=record.target,
-                         selector=record.selector, deaths=[d.describe() for d in record.deaths])
-        if judgement.pardoned:
-            self.policy.pardon(judgement.pardoned)
-        if judgement.poisoned:
-            self._send_quarantines()
-        return judgement.explained, len(entries)
-
-    def _drain_backend(self, now: float) -> None:
-        for _ in range(_BATCH):
-            try:
-                frames = self.backend.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self._on_backend(frames, now)
 
     def _on_exit(self, inc: Incarnation, now: float) -> None:
         inc.exit_code = inc.proc.returncode
