@@ -11,7 +11,8 @@ walks the tree once and collects a specific reason for each rule broken:
   (dunders, ``_x_`` like its guards, ``_print``, ``_tmp<N>``), while a method's
   own private locals (``_age``, ``for _ in``) are fine; the names that reach
   code, frames or the kernel's signals (``FORBIDDEN_NAMES``: ``exec``,
-  ``eval``, ``open``, ``getattr``, ``type``, ``BaseException``, ...); the
+  ``eval``, ``open``, ``type``, ``BaseException``, ...; ``getattr`` and
+  ``hasattr`` only with a literal, public name); the
   attributes of frames, generators, coroutines, tracebacks and code objects
   (``gi_frame``, ``f_globals``, ``tb_frame``, ``co_code``: the names those
   types really have, ``FORBIDDEN_ATTRIBUTES``);
@@ -69,8 +70,8 @@ __all__ = [
 
 #: names that reach code, frames, the interpreter, the file system or the kernel's signals
 FORBIDDEN_NAMES = frozenset({
-    "exec", "eval", "compile", "open", "globals", "locals", "vars", "dir", "getattr",
-    "setattr", "delattr", "hasattr", "breakpoint", "input", "help", "exit", "quit",
+    "exec", "eval", "compile", "open", "globals", "locals", "vars", "dir",
+    "setattr", "delattr", "breakpoint", "input", "help", "exit", "quit",
     "memoryview", "type", "object", "super", "classmethod", "staticmethod", "property",
     "print", *SIGNALS,
 })

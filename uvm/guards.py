@@ -26,6 +26,8 @@ object *is*, never by spelling:
   the kernel's machinery (ZODB, ZEO, transaction, BTrees, persistence, the
   ``uvm`` kernel), exceptions excepted (they are data).
 
+The ``getattr`` and ``hasattr`` builtins of methods are these same guards
+(a name built at run time meets the same checks as one in the source).
 Writes reach only image objects, plain containers and what a method makes for
 its own call (a decimal ``Context``, a ``deque``). Every guard runs on the
 calling worker thread and keeps no state. This module must not import
@@ -65,7 +67,7 @@ from .selectors import slot_name
 
 __all__ = [
     "BUILTINS", "GUARDS", "SIGNALS", "guarded_getattr", "guarded_getitem", "guarded_write",
-    "permit_modules", "register_method_types",
+    "permit_modules", "refused", "register_method_types",
 ]
 
 #: exceptions that stop the kernel or a generator: never in a method's builtins
@@ -120,8 +122,21 @@ def permit_modules(names: frozenset[str]) -> None:
     _permitted_modules = frozenset(names)
 
 
+def refused(error: BaseException) -> bool:
+    """Whether an AttributeError is a guard's refusal (not a missing attribute: ``getattr``'s
+    default does not apply). Refusals stay plain ``AttributeError`` for everyone else."""
+    return getattr(error, "batos_refused", False) is True
+
+
+def _refusal(text: str) -> AttributeError:
+    error = AttributeError(text)
+    error.batos_refused = True  # type: ignore[attr-defined]
+    return error
+
+
 def _refuse(obj: Any, name: str, why: str) -> AttributeError:
-    return AttributeError(f"{type(obj).__name__}.{name}: {why}")
+    owner = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+    return _refusal(f"{owner}.{name}: {why}")
 
 
 def _module_ok(module: ModuleType) -> bool:
@@ -169,7 +184,7 @@ def _checked(value: Any, owner: str, name: Any) -> Any:
         if _module_ok(value):
             return value
         why = f"the module {value.__name__!r}, which methods may not hold"
-    raise AttributeError(f"{owner} {name!r} is {why}")
+    raise _refusal(f"{owner} {name!r} is {why}")
 
 
 def _class_attribute(cls: type, name: str) -> Any:
@@ -293,6 +308,27 @@ def guarded_getattr(obj: Any, name: Any, default: Any = raise_) -> Any:
     return _checked(value, "the attribute", name)
 
 
+def guarded_getattr_builtin(obj: Any, name: Any, *default: Any) -> Any:
+    """The ``getattr`` builtin of methods: ``guarded_getattr``, with Python's default."""
+    if len(default) > 1:
+        raise TypeError(f"getattr expected at most 3 arguments, got {2 + len(default)}")
+    try:
+        return guarded_getattr(obj, name)
+    except AttributeError as exc:
+        if default and not refused(exc):
+            return default[0]
+        raise
+
+
+def guarded_hasattr(obj: Any, name: Any) -> bool:
+    """The ``hasattr`` builtin of methods: whether ``guarded_getattr`` answers."""
+    try:
+        guarded_getattr(obj, name)
+    except AttributeError:
+        return False
+    return True
+
+
 def guarded_getitem(obj: Any, key: Any) -> Any:
     value = obj[key]
     return value if type(value) in _PLAIN else _checked(value, "the item", key)
@@ -319,6 +355,10 @@ def _inplacevar(op: str, target: Any, value: Any) -> Any:
 def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return func(*args, **kwargs)
 
+
+# getattr(obj, "name", default) goes through the same guards as obj.name
+BUILTINS["getattr"] = guarded_getattr_builtin
+BUILTINS["hasattr"] = guarded_hasattr
 
 GUARDS: dict[str, Any] = {
     "__builtins__": BUILTINS,

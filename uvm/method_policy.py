@@ -5,7 +5,9 @@ compiled by RestrictedPython under this policy, or raises
 ``MethodSourceError`` naming the line and the rule. In order:
 
 1. shape: exactly one top-level ``def`` (a docstring before it is fine), a
-   receiver parameter, no decorators, no class, no ``async``;
+   receiver parameter, no decorators, no class, no ``async``; its defaults are
+   immutable literals (the compiled function serves every call in the process:
+   a ``keep=[]`` default would carry state from one message to the next);
 2. imports: only names ``uvm.allowlist`` grants (capability namespaces and
    the env's packages), absolute, no ``*``, no private names;
 3. strings other code would evaluate are never made: no annotations at all
@@ -156,6 +158,16 @@ def _exits_finally(final: list[ast.stmt]) -> ast.AST | None:
     return None
 
 
+def _immutable_literal(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        return isinstance(node.operand, ast.Constant)
+    if isinstance(node, ast.Tuple):
+        return all(_immutable_literal(item) for item in node.elts)
+    return False
+
+
 def _check(func: ast.FunctionDef) -> set[str]:
     """The policy's checks over the whole function; answers the modules it imports."""
     if func.decorator_list:
@@ -163,6 +175,13 @@ def _check(func: ast.FunctionDef) -> set[str]:
     if not func.args.posonlyargs + func.args.args:
         raise MethodSourceError(
             f"method {func.name!r} needs a first positional parameter for the receiver (self)")
+    for default in [*func.args.defaults, *(d for d in func.args.kw_defaults if d is not None)]:
+        if not _immutable_literal(default):
+            raise _fail(default, f"a default value of {func.name!r} is not an immutable "
+                                 "literal; the compiled function serves every call in the "
+                                 "process, so a list, dict or set default would carry state "
+                                 "from one message to the next: default to None and build "
+                                 "it in the body")
     imported: set[str] = set()
     for node in ast.walk(func):
         if isinstance(node, ast.Import | ast.ImportFrom):

@@ -552,3 +552,28 @@ def test_a_pattern_at_its_limit_runs_in_bounded_time():
     assert time.process_time() - started < 5
     with pytest.raises(ValueError, match="at most 464"):
         func(None, r"\w*\w*!", "a" * 465)
+
+
+def test_getattr_and_hasattr_are_the_guards():
+    assert run("return [getattr(2.5, 'imag', None), getattr('s', 'nope', 'fallback'), "
+               "hasattr('s', 'upper'), hasattr('s', 'nope')]") == [0.0, "fallback", True, False]
+    for name in ["__class__", "\uff3f\uff3fclass__", "_p_jar", "gi_frame", "format"]:
+        with pytest.raises(AttributeError) as info:
+            run("return getattr(x, n, 'default')", (i for i in [1]), name,
+                head="def f(self, x, n):")
+        assert guards.refused(info.value)
+    assert run("return hasattr(x, chr(95) * 2 + 'class__')", 1, head="def f(self, x):") is False
+
+
+@pytest.mark.parametrize("head", [
+    "def f(self, keep=[]):", "def f(self, keep={}):", "def f(self, *, keep=set()):",
+    "def f(self, keep=([],)):",
+])
+def test_mutable_defaults_would_cross_messages_and_are_refused(head):
+    with pytest.raises(MethodSourceError, match="immutable literal"):
+        methods.compile_method(body("return keep", head))
+
+
+def test_immutable_defaults_are_fine():
+    func = methods.compile_method(body("return [a, b, c, d]", "def f(self, a=None, b=-1, c=(1, 'x'), *, d=2.5):"))
+    assert func(None) == [None, -1, (1, "x"), 2.5]

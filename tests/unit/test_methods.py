@@ -40,7 +40,8 @@ def test_compile_policy_rejects_with_the_rule_named(source, rule):
         compile_method(source)
 
 
-@pytest.mark.parametrize("name", ["eval", "exec", "open", "compile", "globals", "__import__", "getattr"])
+@pytest.mark.parametrize("name", ["eval", "exec", "open", "compile", "globals", "__import__", "setattr",
+                                  "vars", "dir", "type"])
 def test_dangerous_builtins_are_absent(kernel, name):
     src = f"def f(self):\n    return {name}\n" if not name.startswith("_") else None
     if src is None:
