@@ -344,7 +344,8 @@ class Incarnation:
                 log.warning("validating through ZEO: cannot open %s read-only: %s", self.image, exc)
         try:
             return validate_image(self.db, packages=message.packages,
-                                  removed_modules=message.removed_modules, walk_db=walk_db)
+                                  removed_modules=message.removed_modules, walk_db=walk_db,
+                                  limits=self.budget)
         finally:
             if walk_db is not None:
                 walk_db.close()

@@ -33,8 +33,11 @@ fresh instance through ``__setstate__``; references resolve to the
 connection's ghosts, as in a normal load. A failure is noted with oid and
 class and the walk goes on. Over ZEO the records are prefetched ahead of the
 loads. The checks then run one per transaction through
-``uvm.kernel.dispatch``. Every transaction here is aborted: validation never
-writes.
+``uvm.dispatch.run_message``, each under the message budget ``limits``
+(``uvm.budget.Limits``; default from ``BATOS_BUDGET_*``): a check over it is a
+``BudgetExceeded`` failure naming the check, never a hang, since the checks
+are image code like any other. Every transaction here is aborted: validation
+never writes.
 
 Boundaries: synchronous and slow for big images (seconds): run it in a
 worker thread (``asyncio.to_thread``), never in an event loop. It opens its
@@ -42,7 +45,7 @@ own connections (one at a time, all in the calling thread); what it unpickles
 never enters the connection cache. Methods compile under the process's
 current allowlist: the incarnation must have called
 ``uvm.allowlist.set_allowed`` before validating. ``limit_seconds`` bounds the
-walk only; a check that never returns holds the thread.
+walk only; each check has its own budget.
 """
 
 from __future__ import annotations
@@ -63,8 +66,9 @@ from ZODB.utils import oid_repr, z64
 
 from . import allowlist
 from .errors import ImageError, UnknownTarget
+from .budget import Limits
+from .dispatch import run_message
 from .genesis import verify
-from .kernel import dispatch
 from .methods import Method, compile_method, imports_of
 from .obj import UvmObject
 from .pickles import ForbiddenClass
@@ -343,8 +347,9 @@ def _walk(db: Any, walk: _Walk) -> None:
         conn.close()
 
 
-def _run_checks(db: Any) -> dict[str, str]:
-    """Each method of ``checks`` dispatched in its own transaction, always aborted."""
+def _run_checks(db: Any, limits: Limits) -> dict[str, str]:
+    """Each method of ``checks`` run as a message under ``limits`` in its own
+    transaction, always aborted."""
     results: dict[str, str] = {}
     tm = transaction.TransactionManager(explicit=True)
     tm.begin()
@@ -362,7 +367,8 @@ def _run_checks(db: Any) -> dict[str, str]:
             try:
                 registry = Registry(conn.root())
                 with using_cycle(Cycle(conn, registry, "validation")):
-                    answer = dispatch(registry.resolve(CHECKS_NAME), name, [])
+                    answer = run_message(registry.resolve(CHECKS_NAME), name, [],
+                                         limits=limits, request_id=f"validation:{name}")
                 results[name] = "ok" if answer is True else f"answered {answer!r}, not True"
             except Exception as exc:  # a failing check is a finding, whatever it raised
                 results[name] = f"{type(exc).__name__}: {exc}"
@@ -384,6 +390,7 @@ def validate_image(
     removed_modules: Iterable[str] = (),
     limit_seconds: float | None = None,
     walk_db: Any | None = None,
+    limits: Limits | None = None,
 ) -> dict[str, Any]:
     """The validation record of the image in ``db`` under this process's libraries.
 
@@ -395,6 +402,8 @@ def validate_image(
     the ZEO server: several times faster than loading every record through ZEO
     (a read-only FileStorage takes no lock and stops before a transaction still
     being written). Genesis and the checks always run against ``db``.
+    ``limits``: each self-check's budget (default ``Limits.from_env()``, the
+    incarnation's own).
     """
     if isinstance(packages, str) or isinstance(removed_modules, str):
         raise TypeError("packages and removed_modules are lists of names, not one string")
@@ -425,7 +434,7 @@ def validate_image(
         for problem in genesis:
             failures.add(f"genesis: {problem}")
         mark = time.perf_counter()
-        checks = _run_checks(db)
+        checks = _run_checks(db, limits if limits is not None else Limits.from_env())
         timings["checks"] = time.perf_counter() - mark
         for name, outcome in checks.items():
             if outcome != "ok":

@@ -316,3 +316,44 @@ def test_the_walk_can_read_another_opening_of_the_image(image_path, db, kernel):
     assert record["ok"], record["failures"]
     assert (record["digest"], record["objects"]) == (alone["digest"], alone["objects"])
     assert record["checks"] == alone["checks"]
+
+
+# --- the self-checks run under the message budget -----------------------------------
+
+
+SPIN = "def checkSpins(self):\n    while True:\n        try:\n            pass\n        except Exception:\n            pass\n"
+
+
+def _validate_in_thread(db, **kwargs) -> dict:
+    """validate_image on a daemon thread, joined with a deadline: a check with no budget
+    would hold the thread forever, which must fail this test rather than hang it."""
+    import threading
+
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.update(validate_image(db, **kwargs)),
+                              daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "a self-check with no budget hung the validation"
+    return box
+
+
+def test_a_self_check_over_its_budget_fails_validation_naming_it(db, kernel):
+    from uvm.budget import Limits
+
+    kernel.send("checks", "defineMethod:source:", ["checkSpins", SPIN])
+    record = _validate_in_thread(db, limits=Limits(cpu=0.3, wall=5, grace=1))
+    assert not record["ok"]
+    assert record["checks"]["checkSpins"].startswith("BudgetExceeded: ")
+    assert [line for line in record["failures"] if line.startswith("self-check")] == [
+        f"self-check checkSpins failed: {record['checks']['checkSpins']}"]
+    assert record["checks"]["checkWhileTrueCounts"] == "ok"  # the others still ran
+
+
+def test_the_self_checks_budget_defaults_to_the_processes(db, kernel, monkeypatch):
+    monkeypatch.setenv("BATOS_BUDGET_CPU", "0.3")
+    monkeypatch.setenv("BATOS_BUDGET_WALL", "5")
+    kernel.send("checks", "defineMethod:source:", ["checkSpins", SPIN])
+    record = _validate_in_thread(db)
+    assert "0.3s of CPU" in record["checks"]["checkSpins"]
+    assert record["checks"]["checkCloneDelegates"] == "ok"
