@@ -24,7 +24,7 @@ from typing import Any
 from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
-from . import methods
+from . import methods, quarantine
 from .errors import (
     BadArguments,
     DoesNotUnderstand,
@@ -52,12 +52,15 @@ def clone_object(obj: UvmObject) -> UvmObject:
     """A shallow copy, registered: shares referenced objects, copies containers and methods."""
     proto = _obj(obj)
     new = UvmObject()
+    marked: list[tuple[Method, Method, str]] = []
     for name, value in proto._slots.items():
         if name == "name":
             continue  # a clone is not its prototype; it may be named anew
         if isinstance(value, Method):
             twin = Method.__new__(Method)
             twin.versions = PersistentList(_plain_copy(v) for v in value.versions)
+            if quarantine.MARK in value.__dict__:  # versions loaded the ghost
+                marked.append((value, twin, name))
             value = twin
         elif type(value) is PersistentList:
             value = PersistentList(value)  # not copy.copy: a ghost's __dict__ is empty
@@ -68,6 +71,8 @@ def clone_object(obj: UvmObject) -> UvmObject:
     cycle = current()
     cycle.registry.register(new)
     cycle.created.append(new)
+    for original, twin, name in marked:  # the quarantine follows the code (uvm.quarantine)
+        quarantine.carry(cycle, original, twin, new, name)
     return new
 
 

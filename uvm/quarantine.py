@@ -23,6 +23,15 @@ The image keeps:
   dispatch checks it without reading the root.
 
 Marking is idempotent: a method already quarantined keeps its first record.
+
+A clone holds its own copy of each method (``uvm.primitives.clone_object``), so
+the quarantine follows the code into clones: ``carry`` gives the copy of a marked
+method the mark and an active record of its own (holder: the clone; the reason
+names the original), so the clone is listed, refuses the message, and is
+released per holder like any other. The mark is carried rather than keyed by the
+source's digest: dispatch's check stays one attribute read on the method, never
+a read of the root per message, and each quarantined method keeps one record a
+person sees and releases.
 Everything here runs inside a kernel cycle (a transaction); nothing commits.
 """
 
@@ -40,7 +49,7 @@ from .obj import UvmObject, find_slot
 from .registry import Cycle
 from .selectors import slot_name
 
-__all__ = ["KEY", "MARK", "check", "listing", "quarantine", "release"]
+__all__ = ["KEY", "MARK", "carry", "check", "listing", "quarantine", "release"]
 
 KEY = "batos.quarantine"
 #: the attribute on a quarantined ``Method`` holding its record
@@ -110,6 +119,24 @@ def quarantine(cycle: Cycle, target: Any, selector: str, *, reason: str = "",
     if isinstance(value, Method):
         setattr(value, MARK, dict(record))
     return dict(record)
+
+
+def carry(cycle: Cycle, original: Method, twin: Method, holder: UvmObject, slot: str) -> None:
+    """``twin`` (``holder``'s copy of ``original`` in ``slot``, a clone being made) is
+    quarantined too when ``original`` is, with a record of its own."""
+    original._p_activate()  # a ghost's __dict__ is empty
+    mark = original.__dict__.get(MARK)
+    if mark is None:
+        return
+    since = time.time()
+    record = {**mark, "holder": holder._uuid, "since": since,
+              "reason": f"cloned from {mark.get('holder', '?')} while quarantined: "
+                        f"{mark.get('reason', '')}"[:2000]}
+    store = _store(cycle.connection.root())
+    store["active"][f"{holder._uuid} {slot}"] = record
+    store["log"].append({"event": "quarantined", "when": since, **{
+        k: record.get(k, "") for k in ("holder", "selector", "reason", "request", "by")}})
+    setattr(twin, MARK, dict(record))
 
 
 def release(cycle: Cycle, target: Any, selector: str, *, by: str = "",

@@ -149,3 +149,31 @@ def test_a_release_from_a_fresh_process_lifts_the_mark(tmp_path):
         pytest.fail("the mark survived the release")
     finally:
         db.close()
+
+
+def test_a_clone_of_a_quarantined_method_is_quarantined_with_its_own_record(kernel, poisoned):
+    """A clone holds its own copy of each method: the quarantine follows the code there,
+    listed and released per holder."""
+    genesis = kernel.send("genesis", "uuid")
+    kernel.quarantine("genesis", "crash", "killed twice", "req-7")
+    twin = kernel.send("genesis", "clone")["$ref"]
+    with pytest.raises(Quarantined, match=f"batos quarantine release {twin} crash"):
+        kernel.send(twin, "crash")
+    listed = {r["holder"]: r for r in kernel.quarantined()}
+    assert set(listed) == {genesis, twin}
+    assert listed[twin]["request"] == "req-7"
+    assert f"cloned from {genesis}" in listed[twin]["reason"]
+    # a clone of the clone too
+    grandchild = kernel.send(twin, "clone")["$ref"]
+    with pytest.raises(Quarantined):
+        kernel.send(grandchild, "crash")
+    # released per holder: the clone runs again, the original stays quarantined
+    kernel.release(twin, "crash", by="alice", reason="checked the copy")
+    assert kernel.send(twin, "crash") == "ran"
+    with pytest.raises(Quarantined):
+        kernel.send("genesis", "crash")
+    # an unmarked method's clone carries nothing
+    kernel.release("genesis", "crash", by="alice")
+    fresh = kernel.send("genesis", "clone")["$ref"]
+    assert kernel.send(fresh, "crash") == "ran"
+    assert {r["holder"] for r in kernel.quarantined()} == {grandchild}
