@@ -29,7 +29,7 @@ from bridge.codec import MAX_FRAME
 from .errors import ConfigError
 from .vllm import VllmConfig
 
-__all__ = ["Config", "EnvConfig", "Home", "SandboxConfig", "load_config"]
+__all__ = ["BudgetConfig", "Config", "EnvConfig", "Home", "SandboxConfig", "load_config"]
 
 _MAX_SOCKET_PATH = 100
 
@@ -70,6 +70,20 @@ class SandboxConfig(BaseModel):
     #: more paths incarnations may read (e.g. a model folder), or read and write
     read_only: list[str] = Field(default_factory=list)
     read_write: list[str] = Field(default_factory=list)
+
+
+class BudgetConfig(BaseModel):
+    """Every message's budget in the incarnations (``[budget]``; ``uvm.budget``), passed
+    as ``--budget-cpu/--budget-wall/--budget-grace``. None: ``BATOS_BUDGET_*`` from the
+    supervisor's environment, else the incarnation's defaults (5 s CPU, 30 s wall, 2 s)."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: CPU seconds a message may use
+    cpu: float | None = Field(default=None, gt=0)
+    #: wall-clock seconds a message may run
+    wall: float | None = Field(default=None, gt=0)
+    #: seconds a stopped message may take to unwind before its incarnation ends
+    grace: float | None = Field(default=None, gt=0)
 
 
 class Config(BaseModel):
@@ -115,6 +129,8 @@ class Config(BaseModel):
     vllm: VllmConfig = Field(default_factory=VllmConfig)
     #: confinement of incarnations (``[sandbox]``): required (default) or off
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    #: each message's budget in the incarnations (``[budget]``)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
 
 
 def load_config(path: str | os.PathLike[str] | None, home: Path, **overrides: object) -> Config:

@@ -47,7 +47,8 @@ log = logging.getLogger("batos.supervisor.confinement")
 #: variables an incarnation reads (and the mind's API key variable, ``api_key_env``)
 _PASSED = ("LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "PYTHONPATH",
            "BATOS_UNSAFE_TEST_EXPOSE_OS")
-_PASSED_PREFIXES = ("BATOS_MIND_", "BATOS_TRAIN_")
+#: BATOS_BUDGET_*: the message budget (uvm.budget), under the ``[budget]`` table's values
+_PASSED_PREFIXES = ("BATOS_MIND_", "BATOS_TRAIN_", "BATOS_BUDGET_")
 #: what an unconfined child also keeps (a sandbox sets its own)
 _UNCONFINED_BASICS = ("PATH", "HOME", "TMPDIR", "USER", "LOGNAME")
 #: variables that name files the mind reads, or (record) appends to

@@ -262,6 +262,10 @@ def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, z
         argv += ["--memory-mb", str(config.sandbox.memory_mb)]
     if confined and config.sandbox.cpu_seconds is not None:
         argv += ["--cpu-seconds", str(config.sandbox.cpu_seconds)]
+    for name in ("cpu", "wall", "grace"):
+        value = getattr(config.budget, name)
+        if value is not None:
+            argv += [f"--budget-{name}", repr(float(value))]
     mind, inquiry = mind_config(config), inquiry_config(config, home)
     env_vars = incarnation_environment(config, confined=confined, mind=mind)
     if mind:

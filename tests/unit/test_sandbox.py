@@ -327,3 +327,63 @@ def test_limits_reach_the_incarnation_and_a_bad_grant_fails_its_start_not_unconf
     assert "uvm.incarnation" not in seen["argv"]  # never the incarnation, unconfined
     assert "cannot confine incarnation inc-2" in seen["argv"][-1]
     assert str(tmp_path / "missing") in seen["argv"][-1]
+
+
+def test_the_message_budget_reaches_a_confined_incarnation() -> None:
+    environ = {"BATOS_BUDGET_CPU": "1", "BATOS_BUDGET_WALL": "10", "BATOS_BUDGET_GRACE": "0.5",
+               "SECRET": "s"}
+    env = incarnation_environment(Config(), confined=True, environ=environ)
+    assert env == {k: v for k, v in environ.items() if k.startswith("BATOS_BUDGET_")}
+
+
+def test_the_budget_table_is_validated_at_load(tmp_path: Path) -> None:
+    from supervisor.config import load_config
+    from supervisor.errors import ConfigError
+
+    assert Config().budget.cpu is None
+    for bad, key in (({"cpu": 0}, "budget.cpu"), ({"wall": -1}, "budget.wall"),
+                     ({"grace": "soon"}, "budget.grace"), ({"memory": 1}, "budget.memory")):
+        file = tmp_path / "config.toml"
+        file.write_text("[budget]\n" + "".join(f"{k} = {v!r}\n" for k, v in bad.items())
+                        .replace("'", '"'))
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_config(file, tmp_path)
+
+
+def test_the_budget_table_reaches_the_incarnation_as_arguments(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor import incarnations, process
+    from uvm.budget_link import add_budget_arguments, limits_from_args
+
+    seen: dict[str, object] = {}
+
+    def fake_spawn(argv, *, sandboxed=False, **_options):
+        seen.update(argv=argv)
+        raise Spawned
+
+    monkeypatch.setattr(process, "spawn", fake_spawn)
+    home = Home.at(tmp_path / "home")
+    home.prepare()
+    config = Config.model_validate({"budget": {"cpu": 1.5, "wall": 12, "grace": 0.5}})
+    with pytest.raises(Spawned):
+        incarnations.spawn_incarnation("inc-1", EnvInfo(id="current", python=sys.executable),
+                                       home=home, config=config, zeo=str(home.zeo_socket),
+                                       now=0.0)
+    argv = seen["argv"]
+    budget_args = [a for i, a in enumerate(argv)
+                   if a.startswith("--budget-") or argv[i - 1].startswith("--budget-")]
+    assert budget_args == ["--budget-cpu", "1.5", "--budget-wall", "12.0",
+                           "--budget-grace", "0.5"]
+    # the incarnation's own parser reads them, over BATOS_BUDGET_*
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_budget_arguments(parser)
+    monkeypatch.setenv("BATOS_BUDGET_CPU", "9")
+    limits = limits_from_args(parser.parse_args(budget_args))
+    assert (limits.cpu, limits.wall, limits.grace) == (1.5, 12.0, 0.5)
+    with pytest.raises(Spawned):
+        incarnations.spawn_incarnation("inc-2", EnvInfo(id="current", python=sys.executable),
+                                       home=home, config=Config(), zeo=str(home.zeo_socket),
+                                       now=0.0)
+    assert not any(a.startswith("--budget-") for a in seen["argv"])
