@@ -127,8 +127,11 @@ def _sandboxed(argv: list[str], image: ImageRef, env: dict[str, str], *,
     read_write: list[str] = []
     if image.path:
         read_only += [p for p in (image.path, f"{image.path}.index") if os.path.exists(p)]
-    elif image.zeo and "/" in image.zeo:  # a Unix socket: connecting needs it visible
-        read_write.append(image.zeo)
+    elif image.zeo and "/" in image.zeo:
+        # A Unix socket: connecting needs it visible, not writable (connect() works on a
+        # read-only mount). Its folder, not the file: a bind pins the file's inode, so a
+        # socket ZEO recreated (a restart) would be unreachable through a file grant.
+        read_only.append(os.path.dirname(os.path.abspath(image.zeo)))
     try:
         return sandbox.wrap(argv, python=sys.executable, read_only=read_only,
                             read_write=read_write, network=network, env=env), None

@@ -189,3 +189,83 @@ def test_cli_check_against_an_image(db, image_path, tmp_path, capsys):
                 "--image", str(image_path)) == 2
     assert _cli("crucible", "check", str(good), "--receiver", "genesis",
                 "--image", str(tmp_path / "none.fs")) == 2
+
+
+def _runzeo(sock: Path, storage: Path, log: Path) -> Any:
+    """A real ZEO server on ``sock`` for ``storage``, accepting when this returns."""
+    import socket
+    import subprocess
+    import sys
+
+    with log.open("a") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "ZEO.runzeo", "-a", str(sock), "-f", str(storage)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def accepting() -> bool:
+        assert server.poll() is None, f"runzeo exited {server.returncode}: {log.read_text()}"
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(sock))
+            except OSError:
+                return False
+        return True
+
+    wait_until(accepting, timeout=30)
+    return server
+
+
+def test_a_sandboxed_worker_reaches_a_zeo_socket_recreated_by_a_restart(tmp_path):
+    """Workers started outside an incarnation run in bwrap and see the ZEO socket's folder
+    read-only (not the socket file read-write): connecting works, and a socket the server
+    recreated is the one they see. The runner is made on a thread that then ends: the
+    workers, started by the runner's own spawner thread, outlive it (--die-with-parent)."""
+    import shutil
+    import tempfile
+    import threading
+
+    from envs import sandbox
+    from tests.integration.zeo_fixtures import kill_and_reap
+
+    if sandbox.available() is not None:
+        pytest.skip(f"no OS sandbox: {sandbox.available()}")
+    sockdir = Path(tempfile.mkdtemp(prefix="batos-zeo-"))
+    sock, storage, log = sockdir / "zeo.sock", tmp_path / "zeo.fs", tmp_path / "zeo.log"
+    server = _runzeo(sock, storage, log)
+    made: dict[str, Any] = {}
+    try:
+        db = open_db(zeo=str(sock))
+        try:
+            bootstrap(db)
+            Kernel(db).send("genesis", "setSlot:value:", ["n", 1])
+        finally:
+            db.close()
+        maker = threading.Thread(
+            target=lambda: made.update(r=TrialRunner(ImageRef(zeo=str(sock)), FAST)))
+        maker.start()
+        maker.join()
+        r = made["r"]
+        assert r.sandbox == "bwrap"
+        spare = wait_until(r.live_pids)  # started on the spawner thread, alive after maker
+        assert trial(r, BUMP).detail["result"] == 2
+        argv = r._spawner.argv
+        grants = {(argv[i], argv[i + 1]) for i in range(len(argv) - 1)}
+        assert ("--ro-bind", str(sockdir)) in grants
+        assert not any(str(sock) == argv[i + 1] for i in range(len(argv) - 1)
+                       if argv[i] in ("--bind", "--ro-bind"))
+        assert all(not gone(pid) for pid in wait_until(r.live_pids))
+        assert spare  # the first spare served the first trial
+        # the server restarts and recreates its socket; the warm spare started before
+        kill_and_reap(server, grace=10.0)
+        sock.unlink(missing_ok=True)
+        server = _runzeo(sock, storage, log)
+        verdict = trial(r, BUMP)
+        assert verdict.status == "pass", verdict.reasons
+        assert verdict.detail["result"] == 2  # trials never commit
+        r.close()
+    finally:
+        if "r" in made:
+            made["r"].close()
+        kill_and_reap(server, grace=10.0)
+        shutil.rmtree(sockdir, ignore_errors=True)
