@@ -174,7 +174,9 @@ def _build_into(tmp: Path, spec: EnvSpec, env_id: str, uv: str, cache_dir: Path,
     run("venv", "venv", "--relocatable", "--no-project", "--python", spec.python, str(tmp))
     python = str(tmp / "bin" / "python")
     if spec.requirements or spec.project:
-        args = ["pip", "install", "--python", python]
+        # compiled now: incarnations mount the env read-only (envs.sandbox), where every
+        # start would otherwise compile each module it imports, again (seconds)
+        args = ["pip", "install", "--compile-bytecode", "--python", python]
         args += ["--offline"] if offline else []
         for link in spec.find_links:
             args += ["--find-links", link]

@@ -131,6 +131,11 @@ def test_find_links_wheel_installs_offline(tmp_path, uv_cache):
     spec = EnvSpec(requirements=["batos-fixture-pkg==0.1"], find_links=[str(wheels)])
     env = build_env(spec, tmp_path / "envs", cache_dir=uv_cache, offline=True)
     assert env.packages == {"batos-fixture-pkg": "0.1"}
+    # compiled at the build (an incarnation mounts the env read-only, so it could not cache
+    # bytecode later): looked at before anything imports the module, which would compile it
+    cached = run_python(env.python, "import importlib.util as u; "
+                        "print(u.cache_from_source(u.find_spec('batos_fixture_pkg').origin))")
+    assert Path(cached).is_file(), f"{cached} was not written at the build"
     assert run_python(env.python, "import batos_fixture_pkg as p; print(p.VALUE)") == "42"
 
 
