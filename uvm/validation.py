@@ -65,9 +65,9 @@ from ZODB.serialize import ObjectReader, referencesf
 from ZODB.utils import oid_repr, z64
 
 from . import allowlist
-from .errors import ImageError, UnknownTarget
 from .budget import Limits
 from .dispatch import run_message
+from .errors import ImageError, UnknownTarget
 from .genesis import verify
 from .methods import Method, compile_method, imports_of
 from .obj import UvmObject
