@@ -18,7 +18,12 @@ object *is*, never by spelling:
   MRO's dicts, never what its metaclass adds (``register``, ``mro``): ABC
   registries are out of reach; a class-level list, dict or set is refused;
 * persistent containers answer their ``dict``/``list`` API only (``data``,
-  the unguarded inner container, is not part of it);
+  the unguarded inner container, is not part of it); every value written into
+  one in place (``c[k] = v``, ``append``, ``extend``, ``insert``, ``update``,
+  ``setdefault``, ``+=``, ``|=``) is converted by ``uvm.obj.storable`` first, as
+  a slot value is, so a nested list or dict is itself persistent: its changes are
+  tracked by the message's transaction and undone by its abort. Their attributes
+  cannot be assigned;
 * ``format`` and ``format_map`` exist only on a plain ``str``, and are
   ``str.format`` whose fields walk through these same guards;
 * what any guard answers is checked last: never a frame, traceback, code object,
@@ -62,7 +67,8 @@ from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 from . import allowlist
 from .bounded import Pattern
 from .capabilities import Namespace
-from .obj import UvmObject, find_slot
+from .errors import InvalidValue
+from .obj import UvmObject, find_slot, storable
 from .selectors import slot_name
 
 __all__ = [
@@ -296,6 +302,8 @@ def guarded_getattr(obj: Any, name: Any, default: Any = raise_) -> Any:
     elif code == _PMAPPING or code == _PLIST:
         if name not in (_MAPPING_API if code == _PMAPPING else _LIST_API):
             raise _refuse(obj, name, "a persistent container answers its dict/list API only")
+        if name in _STORING:
+            return _Storing(obj, name)
         value = getattr(obj, name)
     elif code == _MODULE_OBJ:
         if not _module_ok(obj):
@@ -334,10 +342,87 @@ def guarded_getitem(obj: Any, key: Any) -> Any:
     return value if type(value) in _PLAIN else _checked(value, "the item", key)
 
 
+def _item(key: Any) -> Any:
+    if type(key) is not str:
+        raise InvalidValue(f"mapping keys must be strings (exactly str), got "
+                           f"{type(key).__name__}")
+    return key
+
+
+def _items(values: Any) -> list[Any]:
+    return [storable(v) for v in values]
+
+
+def _update(target: Any, *args: Any, **kwargs: Any) -> None:
+    if len(args) > 1:
+        raise TypeError(f"update expected at most 1 argument, got {len(args)}")
+    new = dict(*args, **kwargs)
+    target.update({_item(k): storable(v) for k, v in new.items()})
+
+
+# the in-place writers of persistent containers: (target, *args) -> what the method returns
+_STORING: dict[str, Callable[..., Any]] = {
+    "append": lambda target, value: target.append(storable(value)),
+    "extend": lambda target, values: target.extend(_items(values)),
+    "insert": lambda target, index, value: target.insert(index, storable(value)),
+    "update": _update,
+    "setdefault": lambda target, key, value=None: target.setdefault(_item(key), storable(value)),
+}
+
+
+class _Storing:
+    """An in-place writer of an image container, converting what it writes (``storable``)."""
+
+    __slots__ = ("_target", "_name")
+
+    def __init__(self, target: Any, name: str) -> None:
+        self._target = target
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _STORING[self._name](self._target, *args, **kwargs)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a container's writer cannot be pickled or copied")
+
+
+class _ContainerWrite:
+    """What ``_write_`` answers for an image container: item writes convert their value
+    (``storable``); attribute writes are refused."""
+
+    __slots__ = ("_target",)
+
+    def __init__(self, target: Any) -> None:
+        object.__setattr__(self, "_target", target)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        target = self._target
+        if type(target) is PersistentMapping:
+            target[_item(key)] = storable(value)
+        elif type(key) is slice:
+            target[key] = _items(value)
+        else:
+            target[key] = storable(value)
+
+    def __delitem__(self, key: Any) -> None:
+        del self._target[key]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise TypeError(f"a method cannot set attributes of the image's "
+                        f"{type(self._target).__name__}")
+
+    __delattr__ = __setattr__  # type: ignore[assignment]
+
+
 def guarded_write(obj: Any) -> Any:
+    kind = type(obj)
+    if kind is PersistentMapping or kind is PersistentList:
+        return _ContainerWrite(obj)
+    if isinstance(obj, (PersistentMapping, PersistentList)):
+        raise TypeError(f"a method cannot modify a {kind.__name__}")
     if isinstance(obj, _WRITABLE):
         return obj
-    raise TypeError(f"a method cannot modify a {type(obj).__name__}")
+    raise TypeError(f"a method cannot modify a {kind.__name__}")
 
 
 _INPLACE = {
@@ -349,6 +434,14 @@ _INPLACE = {
 
 
 def _inplacevar(op: str, target: Any, value: Any) -> Any:
+    kind = type(target)
+    if kind is PersistentList and op == "+=":
+        target.extend(_items(value))  # what list's += does, each value converted
+        return target
+    if kind is PersistentMapping and op == "|=":
+        # UserDict's |= changes ``data`` without telling the transaction: update does
+        _update(target, value)
+        return target
     return _INPLACE[op](target, value)
 
 

@@ -208,7 +208,11 @@ def storable(value: Any, _depth: int = 0) -> Any:
     kind = type(value)
     if kind in _SCALAR_TYPES:
         return value
-    if kind in _PERSISTENT_TYPES:
+    if kind is UvmObject:
+        return value
+    if kind in _CONTAINER_TYPES and value._p_jar is not None:
+        # already in the image: its contents were converted when they were written
+        # (method code writes into it only through ``uvm.guards``, which converts)
         return value
     if _is_method(kind):
         if value._p_oid is not None:
@@ -219,6 +223,15 @@ def storable(value: Any, _depth: int = 0) -> Any:
         return value
     if _depth > 64:
         raise InvalidValue("value nested deeper than 64 levels cannot be stored")
+    if kind is PersistentList or kind is PersistentMapping:
+        # new, not yet in the image (``l + [x]``, ``m | d``, ``fromkeys``): its items went
+        # in unconverted, so it is kept only if each already is its own stored form
+        items = value.values() if kind is PersistentMapping else value
+        if all(storable(v, _depth + 1) is v for v in items) and (
+                kind is PersistentList or all(type(k) is str for k in value)):
+            return value
+        value = value.data
+        kind = type(value)
     if kind is list:
         return PersistentList(storable(v, _depth + 1) for v in value)
     if kind is tuple:
@@ -240,7 +253,7 @@ def storable(value: Any, _depth: int = 0) -> Any:
 
 
 _SCALAR_TYPES = frozenset({type(None), bool, int, float, str, bytes})
-_PERSISTENT_TYPES = frozenset({UvmObject, PersistentList, PersistentMapping})
+_CONTAINER_TYPES = frozenset({PersistentList, PersistentMapping})
 
 
 def _is_method(kind: type) -> bool:
