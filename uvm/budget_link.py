@@ -9,13 +9,18 @@
   which sends ``Suspect`` again and waits (a second at most) for the frame to
   leave;
 * the supervisor's ``Quarantine`` control message: ``Kernel.quarantine`` runs
-  in a thread, and the list is refreshed;
+  in a thread, and the incarnation's frame loop awaits it (``apply_quarantine``)
+  before it reads its next frame, so a request for the same method queued
+  behind the ``Quarantine`` meets the mark, committed, and cannot crash this
+  process once more; then the list is refreshed in the background;
 * the quarantined list reported in ``Ready`` and ``Heartbeat``: a copy kept
   here and refreshed in the background, so a heartbeat never waits on the
   storage.
 
 Threads: ``_suspect`` and ``_kill`` run on the watchdog's thread and only hand
-frames to the event loop; everything else runs in the loop.
+frames to the event loop; everything else runs in the loop. ``apply_quarantine``
+holds the frame loop for at most ``QUARANTINE_WAIT`` seconds (a storage that slow
+lets the write finish in its thread while frames are read again).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ log = logging.getLogger("batos.incarnation")
 
 #: how old (seconds) the quarantined list a heartbeat reports may get before it is reread
 REFRESH = 5.0
+#: the longest (seconds) the frame loop waits for a quarantine's commit
+QUARANTINE_WAIT = 10.0
 
 
 def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,22 +111,42 @@ class BudgetLink:
 
     # --- the event loop -----------------------------------------------------------------
 
-    def on_quarantine(self, message: Quarantine) -> None:
-        task = asyncio.create_task(self._quarantine(message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _quarantine(self, message: Quarantine) -> None:
+    async def apply_quarantine(self, message: Quarantine) -> None:
+        """Mark the method ``message`` names, committed before this returns (the frame
+        loop awaits it: see the module docstring); the list is refreshed after, in the
+        background."""
+        write = asyncio.ensure_future(asyncio.to_thread(
+            self.kernel.quarantine, message.target, message.selector, message.reason,
+            message.request))
         try:
-            record = await asyncio.to_thread(self.kernel.quarantine, message.target,
-                                             message.selector, message.reason, message.request)
-            log.warning("quarantined %s of %s for request %s: %s", record["selector"],
-                        record["holder"], message.request, message.reason)
-        except UVMError as exc:
-            log.error("cannot quarantine %s %s (request %s): %s", message.target,
-                      message.selector, message.request, exc)
+            record = await asyncio.wait_for(asyncio.shield(write), QUARANTINE_WAIT)
+        except TimeoutError:
+            log.error("quarantine of %s %s (request %s) not committed within %gs: "
+                      "serving on while it finishes", message.target, message.selector,
+                      message.request, QUARANTINE_WAIT)
+            self._background(self._finish(write, message))
+            return
+        except Exception as exc:  # noqa: BLE001 - never the frame loop's end: logged
+            log.error("cannot quarantine %s %s (request %s): %s: %s", message.target,
+                      message.selector, message.request, type(exc).__name__, exc)
+            return
+        log.warning("quarantined %s of %s for request %s: %s", record["selector"],
+                    record["holder"], message.request, message.reason)
+        self._background(self.refresh())
+
+    async def _finish(self, write: asyncio.Future[Any], message: Quarantine) -> None:
+        try:
+            await write
+        except Exception as exc:  # noqa: BLE001 - a background task: logged
+            log.error("cannot quarantine %s %s (request %s): %s: %s", message.target,
+                      message.selector, message.request, type(exc).__name__, exc)
             return
         await self.refresh()
+
+    def _background(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def listing(self) -> list[QuarantinedMethod]:
         """The quarantined methods, read now (for ``Ready``)."""

@@ -312,25 +312,30 @@ class Incarnation:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             elif len(frames) >= 2 and frames[0] == b"C":
-                self._on_control(frames[1])
+                quarantine = self._on_control(frames[1])
+                if quarantine is not None:  # committed before the next frame is read
+                    await quarantine
             else:
                 log.warning("unexpected backend frames (%d)", len(frames))
 
-    def _on_control(self, frame: bytes) -> None:
+    def _on_control(self, frame: bytes) -> Any:
+        """Act on a control frame; a ``Quarantine`` answers the coroutine that applies it,
+        which ``_serve`` awaits before it reads the next frame."""
         try:
             message = decode_control(frame)
         except ProtocolError as exc:
             log.warning("bad control frame: %s", exc)
-            return
+            return None
         if isinstance(message, Stop):
             log.info("stop requested: %s", message.reason)
             self.stop()
         elif isinstance(message, Quarantine) and self.link is not None:
-            self.link.on_quarantine(message)
+            return self.link.apply_quarantine(message)
         elif isinstance(message, Validate):
             task = asyncio.create_task(self._validate(message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        return None
 
     def _validate_image(self, message: Validate) -> dict[str, Any]:
         # The walk reads the image file read-only when we know it (no lock; about 3x
