@@ -68,7 +68,8 @@ from . import allowlist
 from .bounded import Pattern
 from .capabilities import Namespace
 from .errors import InvalidValue
-from .obj import UvmObject, find_slot, storable
+from .obj import UvmObject, find_slot
+from .obj import storable_item as storable
 from .selectors import slot_name
 
 __all__ = [

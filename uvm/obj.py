@@ -34,7 +34,8 @@ from persistent.mapping import PersistentMapping
 from .errors import DoesNotUnderstand, InvalidValue
 from .selectors import PARENT_SLOT, slot_name
 
-__all__ = ["UvmObject", "find_slot", "label", "set_slot_guard", "storable", "write_slot"]
+__all__ = ["UvmObject", "find_slot", "label", "set_slot_guard", "storable", "storable_item",
+           "write_slot"]
 
 _MISSING = object()
 # Single-parent chains are followed without bookkeeping up to this depth;
@@ -197,7 +198,9 @@ def storable(value: Any, _depth: int = 0) -> Any:
 
     Lists and dicts become ``PersistentList``/``PersistentMapping`` so that a
     method mutating them in place is noticed by the transaction; tuples stay
-    tuples of storable values; objects and methods are kept by reference.
+    tuples of storable values; objects are kept by reference. A ``Method`` is
+    storable only as a slot's own value (the primitives define methods), never
+    inside a list, dict or tuple: no other persistent class is a value.
 
     Only exact types are stored: a subclass of ``str``, ``int``, ``dict``... (an
     enum member, a string with its own comparison) would carry its class into the
@@ -215,6 +218,11 @@ def storable(value: Any, _depth: int = 0) -> Any:
         # (method code writes into it only through ``uvm.guards``, which converts)
         return value
     if _is_method(kind):
+        if _depth:
+            raise InvalidValue(
+                "a method is stored only as a slot's own value, set with "
+                "defineMethod:source:; it cannot be stored inside a list, dict or tuple"
+            )
         if value._p_oid is not None:
             raise InvalidValue(
                 "a method already stored in a slot cannot be stored in another one: "
@@ -250,6 +258,11 @@ def storable(value: Any, _depth: int = 0) -> Any:
         "bool, int, float, str, bytes, lists, dicts with string keys, or objects "
         "(exactly those types, not subclasses of them)"
     )
+
+
+def storable_item(value: Any) -> Any:
+    """``storable`` for a value written into a list or dict (never a ``Method``)."""
+    return storable(value, 1)
 
 
 _SCALAR_TYPES = frozenset({type(None), bool, int, float, str, bytes})

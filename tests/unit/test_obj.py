@@ -200,3 +200,44 @@ def test_lookup_matches_reference_on_random_graphs(graph):
         holder, value = find_slot(objs[start], "x")
         assert value == expected
         assert holder is objs[expected]
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda m: [m], lambda m: {"m": m}, lambda m: (1, m), lambda m: [{"deep": (m,)}],
+])
+def test_a_method_is_storable_only_as_a_slot_value_never_inside_a_container(wrap):
+    from uvm.methods import Method
+
+    obj = UvmObject()
+    with pytest.raises(InvalidValue, match="only as a slot's own value"):
+        obj.bad = wrap(Method("def f(self):\n    return 1\n", author="test"))
+    assert obj._slots == {}
+    obj.f = Method("def f(self):\n    return 1\n", author="test")  # the primitives' way
+    assert obj.f() == 1
+
+
+def test_a_method_written_into_an_image_container_in_place_is_refused():
+    from uvm.guards import guarded_getattr, guarded_write
+    from uvm.methods import Method
+
+    obj = UvmObject({"l": [], "m": {}})
+    method = Method("def f(self):\n    return 1\n", author="test")
+    with pytest.raises(InvalidValue, match="only as a slot's own value"):
+        guarded_getattr(obj.l, "append")(method)
+    with pytest.raises(InvalidValue, match="only as a slot's own value"):
+        guarded_write(obj.m)["k"] = method
+    assert list(obj.l) == []
+    assert dict(obj.m) == {}
+
+
+@pytest.mark.parametrize("make", [
+    lambda: __import__("persistent").Persistent(),
+    lambda: __import__("BTrees.OOBTree", fromlist=["OOBTree"]).OOBTree(),
+    lambda: __import__("persistent.list", fromlist=["PersistentList"]).PersistentList([{1}]),
+])
+def test_no_other_persistent_value_is_storable_at_any_depth(make):
+    obj = UvmObject()
+    for wrapped in (make(), [make()], {"k": make()}):
+        with pytest.raises(InvalidValue, match="cannot be stored"):
+            obj.bad = wrapped
+    assert obj._slots == {}
