@@ -26,7 +26,8 @@ The functions run inside the kernel's transaction, on the calling worker
 thread; they reach the image only through the primitives (``uvm.primitives``)
 that the kernel makes available in their globals. ``obj.selector`` inside a
 method answers a ``BoundMethod``, which can be called and nothing else: method
-code never holds a ``Method``, its versions, ``define`` or ``rollback``.
+code never holds a ``Method``, its versions, ``define`` or ``rollback``. Calling
+it refuses a quarantined method (``uvm.quarantine.check``) as a message does.
 
 Test-only switch: with ``BATOS_UNSAFE_TEST_EXPOSE_OS=1`` in the environment
 when this module is imported, every method's globals also hold the real
@@ -261,6 +262,9 @@ class BoundMethod:
         self._receiver = receiver
 
     def __call__(self, *args: Any) -> Any:
+        # a quarantined method runs nothing, called as a message (``uvm.dispatch``) or
+        # from another method's code (here)
+        (_quarantine_check or _load_quarantine_check())(self._method)
         return self._method.function()(self._receiver, *args)
 
     def __reduce__(self) -> Any:
@@ -268,6 +272,18 @@ class BoundMethod:
 
     def __repr__(self) -> str:
         return "<BoundMethod>"
+
+
+_quarantine_check: Callable[[Method], None] | None = None
+
+
+def _load_quarantine_check() -> Callable[[Method], None]:
+    # uvm.quarantine imports this module: its check is looked up at the first call
+    global _quarantine_check
+    from .quarantine import check
+
+    _quarantine_check = check
+    return check
 
 
 guards.register_method_types(Method, BoundMethod)
