@@ -2,20 +2,34 @@
 
 Layers, bottom up (each imports only those below it):
 
-    errors, selectors,         vocabulary; what methods may import
-    allowlist
+    errors, selectors          vocabulary
+    regex_guard, bounded,      what ``import`` gives method code: frozen capability
+    capabilities, allowlist    namespaces (json and re bounded, the regex guard
+                               timing patterns), plus the env's packages whole
     obj                        UvmObject and delegation lookup
+    guards, method_policy      method code's run-time guards (attributes, items,
+                               writes); its compile policy (what a source may say)
     methods                    Method: versioned source, restricted compile
     registry                   uuid/name index; the current message's cycle
     values                     plain data <-> image values at the boundary
+    protection                 Genesis slots and names only a person changes
+    quarantine                 methods that killed an incarnation, kept from running
     primitives, acts           what method code and autopoietic_acts may do
     records, prompt,           the mind's side of doesNotUnderstand: (the chat
     synthesis                  backend and crucible come in duck-typed)
     entropy, facets            the Composite Entropy Metric; the CognitiveWeaver's
                                persistent half (adapters, facets switched by become:)
+    watchdog, budget           per-message CPU/wall/memory budgets; the watchdog
+                               thread that stops a message over its budget
+    integrity                  a message commits only what its own code changed
+    dispatch                   one message in the current cycle, under its budget:
+                               the one path of live messages and trials
+    replies                    exactly-once replies kept in the image
     kernel, front              one message = one transaction; asyncio front
-    image, genesis             opening storages; bootstrap, verify, self-checks
+    pickles, image, genesis    the class allowlist of records; opening storages;
+                               bootstrap, verify, self-checks
     validation                 a candidate incarnation proving itself on the image
+    budget_link                the incarnation's side of budgets and quarantine
     mindkit, inquiry_root,     composition roots: assemble weaver + crucible into a
     incarnation                mind and the inquiry loop; the process the supervisor runs
 

@@ -11,6 +11,8 @@ branches keep "you asked for something invalid" apart from "something broke":
     |   |   |                       getattr protocol keeps working)
     |   |   +-- NoMind              ... and no mind is configured to create it
     |   +-- BadArguments            wrong number or kind of arguments
+    |   +-- Protected               a Genesis slot or name only a person's
+    |   |                           explicit request may change
     |   +-- InvalidValue            a value the image cannot store or return
     |   |   +-- UnserializableResult
     |   |   +-- ReplyTooLarge       a result over the reply size limit
@@ -30,6 +32,8 @@ branches keep "you asked for something invalid" apart from "something broke":
     |                               carries the crucible's reasons
     +-- ImageError                  the image cannot be opened or used
     |   +-- ImageLocked             another process holds the FileStorage
+    |   +-- ForbiddenClass          a record names a class the image does not
+    |   |                           allow (``uvm.pickles``); nothing of it ran
     |   +-- ForeignChange           an object changed outside the message (and
     |   |                           thread) whose connection holds it; refused
     |   +-- StorageUnavailable      (also TransientError) the ZEO server is
@@ -58,6 +62,7 @@ __all__ = [
     "BadArguments",
     "BudgetExceeded",
     "DoesNotUnderstand",
+    "ForbiddenClass",
     "ForeignChange",
     "ImageError",
     "ImageLocked",
@@ -67,6 +72,7 @@ __all__ = [
     "MethodFailed",
     "MethodSourceError",
     "NoMind",
+    "Protected",
     "Quarantined",
     "ReplyTooLarge",
     "RetriesExhausted",
@@ -139,6 +145,19 @@ class MethodSourceError(InvalidRequest):
     """Method source that does not parse, compile or pass the restricted policy."""
 
 
+class Protected(InvalidRequest):
+    """A protected Genesis slot or name would change without a person's explicit request.
+
+    ``what`` is ``"<genesis name>.<slot>"`` (or the name), ``action`` what was tried.
+    Nothing of the change was applied. Raised by ``uvm.protection``.
+    """
+
+    def __init__(self, message: str, *, what: str = "", action: str = "") -> None:
+        super().__init__(message)
+        self.what = what
+        self.action = action
+
+
 class InvalidAct(InvalidRequest):
     """An autopoietic_act that fails its schema or cannot be applied.
 
@@ -205,6 +224,20 @@ class ImageError(UVMError):
 
 class ImageLocked(ImageError):
     """Another process holds the image's FileStorage lock."""
+
+
+class ForbiddenClass(ImageError):
+    """A record names a class or global the image does not allow; it was not loaded.
+
+    ``module`` and ``name`` are the global; ``oid`` the record's oid (hex) when known.
+    Raised by ``uvm.pickles``.
+    """
+
+    def __init__(self, message: str, *, module: str = "", name: str = "", oid: str = "") -> None:
+        super().__init__(message)
+        self.module = module
+        self.name = name
+        self.oid = oid
 
 
 class ForeignChange(ImageError):

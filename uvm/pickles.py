@@ -52,7 +52,7 @@ from ZODB.POSException import POSError, StateLoadError
 from ZODB.serialize import ObjectReader
 from ZODB.utils import oid_repr
 
-from .errors import ImageError, InvalidValue
+from .errors import ForbiddenClass, InvalidValue
 
 __all__ = ["ALLOWED", "ForbiddenClass", "ImageDB", "class_factory", "forbidden_records",
            "globals_of"]
@@ -69,19 +69,6 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset({
     ("ZODB.PersistentMapping", "PersistentMapping"),
     ("ZODB.PersistentList", "PersistentList"),
 })
-
-
-class ForbiddenClass(ImageError):
-    """A record names a class or global the image does not allow; it was not loaded.
-
-    ``module`` and ``name`` are the global; ``oid`` the record's oid (hex) when known.
-    """
-
-    def __init__(self, message: str, *, module: str = "", name: str = "", oid: str = "") -> None:
-        super().__init__(message)
-        self.module = module
-        self.name = name
-        self.oid = oid
 
 
 def _forbidden(module: Any, name: Any) -> ForbiddenClass:

@@ -51,7 +51,7 @@ from persistent.mapping import PersistentMapping
 
 from . import obj as _obj
 from . import registry as _registry
-from .errors import ImageError, InvalidRequest
+from .errors import ImageError, Protected
 from .registry import Cycle, current
 
 __all__ = [
@@ -70,19 +70,6 @@ _protected: dict[str, frozenset[str]] = {}
 _by_slot: dict[str, tuple[str, ...]] = {}
 #: method sources of the Genesis table: the only code that may act on a person's request
 _trusted_sources: tuple[str, ...] = ()
-
-
-class Protected(InvalidRequest):
-    """A protected Genesis slot or name would change without a person's explicit request.
-
-    ``what`` is ``"<genesis name>.<slot>"`` (or the name), ``action`` what was tried.
-    Nothing of the change was applied.
-    """
-
-    def __init__(self, message: str, *, what: str = "", action: str = "") -> None:
-        super().__init__(message)
-        self.what = what
-        self.action = action
 
 
 def declare(table: Mapping[str, Iterable[str]], trusted_sources: Iterable[str]) -> None:

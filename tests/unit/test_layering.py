@@ -84,3 +84,60 @@ def test_every_uvm_error_has_one_root():
         assert err is uvm.TransientError or issubclass(err, uvm.UVMError), err
     assert issubclass(uvm.DoesNotUnderstand, AttributeError)
     assert issubclass(uvm.RetriesExhausted, uvm.TransientError)
+
+
+def _uvm_layers() -> list[set[str]]:
+    """The layer list of uvm/__init__.py's docstring, bottom up: one set of module names
+    per layer (a layer's names may run over several lines, each ending in a comma)."""
+    doc = uvm.__doc__ or ""
+    body = doc[doc.index("Layers, bottom up"):doc.index("The public API")]
+    layers: list[set[str]] = []
+    open_layer = False
+    for line in body.splitlines()[1:]:
+        if not line.startswith("    ") or line.startswith("     "):
+            continue  # blank, or a description's continuation
+        names = line.strip().split("  ")[0].strip()
+        words = {w.strip() for w in names.split(",") if w.strip()}
+        if open_layer:
+            layers[-1] |= words
+        else:
+            layers.append(words)
+        open_layer = names.endswith(",")
+    return layers
+
+
+def test_the_uvm_layer_list_names_every_module_in_its_place():
+    layers = _uvm_layers()
+    listed = [name for layer in layers for name in layer]
+    modules = {p.stem for p in (ROOT / "uvm").glob("*.py") if p.stem != "__init__"}
+    assert sorted(listed) == sorted(set(listed)), "a module listed twice"
+    assert set(listed) == modules, (f"not listed: {sorted(modules - set(listed))}; "
+                                    f"listed but absent: {sorted(set(listed) - modules)}")
+    level = {name: i for i, layer in enumerate(layers) for name in layer}
+    for name, at in level.items():
+        tree = ast.parse((ROOT / "uvm" / f"{name}.py").read_text())
+        for node in tree.body:  # module-level imports (lazy ones inside functions may go up)
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                targets = [node.module] if node.module else [a.name for a in node.names]
+                for target in targets:
+                    target = target.split(".")[0]
+                    assert level[target] <= at, (
+                        f"uvm.{name} imports uvm.{target}, which the layer list puts above it")
+
+
+def test_the_uvm_errors_tree_names_every_error_where_it_lives():
+    from uvm import errors, pickles, protection
+
+    doc = errors.__doc__ or ""
+    tree = doc[doc.index("    UVMError"):doc.index("``TransientError`` is a mixin")]
+    defined = {n for n, v in vars(errors).items() if isinstance(v, type)
+               and issubclass(v, errors.UVMError) and v.__module__ == "uvm.errors"}
+    drawn = {line.split("+-- ")[1].split()[0] for line in tree.splitlines() if "+-- " in line}
+    assert drawn | {"UVMError"} == defined
+    for name in ("ForbiddenClass", "Protected", "BudgetExceeded", "Quarantined",
+                 "ReplyTooLarge", "ForeignChange"):
+        assert name in drawn
+        assert name in errors.__all__
+    # defined in errors.py, still importable from the modules that raise them
+    assert pickles.ForbiddenClass is errors.ForbiddenClass
+    assert protection.Protected is errors.Protected
