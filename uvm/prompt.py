@@ -10,7 +10,10 @@ the crucible's reasons when a proposal was rejected.
 
 Everything here is bounded: values and arguments are cut at ``VALUE_CHARS``,
 examples at ``EXAMPLE_CHARS`` each and ``MAX_EXAMPLES`` in all, so a large
-object cannot make an unbounded prompt.
+object cannot make an unbounded prompt. The rules list what each capability
+namespace grants (``uvm.capabilities``: ``import x`` gives those names and no
+others), a line of at most ``GRANT_LINE_CHARS`` per namespace and
+``GRANTS_CHARS`` in all, so a proposal does not reach for what is not there.
 """
 
 from __future__ import annotations
@@ -19,20 +22,23 @@ import hashlib
 import json
 from typing import Any
 
-from . import allowlist
+from . import allowlist, capabilities
 from .methods import Method
 from .obj import UvmObject, label
 from .primitives import PRIMITIVES, slot_kind
 from .registry import Cycle
 from .selectors import PARENT_SLOT, slot_name
 
-__all__ = ["PRINCIPLES", "context_for", "digest", "messages", "repair"]
+__all__ = ["PRINCIPLES", "context_for", "digest", "grants_text", "messages", "repair"]
 
 VALUE_CHARS = 200
 EXAMPLE_CHARS = 800
 MAX_EXAMPLES = 4
 MAX_SLOTS = 60
 MAX_CHAIN = 8
+#: what the namespaces grant: each namespace's line, and all of them together
+GRANT_LINE_CHARS = 420
+GRANTS_CHARS = 6000
 
 PRINCIPLES = """\
 You are the mind of batos, a live object image that never stops and changes itself.
@@ -54,8 +60,10 @@ Rules for "source":
   (self), followed by one parameter per argument of the message ({nargs} here);
 - read slots as self.name, write them as self.name = value; send a message to an object
   as obj.selectorName(args) (a selector with colons, like at:put:, is obj.at_put(a, b));
-- no names or attributes starting with an underscore, no classes, no exec/eval/open,
-  imports only of: {modules};
+- no names or attributes starting with an underscore, no classes, no exec/eval/open;
+- `import x` gives a namespace of only the names listed for x (not the module: nothing
+  else of it exists), so use only these:
+{grants}
 - these functions are available without import: {primitives};
 - return plain data (None, bool, int, float, str, lists, dicts with string keys) or an object."""
 
@@ -122,12 +130,39 @@ def context_for(cycle: Cycle, receiver_ref: str, selector: str, arguments: list[
     }
 
 
+def _listed(head: str, names: list[str], limit: int) -> str:
+    """``  head: a, b, c`` within ``limit`` characters, naming how many were left out."""
+    line = f"  {head}: "
+    for i, name in enumerate(names):
+        rest = len(names) - i - 1
+        more = f", ... ({rest} more)" if rest else ""
+        if len(line) + len(name) + 2 + len(more) > limit and i:
+            return line + f"... ({len(names) - i} more)"
+        line += name + (", " if rest else "")
+    return line if names else line + "(nothing)"
+
+
+def grants_text(limit: int = GRANTS_CHARS, line_limit: int = GRANT_LINE_CHARS) -> str:
+    """What each capability namespace grants, one line each (then the env's packages,
+    which methods import whole), within ``limit`` characters in all."""
+    lines = [
+        _listed(name, sorted(capabilities.namespace(name).names()), line_limit)
+        for name in sorted(capabilities.NAMES)
+    ]
+    packages = sorted(allowlist.package_modules())
+    if packages:
+        lines.append(_listed("env packages (whole modules)", packages, line_limit))
+    text = "\n".join(lines)
+    if len(text) > limit:
+        text = text[: text.rfind("\n", 0, limit - 20)] + "\n  ... (more not listed)"
+    return text
+
+
 def messages(context: dict, *, principles: str = PRINCIPLES) -> list[dict[str, str]]:
     """The chat that asks for the missing method."""
-    modules = ", ".join(sorted(allowlist.allowed_modules())) or "none"
     rules = RULES.replace("{function}", context["function"]).replace(
         "{nargs}", str(len(context["arguments"]))
-    ).replace("{modules}", modules).replace("{primitives}", ", ".join(sorted(PRIMITIVES)))
+    ).replace("{grants}", grants_text()).replace("{primitives}", ", ".join(sorted(PRIMITIVES)))
     slots = "\n".join(f"  {s['name']} ({s['kind']}): {s['value']}" for s in context["slots"])
     examples = "\n\n".join(
         f"# {e['object']}.{e['slot']}\n{e['source'].strip()}" for e in context["examples"]
