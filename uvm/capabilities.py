@@ -64,6 +64,8 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any
 
+from persistent import Persistent
+
 from . import bounded
 
 __all__ = [
@@ -125,6 +127,32 @@ class Namespace:
 
     def __repr__(self) -> str:
         return f"<capabilities {self._name}>"
+
+
+class ChainMap(collections.ChainMap):  # type: ignore[type-arg]
+    """``collections.ChainMap`` whose writes refuse a persistent first map: an image
+    container is written only through its own guarded writers (``uvm.guards``), which
+    convert what they store; ChainMap would write into it unconverted."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        _plain_target(self.maps[0], "a ChainMap")
+        super().__setitem__(key, value)
+
+
+def _plain_target(target: Any, what: str) -> None:
+    if isinstance(target, Persistent):
+        raise TypeError(f"{what} cannot write into the image's {type(target).__name__}: "
+                        "write into it directly (its own methods and item assignment)")
+
+
+def _insort(func: Callable[..., Any]) -> Callable[..., Any]:
+    def insort(a: Any, x: Any, *args: Any, **kwargs: Any) -> None:
+        _plain_target(a, func.__name__)
+        func(a, x, *args, **kwargs)
+
+    insort.__name__ = insort.__qualname__ = func.__name__
+    insort.__doc__ = func.__doc__
+    return insort
 
 
 def _take(module: ModuleType, names: Iterable[str]) -> dict[str, Any]:
@@ -253,14 +281,18 @@ def _build() -> dict[str, Namespace]:
         },
         "functools": _take(functools, ("reduce", "partial", "cmp_to_key", "lru_cache", "cache")),
         "collections": {
-            **_take(collections, ("Counter", "deque", "OrderedDict", "defaultdict", "ChainMap")),
+            **_take(collections, ("Counter", "deque", "OrderedDict", "defaultdict")),
+            "ChainMap": ChainMap,
             "abc": cabc,
         },
         "collections.abc": {},  # importable by its dotted name; the grants live in ``cabc``
         "heapq": _take(heapq, ("heappush", "heappop", "heapify", "heapreplace", "heappushpop",
                                "nlargest", "nsmallest", "merge")),
-        "bisect": _take(bisect, ("bisect", "bisect_left", "bisect_right", "insort",
-                                 "insort_left", "insort_right")),
+        "bisect": {
+            **_take(bisect, ("bisect", "bisect_left", "bisect_right")),
+            **{name: _insort(getattr(bisect, name))
+               for name in ("insort", "insort_left", "insort_right")},
+        },
         "textwrap": _take(textwrap, ("wrap", "fill", "shorten", "dedent", "indent",
                                      "TextWrapper")),
         "unicodedata": _take(unicodedata, (

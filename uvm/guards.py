@@ -50,7 +50,7 @@ import re
 import string
 import unicodedata
 from collections.abc import Callable
-from types import CodeType, FrameType, ModuleType, TracebackType
+from types import CodeType, FrameType, FunctionType, ModuleType, TracebackType
 from typing import Any
 
 from persistent import Persistent
@@ -66,7 +66,7 @@ from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from . import allowlist
 from .bounded import Pattern
-from .capabilities import Namespace
+from .capabilities import ChainMap, Namespace
 from .errors import InvalidValue
 from .obj import UvmObject, find_slot
 from .obj import storable_item as storable
@@ -101,13 +101,13 @@ _PLAIN = frozenset({int, float, bool, str, bytes, type(None), tuple, list, dict,
 _OPAQUE = (FrameType, TracebackType, CodeType, re.Pattern)
 _MACHINERY = frozenset({"ZODB", "ZEO", "transaction", "BTrees", "persistent", "zodbpickle",
                         "zmq", "uvm", "supervisor", "bridge", "weaver", "crucible", "envs"})
-_SHAREABLE = (UvmObject, PersistentMapping, PersistentList, Namespace, Pattern)
+_SHAREABLE = (UvmObject, PersistentMapping, PersistentList, Namespace, Pattern, ChainMap)
 _MAPPING_API = frozenset(n for n in dir(dict) if not n.startswith("_"))
 _LIST_API = frozenset(n for n in dir(list) if not n.startswith("_"))
 _MUTABLE = (list, dict, set, bytearray, collections.deque)
 _STR_FORMAT = frozenset({"format", "format_map"})
 _WRITABLE = (UvmObject, dict, list, set, bytearray, PersistentMapping, PersistentList,
-             collections.deque, decimal.Context, type(decimal.Context().traps))
+             collections.deque, decimal.Context, type(decimal.Context().traps), ChainMap)
 
 # modules the test-only switch of ``uvm.methods`` exposes (top-level names)
 _permitted_modules: frozenset[str] = frozenset()
@@ -204,6 +204,11 @@ def _class_attribute(cls: type, name: str) -> Any:
     value = getattr(cls, name)
     if isinstance(value, _MUTABLE):
         raise _refuse(cls, name, "a class's shared, mutable attribute")
+    if type(value) is FunctionType and value.__module__ == "collections.abc":
+        # MutableMapping.update(c, ...) would write into any container through its own
+        # __setitem__, past the conversion of an image container's writers
+        raise _refuse(cls, name, "an ABC's mixin method is called on an instance, not "
+                                 "taken from the class")
     return value
 
 

@@ -122,3 +122,45 @@ def test_an_image_container_takes_no_attribute_writes(kernel: Kernel) -> None:
     with pytest.raises(MethodFailed):
         kernel.send(ref, "swap")
     assert kernel.send(ref, "m") == {"a": 1}
+
+
+@pytest.mark.parametrize("write", [
+    "import bisect\n    bisect.insort(self.l, {'n': 1})",
+    "from bisect import insort_left\n    insort_left(self.l, {'n': 1})",
+    "import collections.abc\n    collections.abc.MutableMapping.update(self.m, {'k': {'n': 1}})",
+    "from collections.abc import MutableMapping\n    MutableMapping.setdefault(self.m, 'k', {})",
+    "from collections.abc import MutableSequence\n    MutableSequence.append(self.l, {'n': 1})",
+    "import collections\n    collections.ChainMap.update(self.m, k={'n': 1})",
+    "import collections\n    collections.ChainMap(self.m).update(k={'n': 1})",
+    "import collections\n    collections.ChainMap(self.m).setdefault('k', {'n': 1})",
+])
+def test_generic_writers_cannot_put_an_unconverted_value_into_an_image_container(
+        kernel: Kernel, write: str) -> None:
+    """Code outside the guards that writes through a container's own methods (bisect's
+    insort calls insert, an ABC's mixin calls __setitem__) would skip the conversion."""
+    ref = kernel.send("genesis", "clone")["$ref"]
+    kernel.send(ref, "setSlot:value:", ["m", {}])
+    kernel.send(ref, "setSlot:value:", ["l", []])
+    define(kernel, ref, "write", f"def write(self):\n    {write}\n")
+    with pytest.raises(MethodFailed, match="cannot write into the image|mixin method"):
+        kernel.send(ref, "write")
+    assert kernel.send(ref, "m") == {}
+    assert kernel.send(ref, "l") == []
+
+
+def test_the_same_writers_serve_a_method_s_own_containers(kernel: Kernel) -> None:
+    source = (
+        "def work(self):\n"
+        "    import bisect, collections\n"
+        "    local = [1, 5]\n"
+        "    bisect.insort(local, 3)\n"
+        "    chain = collections.ChainMap({}, {'a': 1})\n"
+        "    chain.update(b=2)\n"
+        "    chain['c'] = 3\n"
+        "    self.l.insert(bisect.bisect(self.l, 2), 2)\n"
+        "    return [local, dict(chain), list(self.l)]\n"
+    )
+    ref = kernel.send("genesis", "clone")["$ref"]
+    kernel.send(ref, "setSlot:value:", ["l", [1, 3]])
+    define(kernel, ref, "work", source)
+    assert kernel.send(ref, "work") == [[1, 3, 5], {"a": 1, "b": 2, "c": 3}, [1, 2, 3]]
