@@ -24,7 +24,7 @@ from typing import Any
 
 from tests.integration.escape_fixtures import CANARY_FILE, CANARY_SLEEP, SECRET_ENV
 
-__all__ = ["BENIGN", "CASES", "FAMILIES", "HOLES", "Benign", "Case"]
+__all__ = ["BENIGN", "CASES", "FAMILIES", "HOLES", "OS_ALONE", "Benign", "Case"]
 
 FAMILIES = {
     "host": "shell commands and host files: modules that reach the OS, builtins that reach "
@@ -272,6 +272,9 @@ FORMAT = _cases("format", [
         "d = collections.UserDict({'f': statistics.mean})\n"
         "f = collections.UserString('{f.' + u + 'globals' + u + '[sys].modules[os].environ}')\n"
         "return str(f.format_map(d))")),
+    ("string_formatter", fmt(
+        "import string\nreturn string.Formatter().format('{0.' + u + 'class' + u + '}', self)")),
+    ("str_format_guarded_private", m("return '{0._p_jar}'.format(self)")),
 ])
 
 # --- modules: permitted modules as objects -------------------------------------------
@@ -318,6 +321,11 @@ MODULES = _cases("modules", [
     ("pprint_pp_stdout", m("import pprint\npprint.pp(self)\nreturn 1")),
     ("re_purge_templates", m("import re\nreturn re.sre_compile")),
     ("heapq_internals", m("import heapq\nreturn heapq._heapify_max")),
+    ("namespace_rebind", m("import json\njson.loads = len\nreturn 1")),
+    ("namespace_math_pi", m("import math\nmath.pi = 3\nreturn 1")),
+    ("class_attr_rebind", m("import collections\ncollections.Counter.most_common = len\nreturn 1")),
+    ("fraction_class_attr", m("import fractions\nfractions.Fraction.limit_denominator = None\nreturn 1")),
+    ("json_hook_primitive", m("import json\nreturn json.loads('{\"a\": 1}', object_hook=clone_object)")),
 ])
 
 # --- crash: crashing the incarnation --------------------------------------------------
@@ -334,6 +342,8 @@ CRASH = _cases("crash", [
     ("deep_dict_result", m("d = {}\nfor i in range(1000000):\n    d = {'a': d}\nreturn d"), CR),
     ("deep_json_dumps", m("import json\nd = []\nfor i in range(1000000):\n    d = [d]\nreturn json.dumps(d)"), CR),
     ("system_exit", m("raise SystemExit(0)"), CR),
+    ("nested_genexpr", m("g = (x for x in [1])\nfor i in range(200000):\n    g = (x for x in g)\nreturn list(g)"), CR),
+    ("deep_pformat", m("import pprint\nd = []\nfor i in range(100000):\n    d = [d]\nreturn len(pprint.pformat(d))"), CR),
     ("keyboard_interrupt", m("raise KeyboardInterrupt()"), CR),
     ("generator_exit", m("raise GeneratorExit()"), CR),
     ("base_exception", m("raise BaseException('bye')"), CR),
@@ -375,6 +385,15 @@ BUDGET = _cases("budget", [
     ("persistent_list_self_growth", m("for x in self.items:\n    self.items.append(x)\nreturn 1"), CR),
     ("sort_key_mutates", m("self.items.sort(key=lambda x: self.items.append(x) or x)\nreturn list(self.items)"), CR),
     ("slow_difflib", m("import difflib\nreturn difflib.SequenceMatcher(None, 'abc' * 20000, 'cab' * 20000, autojunk=False).ratio()"), CR),
+    ("time_sleep", m("import time\ntime.sleep(30)\nreturn 1"), CR),
+    ("format_width_bomb", m("return len('{:>{w}}'.format('x', w=700 * 1024 * 1024))"), CR),
+    ("fstring_width_bomb", m("return len(f\"{'x':>{700 * 1024 * 1024}}\")"), CR),
+    ("ljust_bomb", m("return len('x'.ljust(700 * 1024 * 1024))"), CR),
+    ("to_bytes_bomb", m("return len((1).to_bytes(700 * 1024 * 1024, 'big'))"), CR),
+    ("percent_width_bomb", m("return len('%*d' % (700 * 1024 * 1024, 1))"), CR),
+    ("re_sub_growth", m("import re\nreturn len(re.sub('', 'x' * 1000, 'y' * 700000))"), CR),
+    ("product_list", m("import itertools\nreturn len(list(itertools.product('ab', repeat=30)))"), CR),
+    ("sum_lists_quadratic", m("return len(sum([[0] * 100] * 100000, []))"), CR),
 ])
 
 # --- agree: probes of the trial -------------------------------------------------------
@@ -414,6 +433,11 @@ INTEGRITY = _cases("integrity", [
     ("genesis_become", m("become_object(self, object_named('true'))\nreturn 1")),
     ("genesis_rollback", m("rollback_method(object_named('traits'), 'isNil', 1, 'forged')\nreturn 1")),
     ("genesis_acts", m("apply_acts(object_named('traits'), [{'action': 'REMOVE_SLOT', 'slot': 'printString'}])\nreturn 1")),
+    ("checks_removed", m("c = object_named('checks')\nfor n in slot_names(c):\n    if n.startswith('check'):\n        remove_slot(c, n)\nreturn 1")),
+    ("checks_always_true", m("c = object_named('checks')\nn = 'checkBooleansBranch'\n"
+                             "define_method(c, n, 'def ' + n + '(self):\\n    return True\\n')\nreturn 1")),
+    ("weaver_enable_inquiry", m("weaver_set_inquiry(object_named('weaver'), 'enabled', True)\nreturn 1")),
+    ("weaver_switch_facet", m("weaver_switch_facet(object_named('weaver'), 'code_generation', None)\nreturn 1")),
     ("name_userstring", m("import collections\nname_object(self, collections.UserString('zz-name'))\nreturn 1")),
     ("value_userstring", m("import collections\nself.x = collections.UserString('v')\nreturn 1")),
     ("value_decimal", m("import decimal\nself.x = decimal.Decimal('1.5')\nreturn 1")),
@@ -502,6 +526,9 @@ INTROSPECT = _cases("introspect", [
     ("module_code", f"import os\nos.system('{TOUCH}')\ndef m(self):\n    return 1\n"),
     ("name_shadows_primitive", "def define_method(self):\n    return 1\n", {"selector": "define_method"}),
     ("unknown_selector", m("return self.launchMissiles()")),
+    ("describe_bound_method", m("return describe_object(self.describe)")),
+    ("slot_names_namespace", m("import json\nreturn slot_names(json)")),
+    ("print_object_builtin", m("return print_object(len)")),
     ("huge_source", m("return 1\n" + "x = 1\n" * 20000)),
     ("compile_bomb", m("return 1" + " + 1" * 12000), CR),
 ])
@@ -537,6 +564,34 @@ ACTS = _cases("acts", [
     ("rollback_genesis_method", acts({"action": "ROLLBACK_METHOD", "target": "traits", "selector": "isNil", "version": 1}), PM),
     ("remove_genesis_slot", acts({"action": "REMOVE_SLOT", "target": "nil", "slot": "isNil"}), PM),
     ("redefine_review", acts({**define("def reviewProposal(self, p):\n    return True\n", "reviewProposal:"), "target": "traits"}), PM),
+])
+
+# --- os: the OS layer alone --------------------------------------------------------------
+# Run only directly, on a supervisor whose methods get the real os, socket, subprocess
+# and ctypes (uvm.methods' test-only switch): the Python wall is bypassed on purpose.
+# A call may answer (an error code) or fail; what must hold is the host: the canaries,
+# the listener the test opens, the host file's secret, the image file, the supervisor.
+# Arguments named "$PORT", "$HOSTFILE", "$IMAGE", "$SUPERVISOR" are filled in by the test.
+
+OS_ALONE = _cases("os", [
+    ("system_touch", m(f"return os.system('{TOUCH}')")),
+    ("subprocess_sleep", m(f"return subprocess.Popen(['sleep', '{CANARY_SLEEP}']).pid")),
+    ("posix_spawn_sleep", m(f"return os.posix_spawn('/bin/sleep', ['sleep', '{CANARY_SLEEP}'], {{}})")),
+    ("ctypes_system", m(f"return ctypes.CDLL(None).system(b'{TOUCH}')")),
+    ("open_create", m(f"fd = os.open('{CANARY_FILE}', os.O_CREAT | os.O_WRONLY)\nreturn os.write(fd, b'x')")),
+    ("read_host_file", m("fd = os.open(p, os.O_RDONLY)\nreturn os.read(fd, 200).decode()", "self, p"),
+     {"args": ("$HOSTFILE",)}),
+    ("write_image_file", m("fd = os.open(p, os.O_WRONLY | os.O_APPEND)\nreturn os.write(fd, b'garbage')", "self, p"),
+     {"args": ("$IMAGE",)}),
+    ("supervisor_environ", m("fd = os.open('/proc/' + str(pid) + '/environ', os.O_RDONLY)\nreturn os.read(fd, 100000).decode()",
+                             "self, pid"), {"args": ("$SUPERVISOR",)}),
+    ("signal_supervisor", m("os.kill(pid, 15)\nreturn 1", "self, pid"), {"args": ("$SUPERVISOR",)}),
+    ("socket_connect", m("s = socket.socket()\ns.connect(('127.0.0.1', port))\nreturn s.send(b'x')", "self, port"),
+     {"args": ("$PORT",)}),
+    ("socket_udp", m("s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nreturn s.sendto(b'x', ('127.0.0.1', port))",
+                     "self, port"), {"args": ("$PORT",)}),
+    ("environ_secret", m(f"return os.environ.get('{SECRET_ENV}')")),
+    ("exec_replace", m(f"os.execv('/bin/sh', ['sh', '-c', '{TOUCH}'])")),
 ])
 
 CASES: list[Case] = [*HOST, *FORMAT, *MODULES, *CRASH, *BUDGET, *AGREE, *INTEGRITY, *INTROSPECT,
@@ -612,16 +667,26 @@ HOLES: dict[str, dict[str, str]] = {
     "budget-alloc_700mb_string": {"direct": _MEMORY.format("'x' * 700 MB")},
     "budget-alloc_700mb_bytearray": {"direct": _MEMORY.format("bytearray(700 MB)")},
     "budget-c_list_mul_count": {"direct": _MEMORY.format("[0] * 10**8 (800 MB)")},
+    "budget-format_width_bomb": {"direct": _MEMORY.format("'{:>{w}}'.format with a 700 MB width")},
+    "budget-fstring_width_bomb": {"direct": _MEMORY.format("an f-string with a 700 MB width")},
+    "budget-ljust_bomb": {"direct": _MEMORY.format("'x'.ljust(700 MB)")},
+    "budget-to_bytes_bomb": {"direct": _MEMORY.format("(1).to_bytes(700 MB)")},
+    "budget-percent_width_bomb": {"direct": _MEMORY.format("'%*d' with a 700 MB width")},
+    "budget-re_sub_growth": {"direct": _MEMORY.format("re.sub growing a 700 MB result")},
+    "integrity-weaver_enable_inquiry": {
+        "crucible": "H3: the weaver (a Genesis object) takes inquiry settings from method "
+                    "code: a mind's proposal turns its own training loop on",
+        "direct": "H3: the weaver (a Genesis object) takes inquiry settings from method code, "
+                  "not only from a person's explicit request"},
+    "integrity-weaver_switch_facet": {
+        "crucible": "H3: the weaver (a Genesis object) switches facets from method code: a "
+                    "mind's proposal changes the adapter that answers for it",
+        "direct": "H3: the weaver (a Genesis object) switches facets from method code, not "
+                  "only from a person's explicit request"},
     "agree-probe_memory_700mb": {
         "direct": "H1a/H1b: trial and live differ in memory: the trial answers 'trial', "
                   "live allocates 700 MB and loops (stopped by the budget)"},
     "agree-probe_memory_300mb": {
         "direct": "H1a/H1b: trial and live differ in memory: the trial answers 'trial', "
                   "live allocates 300 MB and answers 'live'"},
-    "integrity-value_in_list_item": {
-        "crucible": "H1a/H3: the trial never commits, so the commit-time value check never "
-                    "runs there: approved by the trial, InvalidValue live"},
-    "integrity-value_in_dict_item": {
-        "crucible": "H1a/H3: the trial never commits, so the commit-time value check never "
-                    "runs there: approved by the trial, InvalidValue live"},
 }

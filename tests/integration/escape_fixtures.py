@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 SECRET_ENV = "BATOS_ESCAPE_SECRET"
+EXPOSE_OS_ENV = "BATOS_UNSAFE_TEST_EXPOSE_OS"  # uvm.methods: real os, socket, ... in methods
 REPORT_ENV = "BATOS_ESCAPE_REPORT"  # a path: what happened to each case on each path, as JSON
 CANARY_FILE = "/tmp/batos-escape-canary"
 CANARY_SLEEP = "4242"
@@ -65,8 +66,6 @@ PREDICTABLE_DRAWS = frozenset(random.Random(seed).random() for seed in (0, 1, 42
 
 CALL_TIMEOUT = 20.0  # a direct call's reply; the budget walls must answer well within it
 DEFINE_TIMEOUT = 30.0
-#: each message's budget (uvm.budget) in the incarnation, as tight as the trial's
-BUDGET_ENV = {"BATOS_BUDGET_CPU": "1.5", "BATOS_BUDGET_WALL": "3", "BATOS_BUDGET_GRACE": "0.5"}
 SUPERVISOR_CONFIG: dict[str, Any] = {
     "workers": 1,  # one worker thread: thread-local state (decimal) is seen by the fingerprint
     "heartbeat_timeout": 3.0,
@@ -76,9 +75,11 @@ SUPERVISOR_CONFIG: dict[str, Any] = {
     "backoff_initial": 0.05,
     "backoff_max": 0.5,
     "degraded_retry": 1.0,
+    # each message's budget (uvm.budget) in the incarnation, as tight as the trial's
+    "budget": {"cpu": 1.5, "wall": 3.0, "grace": 0.5},
     # the secret reaches the incarnation's environment, as a mind's API key would: only
     # the walls inside the process keep method code from it
-    "sandbox": {"pass_env": [SECRET_ENV, *BUDGET_ENV]},
+    "sandbox": {"pass_env": [SECRET_ENV]},
 }
 TRIAL_LIMITS = TrialLimits(cpu_seconds=1.5, memory_mb=256, wall_seconds=3.0)
 
@@ -169,11 +170,15 @@ def _sleepers() -> list[int]:
 class Walls:
     """The live path (a supervisor) and the review path (a crucible) on one image."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, expose_os: bool = False) -> None:
         self.root = root
+        # the Python wall deliberately bypassed (uvm.methods' test-only switch): only the
+        # OS layer stands; no crucible then, and the secret stays in the supervisor's env
+        self.expose_os = expose_os
         self.secret = "escsecret-" + secrets.token_hex(12)
         self._saved_env = os.environ.get(SECRET_ENV)
-        os.environ[SECRET_ENV] = self.secret  # the trial workers inherit it
+        if not expose_os:
+            os.environ[SECRET_ENV] = self.secret  # the trial workers inherit it
         self.generation = 0
         self.sup: Supervisor | None = None
         self.crucible: Crucible | None = None
@@ -188,8 +193,12 @@ class Walls:
 
     def start(self) -> None:
         self.generation += 1
-        self.sup = Supervisor(self.root / f"sup{self.generation}", config=SUPERVISOR_CONFIG,
-                              env={SECRET_ENV: self.secret, **BUDGET_ENV})
+        config = dict(SUPERVISOR_CONFIG)
+        env = {SECRET_ENV: self.secret}
+        if self.expose_os:
+            config["sandbox"] = {"pass_env": []}
+            env[EXPOSE_OS_ENV] = "1"
+        self.sup = Supervisor(self.root / f"sup{self.generation}", config=config, env=env)
         self.sup.start()
         self.home = Home.at(self.sup.home)
         self.call(self.sup.client, "genesis", "applyActs:", [
@@ -202,10 +211,11 @@ class Walls:
         from uvm import open_db
 
         self.db = open_db(zeo=str(self.home.zeo_socket), read_only=True)
-        self.crucible = Crucible(
-            image=ImageRef(zeo=str(self.home.zeo_socket)),
-            policy=Policy(limits=TRIAL_LIMITS),
-        )
+        if not self.expose_os:
+            self.crucible = Crucible(
+                image=ImageRef(zeo=str(self.home.zeo_socket)),
+                policy=Policy(limits=TRIAL_LIMITS),
+            )
         self.baseline = self.fingerprint()
         self.pid = self.sup.active_pid()
 
@@ -229,10 +239,16 @@ class Walls:
 
     def close(self) -> None:
         report = os.environ.get(REPORT_ENV)
-        if report:
-            Path(report).write_text(json.dumps(self.results, indent=1, sort_keys=True))
+        if report:  # merged: both harnesses of a module write to one file
+            path = Path(report)
+            merged = json.loads(path.read_text()) if path.exists() else {}
+            for case_id, paths in self.results.items():
+                merged.setdefault(case_id, {}).update(paths)
+            path.write_text(json.dumps(merged, indent=1, sort_keys=True))
         self.stop()
-        if self._saved_env is None:
+        if self.expose_os:
+            pass
+        elif self._saved_env is None:
             os.environ.pop(SECRET_ENV, None)
         else:
             os.environ[SECRET_ENV] = self._saved_env
@@ -488,6 +504,16 @@ def _shown(value: Any) -> Any:
 @pytest.fixture(scope="module")
 def walls(tmp_path_factory: pytest.TempPathFactory) -> Any:
     harness = Walls(tmp_path_factory.mktemp("escapes"))
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+@pytest.fixture(scope="module")
+def exposed(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A second supervisor whose methods get the real os, socket, subprocess, ctypes."""
+    harness = Walls(tmp_path_factory.mktemp("escapes-os"), expose_os=True)
     try:
         yield harness
     finally:

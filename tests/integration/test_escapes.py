@@ -32,14 +32,24 @@ until the mark goes.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 
 from tests.conftest import wait_until
-from tests.integration.escape_corpus import BENIGN, CASES, FAMILIES, HOLES, Benign, Case
+from tests.integration.escape_corpus import (
+    BENIGN,
+    CASES,
+    FAMILIES,
+    HOLES,
+    OS_ALONE,
+    Benign,
+    Case,
+)
 from tests.integration.escape_fixtures import Outcome, Walls
-from tests.integration.escape_fixtures import walls as walls  # noqa: F401 - the fixture
+from tests.integration.escape_fixtures import exposed as exposed  # noqa: F401 - a fixture
+from tests.integration.escape_fixtures import walls as walls  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration
 
@@ -253,6 +263,55 @@ def test_benign_accepted_both_ways(walls: Walls, case: Benign) -> None:
         if live.how != "answered" or live.value != case.expected:
             problems.append(f"live: {live}")
     assert not problems, problems
+
+
+# --- the OS layer on its own ----------------------------------------------------------------
+
+@pytest.mark.parametrize("case", _params("direct", OS_ALONE))
+def test_os_layer_holds_alone(exposed: Walls, case: Case, tmp_path: Any) -> None:
+    """With the Python wall bypassed (real os, socket, subprocess, ctypes in methods), the
+    process still cannot write a host file, start a process, reach a socket, read the
+    host's files or the supervisor's environment, or touch the image file."""
+    hostfile = tmp_path / "host-secret.txt"
+    hostfile.write_text(exposed.secret)
+    with socket.socket() as listener, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        udp.bind(("127.0.0.1", listener.getsockname()[1]))
+        udp.setblocking(False)
+        filled = {"$PORT": listener.getsockname()[1], "$HOSTFILE": str(hostfile),
+                  "$IMAGE": str(exposed.home.image), "$SUPERVISOR": exposed.sup.proc.pid}
+        args = [filled.get(a, a) if isinstance(a, str) else a for a in case.args]
+        mark = exposed.image_mark()
+        texts_from = len(exposed.replies)
+        name = f"os-{case.id}-{exposed.generation}"
+        outcome = exposed.define(name, case.proposal, case.selector) or exposed.send(
+            name, case.selector, args)
+        exposed.note(case.id, "os", str(outcome))
+        problems = exposed.canaries(texts=exposed.replies[texts_from:])
+        for sock in (listener, udp):
+            try:
+                got = sock.accept() if sock is listener else sock.recvfrom(16)
+            except BlockingIOError:
+                continue
+            problems.append(f"the test's socket was reached: {got}")
+    if outcome.how == "timeout":
+        problems.append("no reply")
+    if not exposed.serving():
+        problems.append("the supervisor does not serve after the case")
+    elif case.proposal and "$IMAGE" in case.args:
+        report, _digest = exposed.image_report()
+        problems += [f"the image: {line}" for line in report]
+    if "$IMAGE" in case.args and exposed.image_mark()[0] < mark[0]:
+        problems.append("the image file shrank")
+    if problems:
+        exposed.recover()
+    assert not problems, problems
+
+
+def test_os_layer_left_no_secret_anywhere(exposed: Walls) -> None:
+    assert not exposed.logs_clean()
 
 
 def test_no_secret_in_any_log_or_image(walls: Walls) -> None:
