@@ -13,6 +13,12 @@ and anything it could still create, cannot:
   the pidfd calls, and any signal to a process other than itself (``kill``,
   ``tgkill``, ``rt_sigqueueinfo``); its children are signalled by the fork-server
   (``envs.spawner``) that started them;
+* leave the process group and session its supervisor signals, or drop its death
+  signal: ``setsid``, ``setpgid``, ``prctl(PR_SET_PDEATHSIG)``;
+* hold memory its address-space limit does not count: ``memfd_create`` (a memfd's
+  pages are not in ``RLIMIT_AS``; pipe buffers remain, bounded per pipe by
+  ``/proc/sys/fs/pipe-max-size`` and in number by ``RLIMIT_NOFILE``: only a cgroup's
+  ``memory.max`` would bound all of it);
 * change its view of the system: ``mount`` and the new mount API, ``pivot_root``,
   ``chroot``, ``unshare``, ``setns``;
 * reach the kernel's rarely needed, often exploited surface: modules, ``kexec``,
@@ -34,10 +40,19 @@ stay shut. Files and network endpoints are the sandbox's job (``envs.sandbox``,
 bubblewrap: read-only binds, no network namespace beyond what is granted); the two
 layers hold independently.
 
-rlimits: ``RLIMIT_CORE`` 0 always; ``RLIMIT_NOFILE`` at most 4096; ``RLIMIT_AS``
-(``memory_mb``: the whole address space, in MiB), ``RLIMIT_CPU`` (``cpu_seconds``
-more than used so far; SIGXCPU, then SIGKILL a second later) and ``RLIMIT_FSIZE``
-(``file_size`` bytes per written file) when given. Limits are only ever lowered.
+rlimits: ``RLIMIT_CORE`` 0 always; ``RLIMIT_NOFILE`` at most 4096; ``RLIMIT_FSIZE``
+(``file_size`` bytes per written file, ``FILE_SIZE`` when not given: the inquiry
+loop's datasets are what a locked process legitimately writes; SIGXFSZ is ignored when
+``lock`` runs on the main thread, so a write past it fails with ``EFBIG``);
+``RLIMIT_AS`` (``memory_mb``: the whole address space, in MiB) and ``RLIMIT_CPU``
+(``cpu_seconds`` more than used so far; SIGXCPU, then SIGKILL a second later) when
+given. Limits are only ever lowered.
+
+``lock(children=True)`` is the lighter lock for a process that must still start
+programs (a training run: the ML stack forks and execs helpers): process creation,
+``kill`` of others (inside its sandbox's pid namespace) and ``memfd_create`` stay
+allowed; everything else above is denied, and the filter is inherited across
+``execve`` (no_new_privs), so what it runs is held by it too.
 
 ``unavailable()`` names what is missing (libseccomp or pyseccomp not loadable, a
 kernel without seccomp filters), or answers None. Boundary: stdlib and pyseccomp
@@ -50,13 +65,15 @@ from __future__ import annotations
 import errno
 import os
 import resource
+import signal
 import sys
 import threading
 from typing import Any
 
 from envs.errors import ConfinementUnavailable
 
-__all__ = ["DENIED", "lock", "locked", "unavailable"]
+__all__ = ["DENIED", "FILE_SIZE", "MEMORY_CALLS", "PROCESS_CALLS", "lock", "locked",
+           "unavailable"]
 
 # Unconditionally denied (EPERM). Names the running kernel's arch lacks are skipped.
 DENIED: tuple[str, ...] = (
@@ -77,14 +94,20 @@ DENIED: tuple[str, ...] = (
     "modify_ldt", "open_by_handle_at", "name_to_handle_at", "syslog", "quotactl",
     "quotactl_fd", "sethostname", "setdomainname", "vhangup", "uselib", "lookup_dcookie",
     "nfsservctl", "fanotify_init", "migrate_pages", "move_pages",
+    # the process group and session the supervisor signals
+    "setsid", "setpgid",
 )
+# Denied unless ``children`` (a process that may start programs)
+PROCESS_CALLS: tuple[str, ...] = ("execve", "execveat", "fork", "vfork")
+MEMORY_CALLS: tuple[str, ...] = ("memfd_create", "memfd_secret")
+FILE_SIZE = 1 << 30  # RLIMIT_FSIZE when lock() is not given one
 
 _CLONE_THREAD = 0x00010000
 _CLONE_NAMESPACES = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000,
                      0x20000000, 0x40000000)  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
 _TIOCSTI, _TIOCLINUX = 0x5412, 0x541C
-_PRCTL_DENIED = {"PR_SET_DUMPABLE": 4, "PR_SET_SECUREBITS": 28, "PR_SET_MM": 35,
-                 "PR_SET_PTRACER": 0x59616D61}
+_PRCTL_DENIED = {"PR_SET_PDEATHSIG": 1, "PR_SET_DUMPABLE": 4, "PR_SET_SECUREBITS": 28,
+                 "PR_SET_MM": 35, "PR_SET_PTRACER": 0x59616D61}
 _AF_UNIX, _AF_INET, _AF_INET6 = 1, 2, 10
 _NOFILE_MAX = 4096
 _U32 = 0xFFFFFFFF
@@ -125,7 +148,7 @@ def _check(name: str, value: int | None) -> int | None:
     return value
 
 
-def _build(network: bool) -> tuple[Any, list[str]]:
+def _build(network: bool, children: bool = False) -> tuple[Any, list[str]]:
     """The filter, every rule added (nothing loaded yet), and the names skipped."""
     import pyseccomp as sc
 
@@ -144,17 +167,19 @@ def _build(network: bool) -> tuple[Any, list[str]]:
             # not every name exists everywhere): nothing to deny
             skipped.append(name)
 
-    for name in DENIED:
+    for name in _denied(children):
         rule(eperm, name)
     rule(sc.ERRNO(errno.ENOSYS), "clone3")
-    rule(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))
+    if not children:
+        rule(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))
     for flag in _CLONE_NAMESPACES:
         rule(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
-    # signals: to itself only (64-bit compares; anything but exactly our pid is denied)
-    for name in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
-        rule(eperm, name, sc.Arg(0, sc.GT, me))
-        rule(eperm, name, sc.Arg(0, sc.LT, me))
-    rule(eperm, "tkill")  # obsolete; glibc uses tgkill
+    if not children:
+        # signals: to itself only (64-bit compares; anything but exactly our pid is denied)
+        for name in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
+            rule(eperm, name, sc.Arg(0, sc.GT, me))
+            rule(eperm, name, sc.Arg(0, sc.LT, me))
+        rule(eperm, "tkill")  # obsolete; glibc uses tgkill
     for request in (_TIOCSTI, _TIOCLINUX):
         rule(eperm, "ioctl", sc.Arg(1, sc.MASKED_EQ, _U32, request))
     for option in _PRCTL_DENIED.values():
@@ -171,6 +196,12 @@ def _build(network: bool) -> tuple[Any, list[str]]:
     return flt, skipped
 
 
+def _denied(children: bool) -> tuple[str, ...]:
+    if children:
+        return tuple(n for n in DENIED if n not in PROCESS_CALLS)
+    return DENIED + MEMORY_CALLS
+
+
 def _lower(which: int, soft: int, hard: int | None = None) -> dict[str, int]:
     """Set ``which`` to at most ``soft``/``hard`` (never raised); the limits now in force."""
     cur_soft, cur_hard = resource.getrlimit(which)
@@ -183,7 +214,8 @@ def _lower(which: int, soft: int, hard: int | None = None) -> dict[str, int]:
 
 
 def lock(*, memory_mb: int | None = None, cpu_seconds: int | None = None,
-         file_size: int | None = None, network: bool = True) -> dict[str, Any]:
+         file_size: int | None = None, network: bool = True,
+         children: bool = False) -> dict[str, Any]:
     """Confine this whole process for good (module docstring); answers what was applied.
 
     Raises ``ConfinementUnavailable`` (nothing applied) when a mechanism is missing or
@@ -201,7 +233,7 @@ def lock(*, memory_mb: int | None = None, cpu_seconds: int | None = None,
 
     with _state_lock:
         try:
-            flt, skipped = _build(bool(network))
+            flt, skipped = _build(bool(network), bool(children))
             flt.load()
         except OSError as exc:
             raise ConfinementUnavailable(
@@ -215,13 +247,17 @@ def lock(*, memory_mb: int | None = None, cpu_seconds: int | None = None,
             usage = resource.getrusage(resource.RUSAGE_SELF)
             soft = int(usage.ru_utime + usage.ru_stime) + cpu_seconds + 1
             limits["cpu"] = _lower(resource.RLIMIT_CPU, soft, soft + 1)
-        if file_size is not None:
-            limits["fsize"] = _lower(resource.RLIMIT_FSIZE, file_size)
+        limits["fsize"] = _lower(resource.RLIMIT_FSIZE,
+                                 FILE_SIZE if file_size is None else file_size)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, not a death
         applied = {
             "seccomp": True,
             "libseccomp_api": sc.get_api(),
-            "denied": sorted(set(DENIED) - set(skipped)) + ["clone(fork)", "kill(others)",
-                                                            "socket(other families)"],
+            "denied": sorted(set(_denied(bool(children))) - set(skipped)) + (
+                ["prctl(PR_SET_PDEATHSIG)", "socket(other families)"]
+                + ([] if children else ["clone(fork)", "kill(others)"])),
+            "children": bool(children),
             "enosys": ["clone3"],
             "network": bool(network),
             "threads": threading.active_count(),

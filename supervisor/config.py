@@ -70,6 +70,8 @@ class SandboxConfig(BaseModel):
     #: more paths incarnations may read (e.g. a model folder), or read and write
     read_only: list[str] = Field(default_factory=list)
     read_write: list[str] = Field(default_factory=list)
+    #: bytes of an incarnation's output per log file before it rotates (supervisor.logpump)
+    log_max_bytes: int = Field(default=64 << 20, ge=1024)
 
 
 class BudgetConfig(BaseModel):

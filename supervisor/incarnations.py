@@ -292,8 +292,9 @@ def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, z
         env_vars = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # bwrap's own; cleared inside
     else:
         warn_if_unconfined(config)
+    # output through a pipe and the supervisor's log pump: never a host file it holds
     proc = process.spawn(argv, log_file=home.logs / f"{ident}.log", env=env_vars,
-                         sandboxed=confined)
+                         sandboxed=confined, log_cap=config.sandbox.log_max_bytes)
     log.info("spawned incarnation", extra={"incarnation": ident, "pid": proc.pid, "env_id": env.id,
                                            "role": role, "confined": confined,
                                            "network": network})

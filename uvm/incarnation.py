@@ -456,8 +456,8 @@ def confine_process(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if inquiry.get("base_model") and inquiry.get("vllm_url"):
         from weaver.train_env import default_root, spawner_command
 
-        table.append(spawner_command(default_root(_inquiry_home(inquiry, args.image)),
-                                     base=inquiry["base_model"]))
+        home = _inquiry_home(inquiry, args.image)
+        table.append(spawner_command(default_root(home), base=inquiry["base_model"], work=home))
     if not table:  # nothing this incarnation will ever start: no fork-server at all
         return None, lock(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds,
                           network=network)

@@ -30,11 +30,19 @@ either itself. ``route_through(spawner)`` then sends both through its fork-serve
 module run as ``python -m weaver.train_env build`` (the env for the default spec under
 the table's root, its progress and result as JSON lines) or ``run DIGEST LOG MODULE
 ARGS...`` (checks DIGEST names a complete env under that root and MODULE is
-``weaver.training`` or ``weaver.evaluate``, points stderr at LOG, then execs the env's
-python). A request can choose neither the root, nor the interpreter, nor another
+``weaver.training`` or ``weaver.evaluate``, points stderr at LOG, locks itself with
+``envs.confine.lock(children=True)``, then execs the env's python, which the lock
+holds too). A request can choose neither the root, nor the interpreter, nor another
 module, nor (with the inquiry table's ``base_model`` in the entry) another base model.
-``FacetTrainer``'s ``cpu_seconds`` do not see such children (they are the
-fork-server's, not ours).
+Its ARGS are the module's own options only (``RUN_OPTIONS``: exact names, no
+abbreviation, no ``--opt=value``); every path among them (``--data``, ``--out``,
+``--adapter``, ``--against``) and LOG (``train.log``/``evaluate.log``, or ``-``) must lie
+under the entry's work folder (``spawner_command(..., work=<inquiry home>)``: its
+``inquiry`` folder, and ``adapters`` for ``--against``); an entry without one runs
+nothing. A run that cannot lock itself (pyseccomp missing where the fork-server's
+interpreter runs: it is the confined incarnation's own, so this means a broken env)
+fails closed rather than run unlocked. ``FacetTrainer``'s ``cpu_seconds`` do not see
+such children (they are the fork-server's, not ours).
 
 Boundary: stdlib only (and ``envs.spawner`` for the table entry); builds and runs
 processes, never imports the ML stack itself. Runs in the caller's thread;
@@ -75,6 +83,19 @@ TRAINING_MODULES = ("weaver.training", "weaver.evaluate")
 _SELF = "weaver.train_env"
 _ROOT_VARIABLE = "BATOS_TRAIN_ENVS"
 _BASE_VARIABLE = "BATOS_TRAIN_BASE"
+_WORK_VARIABLE = "BATOS_TRAIN_WORK"
+#: what a run through the fork-server may pass: option -> None (a flag) or the work
+#: folders its path value must lie in ("" for a value that is not a path)
+RUN_OPTIONS: dict[str, dict[str, tuple[str, ...] | None]] = {
+    "weaver.training": {"--data": ("inquiry",), "--base": (), "--out": ("inquiry",),
+                        "--facet": (), "--qlora": None, "--steps": (), "--rank": (),
+                        "--lr": (), "--max-length": (), "--batch-size": (), "--seed": ()},
+    "weaver.evaluate": {"--data": ("inquiry",), "--base": (), "--adapter": ("inquiry",),
+                        "--against": ("inquiry", "adapters"), "--max-length": (),
+                        "--max-new-tokens": (), "--limit": ()},
+}
+RUN_LOGS = ("train.log", "evaluate.log")
+RUN_FILE_SIZE = 8 << 30  # RLIMIT_FSIZE of a locked training run (adapters, checkpoints)
 _DIGEST = re.compile(r"^[0-9a-f]{16}$")
 _spawner: Any = None  # set by route_through: this process cannot exec
 CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -226,14 +247,20 @@ def route_through(spawner: Any) -> None:
 
 
 def spawner_command(root: str | os.PathLike[str],
-                    base: str | os.PathLike[str] | None = None) -> Any:
+                    base: str | os.PathLike[str] | None = None,
+                    work: str | os.PathLike[str] | None = None) -> Any:
     """The fork-server table entry for ``build``/``run`` under ``root`` (module docstring);
-    with ``base``, a run's ``--base`` must be that model folder (no other model is loaded)."""
+    with ``base``, a run's ``--base`` must be that model folder (no other model is loaded);
+    ``work``: the inquiry home whose ``inquiry``/``adapters`` folders a run's paths and log
+    must lie in (None: runs are refused, builds only)."""
     from envs.spawner import Command
 
     env = {**os.environ, _ROOT_VARIABLE: str(Path(root).resolve())}
+    env.pop(_WORK_VARIABLE, None)
     if base is not None:
         env[_BASE_VARIABLE] = str(Path(base).resolve())
+    if work is not None:
+        env[_WORK_VARIABLE] = os.path.realpath(work)
     return Command("train-env", sys.executable, (_SELF,), env=env, cwd=str(SOURCE_ROOT),
                    max_args=64)
 
@@ -435,6 +462,47 @@ def _tail(log_path: str | os.PathLike[str] | None, lines: int = 15) -> str:
 # ``python -m weaver.train_env build | run ...``: the fork-server's children (docstring)
 
 
+def _inside(path: str, folders: tuple[str, ...], work: str) -> bool:
+    real = os.path.realpath(path)
+    for name in folders:
+        folder = os.path.join(work, name)
+        if real != folder and os.path.commonpath([real, folder]) == folder:
+            return True
+    return False
+
+
+def _run_problem(module: str, args: list[str], log_path: str) -> str | None:
+    """Why a run's ARGS or LOG are refused (module docstring), or None."""
+    work = os.environ.get(_WORK_VARIABLE)
+    if not work:
+        return (f"this fork-server's table names no work folder ({_WORK_VARIABLE}): "
+                "it runs no training")
+    options = RUN_OPTIONS[module]
+    i = 0
+    while i < len(args):
+        name = args[i]
+        if name not in options:
+            return (f"{name!r} is not an option a run of {module} may pass "
+                    f"(only: {', '.join(options)}, each as its own argument)")
+        folders = options[name]
+        if folders is None:
+            i += 1
+            continue
+        if i + 1 >= len(args):
+            return f"{name} has no value"
+        value = args[i + 1]
+        if folders and not (os.path.isabs(value) and _inside(value, folders, work)):
+            where = " or ".join(os.path.join(work, f) for f in folders)
+            return f"{name} {value!r} is not under {where}"
+        i += 2
+    if log_path != "-":
+        if not os.path.isabs(log_path) or os.path.basename(log_path) not in RUN_LOGS:
+            return f"the log {log_path!r} is not an absolute path to {' or '.join(RUN_LOGS)}"
+        if not _inside(log_path, ("inquiry",), work):
+            return f"the log {log_path!r} is not under {os.path.join(work, 'inquiry')}"
+    return None
+
+
 def _emit(event: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
@@ -474,18 +542,31 @@ def _main(argv: list[str]) -> int:
             _emit({"event": "error", "type": "TrainEnvError",
                    "message": f"a run loads only the configured base model {base}"})
             return 2
-        if log_path != "-" and not os.path.isabs(log_path):
-            _emit({"event": "error", "type": "TrainEnvError",
-                   "message": f"the log {log_path!r} is not an absolute path"})
+        problem = _run_problem(module, args, log_path)
+        if problem is not None:
+            _emit({"event": "error", "type": "TrainEnvError", "message": problem})
             return 2
-        log = os.open(os.devnull if log_path == "-" else log_path,
-                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(log, 2)
-        os.close(log)
+        try:
+            log = os.open(os.devnull if log_path == "-" else log_path,
+                          os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            _emit({"event": "error", "type": "TrainEnvError",
+                   "message": f"cannot open the log {log_path}: {exc.strerror or exc}"})
+            return 2
         environ = {**os.environ, **CHILD_ENV}
-        for name in ("PYTHONPATH", _ROOT_VARIABLE, _BASE_VARIABLE):
+        for name in ("PYTHONPATH", _ROOT_VARIABLE, _BASE_VARIABLE, _WORK_VARIABLE):
             environ.pop(name, None)
         os.chdir(SOURCE_ROOT)
+        try:
+            from envs.confine import lock
+
+            lock(children=True, file_size=RUN_FILE_SIZE)
+        except Exception as exc:  # ImportError, ConfinementUnavailable: fail closed
+            _emit({"event": "error", "type": "TrainEnvError",
+                   "message": f"the training run cannot lock itself, so it does not run: {exc}"})
+            return 2
+        os.dup2(log, 2)
+        os.close(log)
         os.execve(str(python), [str(python), "-m", module, *args], environ)
     _emit({"event": "error", "type": "TrainEnvError",
            "message": "usage: python -m weaver.train_env build | run DIGEST LOG MODULE ARGS..."})

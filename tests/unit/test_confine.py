@@ -198,3 +198,58 @@ def test_bad_limits_are_refused_before_anything_is_applied():
 def test_unavailable_answers_none_here_and_the_error_is_an_env_error():
     assert confine.unavailable() is None
     assert issubclass(ConfinementUnavailable, EnvError)
+
+
+def test_process_group_death_signal_and_memfd_denied(tmp_path):
+    out = run_locked("""
+        import ctypes, resource
+        libc = ctypes.CDLL(None, use_errno=True)
+        pgid_before = os.getpgid(0)
+        applied = lock()
+        attempt("setsid", os.setsid)
+        attempt("setpgid", lambda: os.setpgid(0, 0))
+        def pdeathsig(sig):
+            rc = libc.prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
+            return rc if rc == 0 else -ctypes.get_errno()
+        out["pdeathsig0"] = ["ok", pdeathsig(0)]
+        out["pdeathsig9"] = ["ok", pdeathsig(9)]
+        out["pdeathsig_get"] = ["ok", libc.prctl(2, ctypes.byref(ctypes.c_int()), 0, 0, 0)]
+        attempt("memfd", lambda: os.memfd_create("x"))
+        out["same_group"] = ["ok", os.getpgid(0) == pgid_before]
+        out["fsize"] = ["ok", resource.getrlimit(resource.RLIMIT_FSIZE)]
+        big = open(os.path.join(os.environ["TMP"], "big"), "wb", buffering=0)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        attempt("past_fsize", lambda: big.write(b"x" * 8192) and big.write(b"x" * 8192))
+        out["denied"] = ["ok", applied["denied"]]
+    """, tmp_path)
+    assert out["setsid"] == ["PermissionError", 1]
+    assert out["setpgid"] == ["PermissionError", 1]
+    assert out["pdeathsig0"][1] == -1  # -EPERM
+    assert out["pdeathsig9"][1] == -1
+    assert out["pdeathsig_get"][1] == 0  # PR_GET_PDEATHSIG still answers
+    assert out["memfd"] == ["PermissionError", 1]
+    assert out["same_group"][1] is True
+    assert out["fsize"][1] == [confine.FILE_SIZE, confine.FILE_SIZE]
+    assert out["past_fsize"] == ["OSError", 27]  # EFBIG, and the process lives (SIGXFSZ ignored)
+    assert "memfd_create" in out["denied"][1]
+    assert "setsid" in out["denied"][1]
+
+
+def test_the_children_lock_keeps_fork_and_exec_and_passes_over_exec(tmp_path):
+    out = run_locked("""
+        applied = lock(children=True)
+        attempt("run", lambda: subprocess.run(
+            [sys.executable, "-c", "import os; os.setsid()"], capture_output=True).returncode)
+        attempt("grandchild_seccomp", lambda: subprocess.run(
+            ["grep", "^Seccomp:", "/proc/self/status"], capture_output=True, text=True).stdout)
+        attempt("setsid", os.setsid)
+        attempt("memfd", lambda: os.memfd_create("x") > 0)
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        out["unshare"] = ["ok", [libc.unshare(0x10000000), ctypes.get_errno()]]  # CLONE_NEWUSER
+    """, tmp_path)
+    assert out["run"] == ["ok", "1"]  # the child ran, and its setsid was refused
+    assert "2" in out["grandchild_seccomp"][1]
+    assert out["setsid"] == ["PermissionError", 1]
+    assert out["memfd"] == ["ok", "True"]
+    assert out["unshare"] == ["ok", [-1, 1]]  # EPERM

@@ -224,8 +224,8 @@ def test_spawn_grants_the_sockets_and_image_but_not_the_home(
 
     seen: dict[str, object] = {}
 
-    def fake_spawn(argv, *, log_file, env=None, cwd=None, sandboxed=False):
-        seen.update(argv=argv, env=env, sandboxed=sandboxed)
+    def fake_spawn(argv, *, log_file, env=None, cwd=None, sandboxed=False, log_cap=None):
+        seen.update(argv=argv, env=env, sandboxed=sandboxed, log_cap=log_cap)
         raise Spawned  # nothing starts in a unit test
 
     monkeypatch.setattr(process, "spawn", fake_spawn)
@@ -240,6 +240,7 @@ def test_spawn_grants_the_sockets_and_image_but_not_the_home(
                                        zeo=str(home.zeo_socket), now=0.0)
     argv = seen["argv"]
     assert seen["sandboxed"] is True
+    assert seen["log_cap"] == 64 << 20  # output through the log pump, never a host file it holds
     readable, writable = pairs(argv, "--ro-bind"), pairs(argv, "--bind")
     assert str(home.sockets) in readable
     assert str(home.image) in readable

@@ -187,7 +187,9 @@ def train_routed(tmp_path):
     (env_dir / train_env.MARKER).write_text("{}")
     base = tmp_path / "base-model"
     base.mkdir()
-    sp = Spawner.start([train_env.spawner_command(root, base=base)])
+    (tmp_path / "inquiry" / "cycle").mkdir(parents=True)
+    (tmp_path / "adapters").mkdir()
+    sp = Spawner.start([train_env.spawner_command(root, base=base, work=tmp_path)])
     train_env.route_through(sp)
     try:
         yield train_env, train_env.TrainEnv(env_dir, env_dir / "venv" / "bin" / "python",
@@ -200,9 +202,9 @@ def train_routed(tmp_path):
 
 def test_training_runs_go_through_the_fork_server_and_only_its_modules(train_routed, tmp_path):
     train_env, env = train_routed
-    log = tmp_path / "train.log"
+    log = tmp_path / "inquiry" / "cycle" / "train.log"
     with pytest.raises(train_env.TrainingFailed) as info:
-        train_env.run_module(env, "weaver.training", ["--bogus", "--base", str(tmp_path / "base-model")],
+        train_env.run_module(env, "weaver.training", ["--base", str(tmp_path / "base-model")],
                              log_path=log, timeout=60)
     assert "exited with status 2" in str(info.value)
     assert "loads only the configured base model" not in str(info.value)
@@ -218,3 +220,82 @@ def test_training_runs_go_through_the_fork_server_and_only_its_modules(train_rou
         train_env.run_module(forged, "weaver.training", [], timeout=60)
     with pytest.raises(train_env.TrainEnvError, match="builds only the default training env"):
         train_env.ensure_env(tmp_path / "elsewhere")
+
+
+def test_a_training_run_writes_only_under_its_work_folder_and_runs_locked(train_routed, tmp_path):
+    """The table fixes where a run's log, data and output lie (inquiry/ under the work
+    folder; --against also adapters/), and the run is locked before it execs."""
+    train_env, env = train_routed
+    base = str(tmp_path / "base-model")
+    cycle = tmp_path / "inquiry" / "cycle"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+
+    def refused(module, args, log_path, match):
+        with pytest.raises(train_env.TrainingFailed, match=match):
+            train_env.run_module(env, module, ["--base", base, *args], log_path=log_path,
+                                 timeout=60)
+
+    # the log: anywhere else, another name, or through a symlink out of the folder
+    refused("weaver.training", [], victim, "is not an absolute path to train.log")
+    refused("weaver.training", [], tmp_path / "train.log", "is not under")
+    (cycle / "evaluate.log").symlink_to(victim)
+    # straight to the fork-server (run_module resolves the path on the caller's side)
+    child = train_env._spawner.spawn([sys.executable, "-m", "weaver.train_env", "run",
+                                      env.path.name, str(cycle / "evaluate.log"),
+                                      "weaver.evaluate", "--base", base])
+    child.stdin.close()
+    child.stderr.close()
+    assert child.wait(60) == 2
+    reply = json.loads(child.stdout.read().decode())
+    child.stdout.close()
+    assert "evaluate.log' is not under" in reply["message"]
+    assert victim.read_text() == "keep me"
+    # the paths among the options, abbreviations and --opt=value
+    refused("weaver.training", ["--out", str(tmp_path / "elsewhere")], "-", "--out .* is not under")
+    refused("weaver.training", ["--data", "/etc/passwd"], "-", "--data .* is not under")
+    refused("weaver.training", ["--dat", "/etc/passwd"], "-", "'--dat' is not an option")
+    refused("weaver.training", [f"--out={tmp_path}"], "-", "is not an option")
+    refused("weaver.training", ["--data", str(cycle / ".." / ".." / "x")], "-", "is not under")
+    refused("weaver.evaluate", ["--against", "/"], "-", "--against .* is not under")
+    refused("weaver.evaluate", ["--limit"], "-", "--limit has no value")
+    # inside the folders it runs, locked: a probe env whose "python" reports its own
+    # seccomp mode to stderr, which is the log
+    probe = env.path.parent / "fedcba9876543210"
+    (probe / "venv" / "bin").mkdir(parents=True)
+    script = probe / "venv" / "bin" / "python"
+    script.write_text("#!/bin/sh\ngrep '^Seccomp:' /proc/self/status >&2\n"
+                      "echo \"$@\" >&2\nexit 3\n")
+    script.chmod(0o755)
+    (probe / train_env.MARKER).write_text("{}")
+    probed = train_env.TrainEnv(probe, script, env.spec, built=False)
+    log = cycle / "train.log"
+    with pytest.raises(train_env.TrainingFailed, match="exited with status 3"):
+        train_env.run_module(probed, "weaver.training",
+                             ["--base", base, "--data", str(cycle / "data"), "--out",
+                              str(cycle / "adapter"), "--qlora", "--steps", "2"],
+                             log_path=log, timeout=60)
+    text = log.read_text()
+    assert "Seccomp:\t2" in text  # filter mode, inherited across the exec
+    assert f"--out {cycle / 'adapter'} --qlora --steps 2" in text
+
+
+def test_a_table_without_a_work_folder_runs_no_training(tmp_path):
+    from weaver import train_env
+
+    root = tmp_path / "train-envs"
+    env_dir = root / "0123456789abcdef"
+    (env_dir / "venv" / "bin").mkdir(parents=True)
+    (env_dir / "venv" / "bin" / "python").symlink_to(sys.executable)
+    (env_dir / train_env.MARKER).write_text("{}")
+    sp = Spawner.start([train_env.spawner_command(root)])
+    train_env.route_through(sp)
+    try:
+        env = train_env.TrainEnv(env_dir, env_dir / "venv" / "bin" / "python",
+                                 train_env.TrainEnvSpec(python=sys.executable, requirements=[]),
+                                 built=False)
+        with pytest.raises(train_env.TrainingFailed, match="names no work folder"):
+            train_env.run_module(env, "weaver.training", [], timeout=60)
+    finally:
+        train_env.route_through(None)
+        sp.close()
