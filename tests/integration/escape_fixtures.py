@@ -393,6 +393,11 @@ class Walls:
                         found.append(str(path))
         return found
 
+    def large_files(self, limit: int = 32 << 20) -> list[str]:
+        """Log files past ``limit`` bytes: a flood of errors must not fill the disk."""
+        return [f"{path}: {path.stat().st_size} bytes" for path in self.root.rglob("*.log")
+                if path.is_file() and path.stat().st_size > limit]
+
     def fresh(self) -> None:
         """Make the read-only ZEO client current: the server's last transaction (one round
         trip), then wait until this client has seen its invalidation (which the server may

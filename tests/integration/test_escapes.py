@@ -312,8 +312,11 @@ def test_os_layer_holds_alone(exposed: Walls, case: Case, tmp_path: Any) -> None
 
 def test_os_layer_left_no_secret_anywhere(exposed: Walls) -> None:
     assert not exposed.logs_clean()
+    assert not exposed.large_files()
 
 
 def test_no_secret_in_any_log_or_image(walls: Walls) -> None:
-    """Last: every file of every supervisor the module started (output, logs, images)."""
+    """Last: every file of every supervisor the module started (output, logs, images); and
+    no log file flooded by the floods of the corpus (30 MB messages and results)."""
     assert not walls.logs_clean()
+    assert not walls.large_files()
