@@ -11,7 +11,8 @@ Layers, bottom up (each imports only those below it):
                                writes); its compile policy (what a source may say)
     methods                    Method: versioned source, restricted compile
     registry                   uuid/name index; the current message's cycle
-    values                     plain data <-> image values at the boundary
+    values, conversion         plain data <-> image values at the boundary; an older
+                               image's containers converted, stored forms checked
     protection                 Genesis slots and names only a person changes
     quarantine                 methods that killed an incarnation, kept from running
     primitives, acts           what method code and autopoietic_acts may do

@@ -36,6 +36,7 @@ method has a history.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -43,7 +44,7 @@ from typing import Any
 
 import transaction
 
-from . import protection
+from . import conversion, protection
 from .errors import ImageError, UnknownTarget
 from .facets import WEAVER_SLOTS
 from .methods import Method, compile_method
@@ -58,6 +59,10 @@ __all__ = ["CHECK_METHODS", "GENESIS", "GENESIS_VERSION", "BootstrapReport", "bo
 GENESIS_VERSION = 4  # 2: the checks object; 3: synthesis, become:, display_yourself;
 # 4: the weaver object, entropy / entropyOver:
 META_KEY = "batos.genesis"
+#: root key: the version of the container conversion this image went through (uvm.conversion)
+CONTAINERS_KEY = "batos.containers"
+CONTAINERS_VERSION = 1
+log = logging.getLogger("batos.genesis")
 
 
 def _m(source: str) -> str:
@@ -354,10 +359,15 @@ protection.declare(*_protection())
 class BootstrapReport:
     created_objects: list[str] = field(default_factory=list)
     added_slots: list[str] = field(default_factory=list)
+    #: an older image's slot containers made ImageMapping/ImageList (None: not run)
+    converted_containers: int | None = None
+    #: the containers that could not be converted, each named
+    unconverted: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.created_objects or self.added_slots)
+        return bool(self.created_objects or self.added_slots
+                    or self.converted_containers is not None)
 
 
 def _upgrade(current: Any, name: str, slot: str, source: Any) -> bool:
@@ -369,6 +379,21 @@ def _upgrade(current: Any, name: str, slot: str, source: Any) -> bool:
         return False
     current.define(source, author="genesis", reason=f"genesis {GENESIS_VERSION} upgrade")
     return True
+
+
+def _convert_containers(root: Any, registry: Registry, report: BootstrapReport) -> None:
+    """Once per image (the root's mark): an older image's slot containers become image
+    containers (``uvm.conversion``). An image with the mark costs one root read."""
+    if root.get(CONTAINERS_KEY) == CONTAINERS_VERSION:
+        return
+    done = conversion.convert(list(registry.objects.values()))
+    root[CONTAINERS_KEY] = CONTAINERS_VERSION
+    report.converted_containers = done.converted
+    report.unconverted = done.problems
+    if done.converted:
+        log.info("converted %d slot containers to ImageMapping/ImageList", done.converted)
+    for problem in done.problems:
+        log.warning("container not converted: %s", problem)
 
 
 def bootstrap(db: Any) -> BootstrapReport:
@@ -406,6 +431,7 @@ def bootstrap(db: Any) -> BootstrapReport:
                     value = Method(value, author="genesis", reason="genesis bootstrap")
                 write_slot(obj, slot, value)
                 report.added_slots.append(f"{name}.{slot}")
+        _convert_containers(root, registry, report)
         if report.changed:
             root[META_KEY] = {"version": GENESIS_VERSION, "bootstrapped": time.time()}
             txn.setUser("genesis")
@@ -425,8 +451,9 @@ def verify(
     db: Any, *, compile_methods: bool = True, records: bool | None = None
 ) -> tuple[list[str], dict[str, int]]:
     """Phase 1 check: (problems, counts). No problems means every Genesis slot is there,
-    every method in the image compiles (under this process's import allowlist), and no
-    record reachable from the root names a class the image does not allow.
+    every method in the image compiles (under this process's import allowlist), no
+    record reachable from the root names a class the image does not allow, and every
+    dict and list in a slot is an image container with str keys (``uvm.conversion``).
 
     ``compile_methods=False`` checks the table only, without loading every object:
     ``uvm.validation`` compiles the methods itself during its walk over the image.
@@ -488,6 +515,8 @@ def verify(
                         compile_method(value.source)
                     except Exception as exc:
                         problems.append(f"method {slot!r} of object {uuid} does not compile: {exc}")
+        if compile_methods:
+            problems.extend(conversion.problems(registry.objects.values()))
         return problems, counts
     finally:
         tm.abort()

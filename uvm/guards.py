@@ -18,12 +18,16 @@ object *is*, never by spelling:
   MRO's dicts, never what its metaclass adds (``register``, ``mro``): ABC
   registries are out of reach; a class-level list, dict or set is refused;
 * persistent containers answer their ``dict``/``list`` API only (``data``,
-  the unguarded inner container, is not part of it); every value written into
-  one in place (``c[k] = v``, ``append``, ``extend``, ``insert``, ``update``,
-  ``setdefault``, ``+=``, ``|=``) is converted by ``uvm.obj.storable`` first, as
-  a slot value is, so a nested list or dict is itself persistent: its changes are
-  tracked by the message's transaction and undone by its abort. Their attributes
-  cannot be assigned;
+  the unguarded inner container, is not part of it). The image's containers
+  (``uvm.obj.ImageMapping``/``ImageList``) convert every value written into
+  them in place with ``uvm.obj.storable`` themselves, as a slot value is, so a
+  nested list or dict is itself persistent: its changes are tracked by the
+  message's transaction and undone by its abort. The guards convert too, for an
+  older image's ``PersistentMapping``/``PersistentList`` (``c[k] = v``,
+  ``append``, ``extend``, ``insert``, ``update``, ``setdefault``, ``+=``,
+  ``|=``). Their attributes cannot be assigned, and the methods of their classes
+  (``UserList.append``, an ABC's mixins) are not taken from the class to be
+  called on one;
 * ``format`` and ``format_map`` exist only on a plain ``str``, and are
   ``str.format`` whose fields walk through these same guards;
 * what any guard answers is checked last: never a frame, traceback, code object,
@@ -68,7 +72,7 @@ from . import allowlist
 from .bounded import Pattern
 from .capabilities import ChainMap, Namespace
 from .errors import InvalidValue
-from .obj import UvmObject, find_slot
+from .obj import ImageList, ImageMapping, UvmObject, find_slot
 from .obj import storable_item as storable
 from .selectors import slot_name
 
@@ -97,7 +101,8 @@ BUILTINS.update({
 BUILTINS["__import__"] = allowlist.guarded_import
 
 _PLAIN = frozenset({int, float, bool, str, bytes, type(None), tuple, list, dict, set,
-                    frozenset, complex, UvmObject, PersistentMapping, PersistentList})
+                    frozenset, complex, UvmObject, PersistentMapping, PersistentList,
+                    ImageMapping, ImageList})
 _OPAQUE = (FrameType, TracebackType, CodeType, re.Pattern)
 _MACHINERY = frozenset({"ZODB", "ZEO", "transaction", "BTrees", "persistent", "zodbpickle",
                         "zmq", "uvm", "supervisor", "bridge", "weaver", "crucible", "envs"})
@@ -209,6 +214,10 @@ def _class_attribute(cls: type, name: str) -> Any:
         # __setitem__, past the conversion of an image container's writers
         raise _refuse(cls, name, "an ABC's mixin method is called on an instance, not "
                                  "taken from the class")
+    if klass in _CONTAINER_CLASSES and callable(value):
+        # UserList.append(c, x) writes c.data past ImageList's own converting append
+        raise _refuse(cls, name, "a container class's method is called on an instance, not "
+                                 "taken from the class")
     return value
 
 
@@ -242,6 +251,8 @@ _FORMATTER = _GuardedFormatter()
 
 _OTHER, _IMAGE, _NAMESPACE, _MODULE_OBJ, _CLASS, _PMAPPING, _PLIST, _FORMATTER_OBJ = range(8)
 _object_kinds: dict[type, int] = {}
+#: the classes an image container's methods come from (``UserList``, ``PersistentMapping``...)
+_CONTAINER_CLASSES = frozenset(ImageMapping.__mro__ + ImageList.__mro__) - {object}
 _FORMATTER_WALKS = frozenset({"format", "vformat", "get_field", "get_value", "format_field",
                               "convert_field", "parse"})
 
@@ -308,8 +319,8 @@ def guarded_getattr(obj: Any, name: Any, default: Any = raise_) -> Any:
     elif code == _PMAPPING or code == _PLIST:
         if name not in (_MAPPING_API if code == _PMAPPING else _LIST_API):
             raise _refuse(obj, name, "a persistent container answers its dict/list API only")
-        if name in _STORING:
-            return _Storing(obj, name)
+        if name in _STORING and (kind is PersistentMapping or kind is PersistentList):
+            return _Storing(obj, name)  # an older image's container: converted here
         value = getattr(obj, name)
     elif code == _MODULE_OBJ:
         if not _module_ok(obj):
@@ -403,7 +414,10 @@ class _ContainerWrite:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         target = self._target
-        if type(target) is PersistentMapping:
+        kind = type(target)
+        if kind is ImageMapping or kind is ImageList:
+            target[key] = value  # the class converts (uvm.obj)
+        elif kind is PersistentMapping:
             target[_item(key)] = storable(value)
         elif type(key) is slice:
             target[key] = _items(value)
@@ -422,7 +436,7 @@ class _ContainerWrite:
 
 def guarded_write(obj: Any) -> Any:
     kind = type(obj)
-    if kind is PersistentMapping or kind is PersistentList:
+    if kind in _CONTAINERS:
         return _ContainerWrite(obj)
     if isinstance(obj, (PersistentMapping, PersistentList)):
         raise TypeError(f"a method cannot modify a {kind.__name__}")
@@ -431,6 +445,7 @@ def guarded_write(obj: Any) -> Any:
     raise TypeError(f"a method cannot modify a {kind.__name__}")
 
 
+_CONTAINERS = frozenset({ImageMapping, ImageList, PersistentMapping, PersistentList})
 _INPLACE = {
     "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
     "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow,

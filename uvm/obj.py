@@ -34,8 +34,8 @@ from persistent.mapping import PersistentMapping
 from .errors import DoesNotUnderstand, InvalidValue
 from .selectors import PARENT_SLOT, slot_name
 
-__all__ = ["UvmObject", "find_slot", "label", "set_slot_guard", "storable", "storable_item",
-           "write_slot"]
+__all__ = ["IMAGE_CONTAINERS", "ImageList", "ImageMapping", "UvmObject", "find_slot", "label",
+           "set_slot_guard", "storable", "storable_item", "write_slot"]
 
 _MISSING = object()
 # Single-parent chains are followed without bookkeeping up to this depth;
@@ -196,11 +196,14 @@ def _check_parents(obj: UvmObject, value: Any) -> None:
 def storable(value: Any, _depth: int = 0) -> Any:
     """The stored form of a slot value, or ``InvalidValue`` naming what cannot be stored.
 
-    Lists and dicts become ``PersistentList``/``PersistentMapping`` so that a
-    method mutating them in place is noticed by the transaction; tuples stay
-    tuples of storable values; objects are kept by reference. A ``Method`` is
-    storable only as a slot's own value (the primitives define methods), never
-    inside a list, dict or tuple: no other persistent class is a value.
+    Lists and dicts become ``ImageList``/``ImageMapping`` (persistent, converting
+    every later write themselves), so that a method mutating them in place is
+    noticed by the transaction; tuples stay tuples of storable values; objects are
+    kept by reference. An ``ImageList``/``ImageMapping`` is kept as it is (its class
+    let nothing unconverted in); a ``PersistentList``/``PersistentMapping`` of
+    an older image is copied into one. A ``Method`` is storable only as a slot's
+    own value (the primitives define methods), never inside a list, dict or
+    tuple: no other persistent class is a value.
 
     Only exact types are stored: a subclass of ``str``, ``int``, ``dict``... (an
     enum member, a string with its own comparison) would carry its class into the
@@ -211,11 +214,7 @@ def storable(value: Any, _depth: int = 0) -> Any:
     kind = type(value)
     if kind in _SCALAR_TYPES:
         return value
-    if kind is UvmObject:
-        return value
-    if kind in _CONTAINER_TYPES and value._p_jar is not None:
-        # already in the image: its contents were converted when they were written
-        # (method code writes into it only through ``uvm.guards``, which converts)
+    if kind is UvmObject or kind is ImageMapping or kind is ImageList:
         return value
     if _is_method(kind):
         if _depth:
@@ -232,27 +231,14 @@ def storable(value: Any, _depth: int = 0) -> Any:
     if _depth > 64:
         raise InvalidValue("value nested deeper than 64 levels cannot be stored")
     if kind is PersistentList or kind is PersistentMapping:
-        # new, not yet in the image (``l + [x]``, ``m | d``, ``fromkeys``): its items went
-        # in unconverted, so it is kept only if each already is its own stored form
-        items = value.values() if kind is PersistentMapping else value
-        if all(storable(v, _depth + 1) is v for v in items) and (
-                kind is PersistentList or all(type(k) is str for k in value)):
-            return value
-        value = value.data
+        value = value.data  # an older image's container, or kernel code's: copied, converted
         kind = type(value)
     if kind is list:
-        return PersistentList(storable(v, _depth + 1) for v in value)
+        return ImageList._adopt([storable(v, _depth + 1) for v in value])
     if kind is tuple:
         return tuple(storable(v, _depth + 1) for v in value)
     if kind is dict:
-        out = PersistentMapping()
-        for key, item in value.items():
-            if type(key) is not str:
-                raise InvalidValue(
-                    f"mapping keys must be strings (exactly str), got {_type_name(key)}"
-                )
-            out[key] = storable(item, _depth + 1)
-        return out
+        return ImageMapping._adopt({_key(k): storable(v, _depth + 1) for k, v in value.items()})
     raise InvalidValue(
         f"a value of type {_type_name(value)} cannot be stored in a slot: use None, "
         "bool, int, float, str, bytes, lists, dicts with string keys, or objects "
@@ -265,8 +251,101 @@ def storable_item(value: Any) -> Any:
     return storable(value, 1)
 
 
+def _key(key: Any) -> str:
+    if type(key) is not str:
+        raise InvalidValue(f"mapping keys must be strings (exactly str), got {_type_name(key)}")
+    return key
+
+
+def _items(values: Any) -> list[Any]:
+    return [storable(v, 1) for v in values]
+
+
+class ImageMapping(PersistentMapping):
+    """A dict in the image. Every way in converts: each value written is ``storable``
+    (a nested dict or list becomes an ``ImageMapping``/``ImageList``, whose own
+    changes the transaction then tracks) and each key is exactly a ``str``, whoever
+    writes (method code through the guards, a stdlib function calling ``update``
+    or ``c[k] = v``, kernel code). ``UserDict``'s writers that skip
+    ``__setitem__`` (``|=``, ``copy``) are replaced. A bad key or value raises
+    ``InvalidValue`` before anything is written."""
+
+    @classmethod
+    def _adopt(cls, data: dict[str, Any]) -> ImageMapping:
+        # ``data`` already holds stored forms (``storable`` made it)
+        new = cls.__new__(cls)
+        new.data = data
+        return new
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.data[_key(key)] = storable(value, 1)
+        self._p_changed = True
+
+    def update(self, /, *args: Any, **kwargs: Any) -> None:
+        if len(args) > 1:
+            raise TypeError(f"update expected at most 1 argument, got {len(args)}")
+        new = dict(*args, **kwargs)
+        if new:
+            self.data.update({_key(k): storable(v, 1) for k, v in new.items()})
+            self._p_changed = True
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        data = self.data
+        if key in data:
+            return data[key]
+        stored = data[_key(key)] = storable(default, 1)
+        self._p_changed = True
+        return stored  # the stored form: writing into it changes the image
+
+    def __ior__(self, other: Any) -> ImageMapping:
+        self.update(other)
+        return self
+
+    def copy(self) -> ImageMapping:
+        return self._adopt(dict(self.data))
+
+
+class ImageList(PersistentList):
+    """A list in the image: every item written is ``storable`` (see ``ImageMapping``),
+    whoever writes. ``UserList``'s writers that skip ``__setitem__`` (the
+    constructor, ``+=``, ``append``, ``insert``, ``extend``) are replaced; every new
+    list it makes (``+``, ``*``, slices, ``copy``) goes through the constructor."""
+
+    def __init__(self, initlist: Any = None) -> None:
+        self.data = [] if initlist is None else _items(initlist)
+
+    @classmethod
+    def _adopt(cls, data: list[Any]) -> ImageList:
+        new = cls.__new__(cls)
+        new.data = data
+        return new
+
+    def __setitem__(self, index: Any, item: Any) -> None:
+        self.data[index] = _items(item) if type(index) is slice else storable(item, 1)
+        self._p_changed = True
+
+    def __iadd__(self, other: Any) -> ImageList:
+        self.extend(other)
+        return self
+
+    def append(self, item: Any) -> None:
+        self.data.append(storable(item, 1))
+        self._p_changed = True
+
+    def insert(self, index: Any, item: Any) -> None:
+        self.data.insert(index, storable(item, 1))
+        self._p_changed = True
+
+    def extend(self, other: Any) -> None:
+        items = _items(other)
+        if items:
+            self.data.extend(items)
+            self._p_changed = True
+
+
 _SCALAR_TYPES = frozenset({type(None), bool, int, float, str, bytes})
-_CONTAINER_TYPES = frozenset({PersistentList, PersistentMapping})
+#: the classes of the image's containers (``PersistentMapping`` is also ZODB's root)
+IMAGE_CONTAINERS = (ImageMapping, ImageList)
 
 
 def _is_method(kind: type) -> bool:

@@ -61,7 +61,11 @@ __all__ = ["ALLOWED", "ForbiddenClass", "ImageDB", "class_factory", "forbidden_r
 ALLOWED: frozenset[tuple[str, str]] = frozenset({
     ("uvm.obj", "UvmObject"),
     ("uvm.methods", "Method"),
-    ("persistent.mapping", "PersistentMapping"),  # also ZODB's root object
+    ("uvm.obj", "ImageMapping"),  # a slot's dicts and lists, converting every write
+    ("uvm.obj", "ImageList"),
+    # ZODB's root object and the kernel's records; an older image's slots too (its
+    # containers are converted by uvm.conversion at the next bootstrap)
+    ("persistent.mapping", "PersistentMapping"),
     ("persistent.list", "PersistentList"),
     ("BTrees.OOBTree", "OOBTree"),  # registry, replies, synthesis records
     ("BTrees.OOBTree", "OOBucket"),

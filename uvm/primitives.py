@@ -34,7 +34,7 @@ from .errors import (
     NoMind,
 )
 from .methods import Method
-from .obj import UvmObject, find_slot, label, write_slot
+from .obj import UvmObject, find_slot, label, storable, write_slot
 from .protection import check_become, check_slot
 from .registry import current
 from .selectors import PARENT_SLOT, selector_for, slot_name
@@ -62,10 +62,8 @@ def clone_object(obj: UvmObject) -> UvmObject:
             if quarantine.MARK in value.__dict__:  # versions loaded the ghost
                 marked.append((value, twin, name))
             value = twin
-        elif type(value) is PersistentList:
-            value = PersistentList(value)  # not copy.copy: a ghost's __dict__ is empty
-        elif type(value) is PersistentMapping:
-            value = PersistentMapping(value)
+        elif isinstance(value, PersistentList | PersistentMapping):
+            value = storable(value.data.copy())  # not copy.copy: a ghost's __dict__ is empty
         new._slots[name] = value
     new._slots.setdefault(PARENT_SLOT, proto._slots.get(PARENT_SLOT, proto))
     cycle = current()

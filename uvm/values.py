@@ -17,7 +17,7 @@ from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
 from .errors import BadArguments, UnserializableResult
-from .obj import UvmObject
+from .obj import ImageList, ImageMapping, UvmObject
 from .registry import Registry
 
 __all__ = ["REF", "from_plain", "to_plain"]
@@ -25,6 +25,8 @@ __all__ = ["REF", "from_plain", "to_plain"]
 REF = "$ref"
 _SCALARS = frozenset({type(None), bool, int, float, str, bytes})
 _MAX_DEPTH = 64
+_LISTS = frozenset({list, tuple, ImageList, PersistentList})
+_MAPPINGS = frozenset({dict, ImageMapping, PersistentMapping})
 # Exact types only, both ways: a subclass of str or int (an enum member, a string
 # with its own comparison or hash) carries its class's code to whoever encodes,
 # compares or stores it next; it is refused with its type named, never passed on.
@@ -38,9 +40,9 @@ def to_plain(value: Any, _depth: int = 0) -> Any:
         raise UnserializableResult(f"result nested deeper than {_MAX_DEPTH} levels (a cycle?)")
     if kind is UvmObject:
         return {REF: value._uuid}
-    if kind is list or kind is tuple or kind is PersistentList:
+    if kind in _LISTS:
         return [to_plain(v, _depth + 1) for v in value]
-    if kind is dict or kind is PersistentMapping:
+    if kind in _MAPPINGS:
         out = {}
         for key, item in value.items():
             if type(key) is not str:

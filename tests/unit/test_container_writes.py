@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from persistent.mapping import PersistentMapping
+from uvm.obj import ImageMapping
 
 from uvm import InvalidValue, Kernel, MethodFailed, open_db
 
@@ -73,7 +73,7 @@ def test_every_in_place_write_stores_a_tracked_value(kernel: Kernel, write: str)
 def _assert_tracked(cycle: Any, ref: str) -> None:
     obj = cycle.registry.resolve(ref)
     inner = obj._slots["m"]["k"] if obj._slots["m"] else obj._slots["l"][0]
-    assert type(inner) is PersistentMapping
+    assert type(inner) is ImageMapping
 
 
 @pytest.mark.parametrize("write", [
@@ -111,8 +111,8 @@ def test_a_new_container_made_from_an_image_one_is_converted_when_stored(
 
 
 def _assert_nested_persistent(value: Any) -> None:
-    inner = value["k"] if type(value) is PersistentMapping else value[0]
-    assert type(inner) is PersistentMapping
+    inner = value["k"] if type(value) is ImageMapping else value[0]
+    assert type(inner) is ImageMapping
 
 
 def test_an_image_container_takes_no_attribute_writes(kernel: Kernel) -> None:

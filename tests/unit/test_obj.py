@@ -89,12 +89,12 @@ def test_underscore_names_are_machinery_not_slots():
 
 def test_values_are_converted_to_tracked_containers():
     obj = UvmObject({"items": [1, [2, 3]], "map": {"a": {"b": 1}}})
-    from persistent.list import PersistentList
-    from persistent.mapping import PersistentMapping
+    from uvm.obj import ImageList, ImageMapping
 
-    assert isinstance(obj.items, PersistentList)
-    assert isinstance(obj.items[1], PersistentList)
-    assert isinstance(obj.map["a"], PersistentMapping)
+    assert type(obj.items) is ImageList
+    assert type(obj.items[1]) is ImageList
+    assert type(obj.map) is ImageMapping
+    assert type(obj.map["a"]) is ImageMapping
 
 
 @pytest.mark.parametrize("bad", [object(), {1: "int key"}, lambda: 1, {1, 2}])
