@@ -5,10 +5,20 @@ source of one Python function whose first parameter is the receiver, plus
 every earlier version of it (source, author, timestamp, reason). Code objects
 are never pickled: each process compiles a source the first time it runs it,
 and caches the function twice, on the ``Method`` (``_v_function``, dropped
-whenever ZODB ghosts the object) and process-wide by the source's digest.
-Both caches are keyed by the import policy's version too: a function compiled
-while an env package was allowed does not survive ``allowlist.set_allowed``
-removing it.
+whenever ZODB ghosts the object) and process-wide by the source's digest
+(``cached_function``). Both caches are keyed by the import policy's version
+too: a function compiled while an env package was allowed does not survive
+``allowlist.set_allowed`` removing it.
+
+The process-wide cache holds only functions that ran, and only so much: it is
+a least-recently-used table bounded by entries (``CACHE_ENTRIES``) and by an
+estimate of the bytes it keeps alive (``CACHE_BYTES``: source, code objects,
+globals), and a function larger than ``CACHE_ENTRY_BYTES`` is never kept in it.
+A compile check (``compile_method``: ``Method.define``, the crucible, the
+image's verify and validation) caches nothing, so a message that defines
+thousands of sources and then fails leaves only garbage behind, never a
+process that grew for good. The cache's lock is held for the table operations
+only, never while compiling.
 
 The policy is the first stage of the crucible and is enforced here, for
 every source, whoever wrote it, in three parts:
@@ -43,10 +53,12 @@ import ast
 import hashlib
 import logging
 import os
+import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import Any
 
 from persistent import Persistent
@@ -58,7 +70,9 @@ from .method_policy import SCOPE_NAMES, restricted_code
 from .obj import UvmObject
 
 __all__ = [
-    "BoundMethod", "Method", "check_arity", "compile_method", "imports_of", "method_globals",
+    "CACHE_BYTES", "CACHE_ENTRIES", "CACHE_ENTRY_BYTES", "BoundMethod", "Method",
+    "cache_info", "cached_function", "check_arity", "compile_method", "imports_of",
+    "method_globals",
 ]
 
 log = logging.getLogger("batos.methods")
@@ -98,15 +112,25 @@ _primitives: dict[str, Any] = {}
 
 def method_globals(primitives: dict[str, Any]) -> None:
     """Install the primitives every method sees as globals (done once by ``uvm.primitives``)."""
+    global _cache_bytes
     _primitives.update(primitives)
     with _cache_lock:
         _cache.clear()
+        _cache_bytes = 0
 
 
-# Process-wide: (source digest, import policy version) -> compiled function.
-# Functions hold no per-transaction state (the primitives find the current
-# cycle themselves), so one function serves every thread.
-_cache: dict[tuple[str, int], Callable[..., Any]] = {}
+# Process-wide: (source digest, import policy version) -> (compiled function, its
+# estimated size), least recently used first. Functions hold no per-transaction
+# state (the primitives find the current cycle themselves), so one function serves
+# every thread.
+#: the most functions the process-wide cache keeps
+CACHE_ENTRIES = 2048
+#: the most bytes (estimated: source, code objects, globals) the cache keeps alive
+CACHE_BYTES = 32 << 20
+#: a function estimated larger than this is compiled for each use, never cached
+CACHE_ENTRY_BYTES = CACHE_BYTES // 32
+_cache: OrderedDict[tuple[str, int], tuple[Callable[..., Any], int]] = OrderedDict()
+_cache_bytes = 0
 _cache_version = 0
 _cache_lock = threading.Lock()
 
@@ -131,17 +155,7 @@ def imports_of(source: str) -> set[str]:
     return found
 
 
-def compile_method(source: str) -> Callable[..., Any]:
-    """The function a method source defines, compiled under the restricted policy.
-
-    Raises ``MethodSourceError`` naming the line and rule for any violation.
-    """
-    global _cache_version
-    digest = _digest(source) if isinstance(source, str) else ""
-    key = (digest, allowlist.version())
-    func = _cache.get(key)
-    if func is not None:
-        return func
+def _compile(source: str, digest: str) -> Callable[..., Any]:
     name, code = restricted_code(source, f"<method {digest[:8]}>")
     if name in _primitives:
         raise MethodSourceError(
@@ -150,14 +164,84 @@ def compile_method(source: str) -> Callable[..., Any]:
     namespace: dict[str, Any] = dict(_GLOBALS)
     namespace.update(_primitives)
     exec(code, namespace)  # the restricted code object; see module docstring
-    func = namespace[name]
+    return namespace[name]
+
+
+def compile_method(source: str) -> Callable[..., Any]:
+    """The function a method source defines, compiled under the restricted policy: a
+    compile check, cached nowhere (each call compiles anew).
+
+    Raises ``MethodSourceError`` naming the line and rule for any violation.
+    """
+    return _compile(source, _digest(source) if isinstance(source, str) else "")
+
+
+def _size(source: str, func: Callable[..., Any]) -> int:
+    """An estimate of the bytes a cached function keeps alive: its source, every code
+    object in it (bytecode, tables, constants, names) and its globals dict."""
+    total = sys.getsizeof(source) + sys.getsizeof(func) + sys.getsizeof(func.__globals__)
+    todo = [func.__code__]
+    while todo:
+        code = todo.pop()
+        total += (sys.getsizeof(code) + len(code.co_code) + len(code.co_linetable)
+                  + len(code.co_exceptiontable))
+        for const in code.co_consts:
+            if isinstance(const, CodeType):
+                todo.append(const)
+            else:
+                total += sys.getsizeof(const)
+        total += sum(sys.getsizeof(n) for n in code.co_names + code.co_varnames)
+    return total
+
+
+def _checked_version(version: int) -> None:
+    """Under ``_cache_lock``: empty the cache when the import policy changed."""
+    global _cache_bytes, _cache_version
+    if version != _cache_version:
+        # the package set changed: what was compiled under the old one is garbage
+        _cache.clear()
+        _cache_bytes = 0
+        _cache_version = version
+
+
+def cached_function(source: str) -> Callable[..., Any]:
+    """The function ``source`` defines, from the process-wide cache or compiled and kept
+    there (least recently used ones are evicted past ``CACHE_ENTRIES`` or ``CACHE_BYTES``).
+
+    Raises ``MethodSourceError`` as ``compile_method`` does; a source that fails leaves
+    no entry.
+    """
+    global _cache_bytes
+    digest = _digest(source) if isinstance(source, str) else ""
+    key = (digest, allowlist.version())
     with _cache_lock:
-        if key[1] != _cache_version:
-            # the package set changed: what was compiled under the old one is garbage
-            _cache.clear()
-            _cache_version = key[1]
-        _cache[key] = func
+        _checked_version(key[1])
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit[0]
+    func = _compile(source, digest)  # outside the lock: two threads may both compile
+    size = _size(source, func)
+    if size > CACHE_ENTRY_BYTES:
+        return func
+    with _cache_lock:
+        _checked_version(key[1])
+        if key in _cache:  # another thread compiled it meanwhile: keep one
+            _cache.move_to_end(key)
+            return _cache[key][0]
+        _cache[key] = (func, size)
+        _cache_bytes += size
+        while len(_cache) > CACHE_ENTRIES or _cache_bytes > CACHE_BYTES:
+            _evicted, (_func, evicted_size) = _cache.popitem(last=False)
+            _cache_bytes -= evicted_size
     return func
+
+
+def cache_info() -> dict[str, int]:
+    """The process-wide cache's state: ``entries``, ``bytes`` and the limits."""
+    with _cache_lock:
+        return {"entries": len(_cache), "bytes": _cache_bytes, "max_entries": CACHE_ENTRIES,
+                "max_bytes": CACHE_BYTES, "max_entry_bytes": CACHE_ENTRY_BYTES}
 
 
 def check_arity(func: Callable[..., Any], nargs: int, selector: str) -> None:
@@ -196,7 +280,8 @@ class Method(Persistent):
     def define(
         self, source: str, *, author: str, reason: str = "", meta: dict[str, Any] | None = None
     ) -> int:
-        """Compile-check ``source`` and make it the current version; returns its number.
+        """Compile-check ``source`` (caching nothing) and make it the current version;
+        returns its number.
 
         ``meta`` is kept with the version as plain data: for a method the mind
         wrote, the prompt digest, the model, the crucible's verdict and the
@@ -236,7 +321,7 @@ class Method(Persistent):
         cached = getattr(self, "_v_function", None)
         if cached is not None and cached[0] == policy:
             return cached[1]
-        func = compile_method(self.source)
+        func = cached_function(self.source)
         self._v_function = (policy, func)
         return func
 

@@ -184,12 +184,12 @@ def _record(cycle: Cycle, name: str, slot: str, action: str) -> None:
 
 
 def _trusted_codes() -> set[Any]:
-    from .methods import compile_method
+    from .methods import cached_function
 
     codes: set[Any] = set()
     for source in _trusted_sources:
         try:
-            func = compile_method(source)
+            func = cached_function(source)
         except Exception:  # noqa: S112 - a source that does not compile here trusts nothing
             continue
         func = getattr(func, "__wrapped__", func)

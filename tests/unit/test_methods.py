@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from uvm import BadArguments, MethodFailed, MethodSourceError
-from uvm.methods import compile_method
+from uvm.methods import cached_function, compile_method
 
 GREET_V1 = 'def greet(self, name):\n    return "hello " + name\n'
 GREET_V2 = 'def greet(self, name):\n    return "good day, " + name\n'
@@ -59,7 +59,9 @@ def test_docstring_before_the_def_is_allowed():
 
 
 def test_compiled_functions_are_cached_per_source():
-    assert compile_method(GREET_V1) is compile_method(GREET_V1)
+    # a compile check caches nothing (tests/unit/test_compile_cache.py); a use does
+    assert cached_function(GREET_V1) is cached_function(GREET_V1)
+    assert compile_method(GREET_V1) is not compile_method(GREET_V1)
 
 
 def test_method_code_reaches_slots_by_delegation_and_writes_slots(kernel):
