@@ -16,12 +16,19 @@ code relies on. Hence
   attributes a method can read), so ABCs serve ``isinstance`` and nothing else;
 * no module, no shared mutable object: the decimal context templates are a
   fresh copy at each access, ``hashlib``'s algorithm sets are frozensets;
-* per-call state where the standard library keeps it per thread or per
-  process: a method whose source imports ``decimal`` runs in its own decimal
-  context (``DECIMAL_SCOPE``, C ``localcontext`` around the call), one that
-  imports ``random`` gets a ``random.Random`` of its own (``RandomScope``), so
-  ``decimal.setcontext``, ``getcontext().prec = 5`` and ``random.seed(1)`` are
-  gone when the call returns;
+* per-message state where the standard library keeps it per thread or per
+  process: every message runs in a fresh decimal context and with a
+  ``random.Random`` of its own (``enter_message``, inside the copy of the
+  contextvars context ``uvm.dispatch.run_message`` runs it in), whatever its
+  methods import, so ``decimal.setcontext``, ``getcontext().prec = 5`` and
+  ``random.seed(1)`` are gone when the message ends, also when what made the
+  change is a function, generator or ``partial`` a method handed out. A method
+  that imports ``decimal`` or ``random`` also runs in a scope of its own within
+  the message (``MethodScope``). The granted ``getcontext``, ``setcontext``,
+  ``localcontext`` and random functions refuse outside any scope, and a
+  ``localcontext`` or method scope refuses to end in another message: what runs
+  there is code left over from an earlier message (a generator in a reference
+  cycle, closed by the garbage collector on whatever thread collects);
 * nothing that evaluates strings or registers (``typing``, ``singledispatch``,
   ``namedtuple``, ``string.Formatter``, ``wraps``), sleeps (``time.sleep``) or
   touches the host (``uuid1`` may run a subprocess).
@@ -69,7 +76,8 @@ from persistent import Persistent
 from . import bounded
 
 __all__ = [
-    "DECIMAL_SCOPE", "NAMES", "Namespace", "RandomScope", "fresh_decimal_context", "namespace",
+    "DECIMAL_SCOPE", "NAMES", "MethodScope", "Namespace", "RandomScope", "enter_message",
+    "fresh_decimal_context", "namespace",
 ]
 
 
@@ -168,10 +176,24 @@ def _public(module: ModuleType, *, drop: Iterable[str] = ()) -> dict[str, Any]:
     }
 
 
-# --- per-call state -------------------------------------------------------------------
+# --- per-message state ----------------------------------------------------------------
+#
+# ``_SCOPE`` is the scope in effect: ``[generator, message]``, where ``generator`` is
+# the scope's ``random.Random`` (made on first use) and ``message`` the message scope it
+# belongs to (None: the scope is a message's own). It lives in a ``ContextVar`` and
+# ``uvm.dispatch.run_message`` runs each message in a copy of the caller's context, so
+# whatever a message sets (this, and the decimal context, a ContextVar in C's decimal
+# too) is dropped when it ends, by C code no signal can interrupt half-way.
+
+_SCOPE: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "batos_method_scope", default=None)
+_getcontext = decimal.getcontext
+_setcontext = decimal.setcontext
+_localcontext = decimal.localcontext
+
 
 def fresh_decimal_context() -> decimal.Context:
-    """The context every call scope starts from: Python's documented defaults, spelled out
+    """The context every scope starts from: Python's documented defaults, spelled out
     (``decimal.Context()`` would copy ``DefaultContext``, which is process-wide state)."""
     return decimal.Context(
         prec=28, rounding=decimal.ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999, capitals=1,
@@ -181,37 +203,118 @@ def fresh_decimal_context() -> decimal.Context:
 
 
 _PRISTINE = fresh_decimal_context()
-#: ``with DECIMAL_SCOPE():`` sets a copy of the pristine context for the call and restores
-#: the caller's at exit; both in C (``localcontext``), so no signal lands half-way.
-DECIMAL_SCOPE = functools.partial(decimal.localcontext, _PRISTINE)
-
-_RANDOM: contextvars.ContextVar[list[random.Random | None] | None] = contextvars.ContextVar(
-    "batos_method_random", default=None)
+_copy_pristine = _PRISTINE.copy
 
 
-class RandomScope:
-    """``with RandomScope():`` gives the call its own ``random.Random``, made on first use.
+def enter_message() -> None:
+    """Begin a message's scope: a fresh decimal context and random generator. Call it
+    first thing inside ``contextvars.copy_context().run`` (``uvm.dispatch.run_message``):
+    the copy is what ends the scope, so nothing here needs undoing."""
+    _SCOPE.set([None, None])
+    _setcontext(_copy_pristine())
 
-    The enter always installs a new holder, so even a scope whose exit never ran (a
-    signal at the wrong instant) cannot hand its generator to the next call.
+
+def _message_of(scope: list[Any]) -> list[Any]:
+    return scope[1] if scope[1] is not None else scope
+
+
+def _scope(what: str) -> list[Any]:
+    """The scope in effect, or ``RuntimeError`` naming ``what`` (outside any: code left
+    over from an earlier message, e.g. a generator closed by the garbage collector)."""
+    scope = _SCOPE.get()
+    if scope is None:
+        raise RuntimeError(
+            f"{what} works only while a message runs; this is code left over from an earlier "
+            "message (a generator or function kept past its end), which may not touch the "
+            "process's state")
+    return scope
+
+
+def _same_message(message: list[Any], what: str) -> None:
+    scope = _SCOPE.get()
+    if scope is None or _message_of(scope) is not message:
+        raise RuntimeError(
+            f"{what} was made in another message; it works only in the message that made it")
+
+
+class MethodScope:
+    """``with MethodScope():`` runs a method in a scope of its own: a fresh decimal
+    context and its own ``random.Random`` (made on first use), both gone when it ends.
+
+    ``uvm.method_policy`` wraps the body of a method that imports ``decimal`` or
+    ``random`` in one. It belongs to its message: a generator method resumed or closed in
+    another message, or outside any (by the garbage collector), refuses to end there
+    rather than set the context it saved. Outside any message (a method called directly,
+    in a test) it is its own message scope.
     """
 
-    __slots__ = ("_token",)
+    __slots__ = ("_manager", "_message", "_token")
 
     def __enter__(self) -> None:
-        self._token = _RANDOM.set([None])
+        outer = _SCOPE.get()
+        scope = [None, None if outer is None else _message_of(outer)]
+        self._token = _SCOPE.set(scope)
+        self._message = _message_of(scope)
+        manager = _localcontext(_PRISTINE)
+        manager.__enter__()
+        self._manager = manager
 
     def __exit__(self, *exc: object) -> None:
-        _RANDOM.reset(self._token)
+        _same_message(self._message, "a method's decimal and random scope")
+        self._manager.__exit__(None, None, None)
+        _SCOPE.reset(self._token)
+
+
+#: the names ``uvm.methods`` binds for ``uvm.method_policy``'s per-method scopes
+DECIMAL_SCOPE = MethodScope
+RandomScope = MethodScope
+
+
+class LocalContext:
+    """What the granted ``decimal.localcontext`` answers: C's context manager, usable
+    only in the message that made it (one kept and closed later, by a generator's
+    ``finally`` or the collector, would set an old message's context on the thread)."""
+
+    __slots__ = ("_manager", "_message")
+
+    def __init__(self, manager: Any, message: list[Any]) -> None:
+        self._manager = manager
+        self._message = message
+
+    def __enter__(self) -> decimal.Context:
+        _same_message(self._message, "decimal.localcontext()")
+        return self._manager.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        _same_message(self._message, "decimal.localcontext()")
+        self._manager.__exit__(None, None, None)
+
+
+def getcontext() -> decimal.Context:
+    """The decimal context of the running message (or method scope)."""
+    _scope("decimal.getcontext")
+    return _getcontext()
+
+
+def setcontext(context: decimal.Context) -> None:
+    """Set the decimal context of the running message (or method scope) until it ends."""
+    _scope("decimal.setcontext")
+    _setcontext(context)
+
+
+def localcontext(ctx: decimal.Context | None = None, **kwargs: Any) -> LocalContext:
+    """``with localcontext(ctx, prec=...) as c:`` as in ``decimal``, inside one message."""
+    message = _message_of(_scope("decimal.localcontext"))
+    return LocalContext(_localcontext(ctx, **kwargs), message)
 
 
 def _generator() -> random.Random:
-    holder = _RANDOM.get()
-    if holder is None:  # outside any method call: a generator no one else will see
-        return random.Random()
-    if holder[0] is None:
-        holder[0] = random.Random()
-    return holder[0]
+    scope = _SCOPE.get()
+    if scope is None:  # never the process's generator, nor a throwaway one
+        scope = _scope("random")
+    if scope[0] is None:
+        scope[0] = random.Random()
+    return scope[0]
 
 
 def _per_call(name: str) -> Callable[..., Any]:
@@ -219,7 +322,7 @@ def _per_call(name: str) -> Callable[..., Any]:
         return getattr(_generator(), name)(*args, **kwargs)
 
     call.__name__ = call.__qualname__ = name
-    call.__doc__ = f"random.{name} on the calling method's own generator"
+    call.__doc__ = f"random.{name} on the running message's (or method's) own generator"
     return call
 
 
@@ -233,7 +336,7 @@ _RANDOM_FUNCTIONS = (
 # --- the namespaces -------------------------------------------------------------------
 
 _DECIMAL_NAMES = (
-    "Decimal", "Context", "localcontext", "getcontext", "setcontext", "DecimalException",
+    "Decimal", "Context", "DecimalException",
     "InvalidOperation", "DivisionByZero", "Inexact", "Rounded", "Subnormal", "Overflow",
     "Underflow", "Clamped", "FloatOperation", "ROUND_UP", "ROUND_DOWN", "ROUND_CEILING",
     "ROUND_FLOOR", "ROUND_HALF_UP", "ROUND_HALF_DOWN", "ROUND_HALF_EVEN", "ROUND_05UP",
@@ -263,6 +366,8 @@ def _build() -> dict[str, Namespace]:
             "timezone", "altzone", "daylight", "tzname")),
         "decimal": {
             **_take(decimal, _DECIMAL_NAMES),
+            # the message's context only, never the thread's (see "per-message state")
+            "getcontext": getcontext, "setcontext": setcontext, "localcontext": localcontext,
             # process-wide templates: each access answers a copy of its own
             "DefaultContext": Fresh(fresh_decimal_context),
             "BasicContext": Fresh(decimal.BasicContext.copy),
@@ -333,7 +438,7 @@ def _build() -> dict[str, Namespace]:
 _NAMESPACES: dict[str, Namespace] = _build()
 #: the names ``import`` resolves to a namespace (``collections.abc`` included)
 NAMES: frozenset[str] = frozenset(_NAMESPACES)
-#: importing one of these makes the method run in the matching per-call scope
+#: importing one of these makes the method run in a ``MethodScope`` of its own
 SCOPED: frozenset[str] = frozenset({"decimal", "random"})
 
 

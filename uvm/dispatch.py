@@ -13,12 +13,19 @@ included; the message capped at ``MAX_ERROR_CHARS``), a ``MemoryError``
 ``run_message`` is dispatch under the message's budget (``uvm.budget``),
 with the result turned into plain data and held to the reply size limit: the
 one path both ``Kernel`` and the crucible's trial worker run, so a trial is
-the live path. It needs a current cycle (``uvm.registry.using_cycle``) and
-runs on the caller's thread; it neither commits nor aborts.
+the live path. It runs the message in a copy of the caller's contextvars
+context (``contextvars.copy_context().run``) that starts with a fresh decimal
+context and random generator (``uvm.capabilities.enter_message``): whatever
+the message's code sets there, directly or through a function another method
+handed out, is dropped when the run returns, by C code, so also when the
+budget's signal stops the message. It needs a current cycle
+(``uvm.registry.using_cycle``) and runs on the caller's thread; it neither
+commits nor aborts.
 """
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +35,7 @@ from ZODB.POSException import ConflictError
 from . import budget
 from . import quarantine as _quarantine
 from .budget import MAX_REPLY_BYTES, Limits, OverBudget, memory_exceeded
+from .capabilities import enter_message
 from .errors import (
     BadArguments,
     DoesNotUnderstand,
@@ -56,12 +64,22 @@ def run_message(receiver: UvmObject, selector: str, args: Sequence[Any], *, limi
     """``dispatch`` under ``limits``; answers the plain result (see the module docstring)."""
     slot = budget.enter(limits, request_id)  # budget.scope, inlined: this is the hot path
     try:
-        result = to_plain(dispatch(receiver, selector, args))
-        _reply_size(result, max_reply_bytes)
+        result = _copy_context().run(_scoped, receiver, selector, args, max_reply_bytes)
         budget.leave(slot)
     except BaseException as exc:
         budget.fail(slot, type(exc))  # BudgetExceeded if the watchdog stopped it
         raise
+    return result
+
+
+_copy_context = contextvars.copy_context
+
+
+def _scoped(receiver: UvmObject, selector: str, args: Sequence[Any], max_reply_bytes: int) -> Any:
+    """The message inside its own contextvars context (``run_message``)."""
+    enter_message()
+    result = to_plain(dispatch(receiver, selector, args))
+    _reply_size(result, max_reply_bytes)
     return result
 
 
