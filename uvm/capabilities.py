@@ -28,7 +28,9 @@ code relies on. Hence
   ``localcontext`` and random functions refuse outside any scope, and a
   ``localcontext`` or method scope refuses to end in another message: what runs
   there is code left over from an earlier message (a generator in a reference
-  cycle, closed by the garbage collector on whatever thread collects);
+  cycle, closed by the garbage collector on whatever thread collects). A
+  collection runs outside any scope (a ``gc.callbacks`` hook), also inside a
+  message, so a leftover's ``finally:`` cannot reach the message it lands in;
 * nothing that evaluates strings or registers (``typing``, ``singledispatch``,
   ``namedtuple``, ``string.Formatter``, ``wraps``), sleeps (``time.sleep``) or
   touches the host (``uuid1`` may run a subprocess).
@@ -53,6 +55,7 @@ import decimal
 import difflib
 import fractions
 import functools
+import gc
 import hashlib
 import heapq
 import hmac
@@ -212,6 +215,24 @@ def enter_message() -> None:
     the copy is what ends the scope, so nothing here needs undoing."""
     _SCOPE.set([None, None])
     _setcontext(_copy_pristine())
+
+
+_collecting: list[contextvars.Token[list[Any] | None]] = []
+
+
+def _collector(phase: str, info: object) -> None:
+    """A ``gc.callbacks`` hook: a collection runs outside any scope. A generator method
+    code left in a reference cycle runs its ``finally:`` wherever a collection happens,
+    inside another message too; there the granted functions refuse, so the leftover
+    cannot change that message's context or seed its generator. Collections do not nest
+    (one at a time, on the thread that started it), hence one token at most."""
+    if phase == "start":
+        _collecting.append(_SCOPE.set(None))
+    elif _collecting:
+        _SCOPE.reset(_collecting.pop())
+
+
+gc.callbacks.append(_collector)
 
 
 def _message_of(scope: list[Any]) -> list[Any]:

@@ -70,6 +70,9 @@ METHODS = {
     "outer": ("def outer(self):\n    import decimal\n    decimal.getcontext().prec = 5\n"
               "    inner = self.inner()\n    return decimal.getcontext().prec, inner\n"),
     "inner": "def inner(self):\n    import decimal\n    return decimal.getcontext().prec\n",
+    # a collection in the middle of a message (``collect`` is gc.collect, passed in)
+    "collecting:": ("def collecting(self, collect):\n    import decimal, random\n    collect()\n"
+                    "    return decimal.getcontext().prec, random.random()\n"),
     # a message the budget stops while it has set the context
     "spin": ("def spin(self):\n    g, s, C = self.giver()\n    s(C(prec=3))\n"
              "    while True:\n        pass\n"),
@@ -252,6 +255,17 @@ def test_a_generator_closed_by_the_collector_touches_nothing(send, thread_contex
     assert [type(e) for e in caught] == [RuntimeError]
     assert "only while a message runs" in str(caught[0])
     assert random.getstate() == process
+
+
+def test_a_generator_collected_inside_another_message_cannot_reach_it(send, monkeypatch):
+    caught: list = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: caught.append(info.exc_value))
+    gc.collect()
+    assert send("cyclic") == 1
+    prec, drawn = send("collecting:", gc.collect)  # the leftover's finally runs in there
+    assert [type(e) for e in caught] == [RuntimeError]
+    assert prec == 28  # not the leftover's setcontext
+    assert drawn != random.Random(1).random()  # nor its seed
 
 
 def test_the_grants_are_the_checked_functions():
