@@ -57,7 +57,7 @@ def convert(objects: Iterable[UvmObject]) -> Conversion:
 def problems(objects: Iterable[UvmObject], *, limit: int = 100) -> list[str]:
     """One line per container reachable from ``objects``' slots that is not in its stored
     form: a plain dict or list, an older image's persistent one, a key that is not a str."""
-    return _Walk(fix=False, limit=limit).run(objects).problems
+    return _Walk(fix=False, limit=limit).run(objects).problems[:limit]
 
 
 class _Walk:
@@ -114,7 +114,7 @@ class _Walk:
             return item
         if kind is tuple:
             items = [self._value(v, f"{where}[{i}]") for i, v in enumerate(item)]
-            return item if all(a is b for a, b in zip(items, item)) else tuple(items)
+            return item if all(a is b for a, b in zip(items, item, strict=True)) else tuple(items)
         if kind not in _OLD:
             return item  # scalars and methods (storable refused anything else)
         known = self.replaced.get(id(item))
