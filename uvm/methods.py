@@ -194,14 +194,16 @@ def _size(source: str, func: Callable[..., Any]) -> int:
     return total
 
 
-def _checked_version(version: int) -> None:
-    """Under ``_cache_lock``: empty the cache when the import policy changed."""
+def _current(version: int) -> bool:
+    """Under ``_cache_lock``: whether ``version`` is the import policy the cache holds,
+    emptying the cache first when ``version`` is newer (versions only grow)."""
     global _cache_bytes, _cache_version
-    if version != _cache_version:
+    if version > _cache_version:
         # the package set changed: what was compiled under the old one is garbage
         _cache.clear()
         _cache_bytes = 0
         _cache_version = version
+    return version == _cache_version
 
 
 def cached_function(source: str) -> Callable[..., Any]:
@@ -215,8 +217,7 @@ def cached_function(source: str) -> Callable[..., Any]:
     digest = _digest(source) if isinstance(source, str) else ""
     key = (digest, allowlist.version())
     with _cache_lock:
-        _checked_version(key[1])
-        hit = _cache.get(key)
+        hit = _cache.get(key) if _current(key[1]) else None
         if hit is not None:
             _cache.move_to_end(key)
             return hit[0]
@@ -225,7 +226,8 @@ def cached_function(source: str) -> Callable[..., Any]:
     if size > CACHE_ENTRY_BYTES:
         return func
     with _cache_lock:
-        _checked_version(key[1])
+        if not _current(key[1]):  # compiled under a policy replaced meanwhile: not kept
+            return func
         if key in _cache:  # another thread compiled it meanwhile: keep one
             _cache.move_to_end(key)
             return _cache[key][0]

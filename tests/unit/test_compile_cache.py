@@ -121,6 +121,21 @@ def test_an_allowlist_change_empties_the_cache():
         allowlist.set_allowed(saved)
 
 
+def test_a_function_compiled_under_a_replaced_policy_is_not_kept(monkeypatch):
+    # a thread that read the policy's version before set_allowed ran elsewhere
+    saved = allowlist.package_modules()
+    try:
+        old = allowlist.version()
+        allowlist.set_allowed(saved)
+        kept = cached_function(source("new"))
+        monkeypatch.setattr(methods.allowlist, "version", lambda: old)
+        assert cached_function(source("late"))(None) == "late"
+        monkeypatch.undo()
+        assert entries() == [key(source("new"))]  # late not kept, new not dropped
+        assert cached_function(source("new")) is kept
+    finally:
+        allowlist.set_allowed(saved)
+
 def test_threads_share_one_bounded_cache(monkeypatch):
     monkeypatch.setattr(methods, "CACHE_ENTRIES", 16)
     errors: list[BaseException] = []
