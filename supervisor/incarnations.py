@@ -19,6 +19,10 @@ It locks itself in-process (``envs.confine``) with the ``[sandbox]`` limits. Wit
 ``--unconfined``. Either way its environment is built here from what it reads
 (``incarnation_environment``), never the supervisor's whole environment: a secret
 the supervisor holds does not reach image code.
+
+Its stdout and stderr are one pipe the supervisor drains into ``logs/<id>.log``
+(``supervisor.logpump``: capped at ``[sandbox] log_max_bytes``, rotated once): it holds
+no descriptor on a host file.
 """
 
 from __future__ import annotations

@@ -299,3 +299,33 @@ def test_a_table_without_a_work_folder_runs_no_training(tmp_path):
     finally:
         train_env.route_through(None)
         sp.close()
+
+
+def test_a_training_run_that_cannot_lock_itself_does_not_run(tmp_path, monkeypatch):
+    """Fail closed: with pyseccomp unimportable where the run step runs, nothing is exec'd."""
+    from weaver import train_env
+
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "pyseccomp.py").write_text("raise ImportError('pyseccomp is not here')\n")
+    monkeypatch.setenv("PYTHONPATH", f"{shadow}{os.pathsep}{ROOT}")
+    root = tmp_path / "train-envs"
+    env_dir = root / "0123456789abcdef"
+    (env_dir / "venv" / "bin").mkdir(parents=True)
+    ran = tmp_path / "ran"
+    script = env_dir / "venv" / "bin" / "python"
+    script.write_text(f"#!/bin/sh\ntouch {ran}\nexit 0\n")
+    script.chmod(0o755)
+    (env_dir / train_env.MARKER).write_text("{}")
+    (tmp_path / "inquiry").mkdir()
+    sp = Spawner.start([train_env.spawner_command(root, work=tmp_path)])
+    train_env.route_through(sp)
+    try:
+        env = train_env.TrainEnv(env_dir, script, train_env.TrainEnvSpec(
+            python=sys.executable, requirements=[]), built=False)
+        with pytest.raises(train_env.TrainingFailed, match="cannot lock itself, so it does not run"):
+            train_env.run_module(env, "weaver.training", ["--steps", "1"], timeout=60)
+    finally:
+        train_env.route_through(None)
+        sp.close()
+    assert not ran.exists()
