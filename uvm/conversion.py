@@ -14,7 +14,7 @@ containers with an image container holding the same items, shared ones staying
 shared. A mapping with a key that is not a ``str`` cannot be one: it is left as
 it is and named (the guards still convert what method code writes into an old
 container). ``uvm.genesis.bootstrap`` runs it once per image, marking the root,
-in its own transaction. ``problems`` is the same walk changing nothing, naming
+in the transaction that plants Genesis. ``problems`` is the same walk changing nothing, naming
 every container not in its stored form (``batos verify``).
 
 Runs on the caller's thread, in the caller's transaction; commits nothing.
