@@ -27,6 +27,7 @@ from typing import Any
 
 import transaction
 from BTrees.OOBTree import OOBTree
+from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
 from .methods import Method
@@ -47,7 +48,7 @@ def plain(value: Any, _depth: int = 0) -> Any:
         return repr(value)
     if isinstance(value, dict | PersistentMapping):
         return {str(k): plain(v, _depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple) or type(value).__name__ == "PersistentList":
+    if isinstance(value, list | tuple | PersistentList):
         return [plain(v, _depth + 1) for v in value]
     return value
 
