@@ -67,6 +67,7 @@ import random
 import statistics
 import string
 import textwrap
+import threading
 import time
 import unicodedata
 import uuid
@@ -217,19 +218,21 @@ def enter_message() -> None:
     _setcontext(_copy_pristine())
 
 
-_collecting: list[contextvars.Token[list[Any] | None]] = []
+#: the thread a garbage collection is running on, else None (see ``_collector``)
+_COLLECTOR: list[int | None] = [None]
+_get_ident = threading.get_ident
 
 
 def _collector(phase: str, info: object) -> None:
-    """A ``gc.callbacks`` hook: a collection runs outside any scope. A generator method
-    code left in a reference cycle runs its ``finally:`` wherever a collection happens,
-    inside another message too; there the granted functions refuse, so the leftover
-    cannot change that message's context or seed its generator. Collections do not nest
-    (one at a time, on the thread that started it), hence one token at most."""
-    if phase == "start":
-        _collecting.append(_SCOPE.set(None))
-    elif _collecting:
-        _SCOPE.reset(_collecting.pop())
+    """A ``gc.callbacks`` hook: code the collector runs is in no scope. A generator
+    method code left in a reference cycle runs its ``finally:`` wherever a collection
+    happens, inside another message too; there the granted functions refuse and no method
+    scope begins, so the leftover cannot change that message's context or seed its
+    generator. Collections do not nest and run one at a time, so one slot holds the
+    collecting thread. The hook only stores into that slot: a collection starts in the
+    middle of whatever allocated, e.g. inside ``ContextVar.set``, where setting a
+    ContextVar again would free the mapping that call is reading."""
+    _COLLECTOR[0] = _get_ident() if phase == "start" else None
 
 
 gc.callbacks.append(_collector)
@@ -243,17 +246,18 @@ def _scope(what: str) -> list[Any]:
     """The scope in effect, or ``RuntimeError`` naming ``what`` (outside any: code left
     over from an earlier message, e.g. a generator closed by the garbage collector)."""
     scope = _SCOPE.get()
-    if scope is None:
+    if scope is None or (_COLLECTOR[0] is not None and _COLLECTOR[0] == _get_ident()):
         raise RuntimeError(
             f"{what} works only while a message runs; this is code left over from an earlier "
-            "message (a generator or function kept past its end), which may not touch the "
-            "process's state")
+            "message (a generator or function kept past its end, or a generator's finally "
+            "run by the garbage collector), which may not touch the state of the thread or "
+            "of the message it lands in")
     return scope
 
 
 def _same_message(message: list[Any], what: str) -> None:
-    scope = _SCOPE.get()
-    if scope is None or _message_of(scope) is not message:
+    scope = _scope(what)
+    if _message_of(scope) is not message:
         raise RuntimeError(
             f"{what} was made in another message; it works only in the message that made it")
 
@@ -264,15 +268,18 @@ class MethodScope:
 
     ``uvm.method_policy`` wraps the body of a method that imports ``decimal`` or
     ``random`` in one. It belongs to its message: a generator method resumed or closed in
-    another message, or outside any (by the garbage collector), refuses to end there
-    rather than set the context it saved. Outside any message (a method called directly,
-    in a test) it is its own message scope.
+    another message, or outside any, refuses to end there rather than set the context it
+    saved; none begins while the garbage collector runs (a leftover's ``finally:`` would
+    start one and leave its context in the message the collection landed in). Outside
+    any message (a method called directly, in a test) it is its own message scope.
     """
 
     __slots__ = ("_manager", "_message", "_token")
 
     def __enter__(self) -> None:
         outer = _SCOPE.get()
+        if _COLLECTOR[0] is not None and _COLLECTOR[0] == _get_ident():
+            _scope("a method's decimal and random scope")  # raises
         scope = [None, None if outer is None else _message_of(outer)]
         self._token = _SCOPE.set(scope)
         self._message = _message_of(scope)
@@ -331,7 +338,7 @@ def localcontext(ctx: decimal.Context | None = None, **kwargs: Any) -> LocalCont
 
 def _generator() -> random.Random:
     scope = _SCOPE.get()
-    if scope is None:  # never the process's generator, nor a throwaway one
+    if scope is None or _COLLECTOR[0] is not None:  # never the process's generator
         scope = _scope("random")
     if scope[0] is None:
         scope[0] = random.Random()
