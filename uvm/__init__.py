@@ -4,8 +4,9 @@ Layers, bottom up (each imports only those below it):
 
     errors, selectors          vocabulary
     regex_guard, bounded,      what ``import`` gives method code: frozen capability
-    capabilities, allowlist    namespaces (json and re bounded, the regex guard
-                               timing patterns), plus the env's packages whole
+    message_scope,             namespaces (json and re bounded, the regex guard
+    capabilities, allowlist    timing patterns, decimal and random per message),
+                               plus the env's packages whole
     obj                        UvmObject and delegation lookup
     guards, method_policy      method code's run-time guards (attributes, items,
                                writes); its compile policy (what a source may say)

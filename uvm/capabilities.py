@@ -17,20 +17,10 @@ code relies on. Hence
 * no module, no shared mutable object: the decimal context templates are a
   fresh copy at each access, ``hashlib``'s algorithm sets are frozensets;
 * per-message state where the standard library keeps it per thread or per
-  process: every message runs in a fresh decimal context and with a
-  ``random.Random`` of its own (``enter_message``, inside the copy of the
-  contextvars context ``uvm.dispatch.run_message`` runs it in), whatever its
-  methods import, so ``decimal.setcontext``, ``getcontext().prec = 5`` and
-  ``random.seed(1)`` are gone when the message ends, also when what made the
-  change is a function, generator or ``partial`` a method handed out. A method
-  that imports ``decimal`` or ``random`` also runs in a scope of its own within
-  the message (``MethodScope``). The granted ``getcontext``, ``setcontext``,
-  ``localcontext`` and random functions refuse outside any scope, and a
-  ``localcontext`` or method scope refuses to end in another message: what runs
-  there is code left over from an earlier message (a generator in a reference
-  cycle, closed by the garbage collector on whatever thread collects). A
-  collection runs outside any scope (a ``gc.callbacks`` hook), also inside a
-  message, so a leftover's ``finally:`` cannot reach the message it lands in;
+  process: the granted ``decimal.getcontext``, ``setcontext`` and
+  ``localcontext`` and the ``random`` functions act on the running message's own
+  decimal context and generator (``uvm.message_scope``), never the thread's or
+  the process's, and refuse outside any message;
 * nothing that evaluates strings or registers (``typing``, ``singledispatch``,
   ``namedtuple``, ``string.Formatter``, ``wraps``), sleeps (``time.sleep``) or
   touches the host (``uuid1`` may run a subprocess).
@@ -49,13 +39,11 @@ import bisect
 import cmath
 import collections
 import collections.abc
-import contextvars
 import datetime
 import decimal
 import difflib
 import fractions
 import functools
-import gc
 import hashlib
 import heapq
 import hmac
@@ -67,7 +55,6 @@ import random
 import statistics
 import string
 import textwrap
-import threading
 import time
 import unicodedata
 import uuid
@@ -78,6 +65,18 @@ from typing import Any
 from persistent import Persistent
 
 from . import bounded
+from .message_scope import (
+    DECIMAL_SCOPE,
+    RANDOM_FUNCTIONS,
+    MethodScope,
+    RandomScope,
+    enter_message,
+    fresh_decimal_context,
+    getcontext,
+    localcontext,
+    random_function,
+    setcontext,
+)
 
 __all__ = [
     "DECIMAL_SCOPE", "NAMES", "MethodScope", "Namespace", "RandomScope", "enter_message",
@@ -180,187 +179,6 @@ def _public(module: ModuleType, *, drop: Iterable[str] = ()) -> dict[str, Any]:
     }
 
 
-# --- per-message state ----------------------------------------------------------------
-#
-# ``_SCOPE`` is the scope in effect: ``[generator, message]``, where ``generator`` is
-# the scope's ``random.Random`` (made on first use) and ``message`` the message scope it
-# belongs to (None: the scope is a message's own). It lives in a ``ContextVar`` and
-# ``uvm.dispatch.run_message`` runs each message in a copy of the caller's context, so
-# whatever a message sets (this, and the decimal context, a ContextVar in C's decimal
-# too) is dropped when it ends, by C code no signal can interrupt half-way.
-
-_SCOPE: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
-    "batos_method_scope", default=None)
-_getcontext = decimal.getcontext
-_setcontext = decimal.setcontext
-_localcontext = decimal.localcontext
-
-
-def fresh_decimal_context() -> decimal.Context:
-    """The context every scope starts from: Python's documented defaults, spelled out
-    (``decimal.Context()`` would copy ``DefaultContext``, which is process-wide state)."""
-    return decimal.Context(
-        prec=28, rounding=decimal.ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999, capitals=1,
-        clamp=0, flags=[], traps=[decimal.InvalidOperation, decimal.DivisionByZero,
-                                  decimal.Overflow],
-    )
-
-
-_PRISTINE = fresh_decimal_context()
-_copy_pristine = _PRISTINE.copy
-
-
-def enter_message() -> None:
-    """Begin a message's scope: a fresh decimal context and random generator. Call it
-    first thing inside ``contextvars.copy_context().run`` (``uvm.dispatch.run_message``):
-    the copy is what ends the scope, so nothing here needs undoing."""
-    _SCOPE.set([None, None])
-    _setcontext(_copy_pristine())
-
-
-#: the thread a garbage collection is running on, else None (see ``_collector``)
-_COLLECTOR: list[int | None] = [None]
-_get_ident = threading.get_ident
-
-
-def _collector(phase: str, info: object) -> None:
-    """A ``gc.callbacks`` hook: code the collector runs is in no scope. A generator
-    method code left in a reference cycle runs its ``finally:`` wherever a collection
-    happens, inside another message too; there the granted functions refuse and no method
-    scope begins, so the leftover cannot change that message's context or seed its
-    generator. Collections do not nest and run one at a time, so one slot holds the
-    collecting thread. The hook only stores into that slot: a collection starts in the
-    middle of whatever allocated, e.g. inside ``ContextVar.set``, where setting a
-    ContextVar again would free the mapping that call is reading."""
-    _COLLECTOR[0] = _get_ident() if phase == "start" else None
-
-
-gc.callbacks.append(_collector)
-
-
-def _message_of(scope: list[Any]) -> list[Any]:
-    return scope[1] if scope[1] is not None else scope
-
-
-def _scope(what: str) -> list[Any]:
-    """The scope in effect, or ``RuntimeError`` naming ``what`` (outside any: code left
-    over from an earlier message, e.g. a generator closed by the garbage collector)."""
-    scope = _SCOPE.get()
-    if scope is None or (_COLLECTOR[0] is not None and _COLLECTOR[0] == _get_ident()):
-        raise RuntimeError(
-            f"{what} works only while a message runs; this is code left over from an earlier "
-            "message (a generator or function kept past its end, or a generator's finally "
-            "run by the garbage collector), which may not touch the state of the thread or "
-            "of the message it lands in")
-    return scope
-
-
-def _same_message(message: list[Any], what: str) -> None:
-    scope = _scope(what)
-    if _message_of(scope) is not message:
-        raise RuntimeError(
-            f"{what} was made in another message; it works only in the message that made it")
-
-
-class MethodScope:
-    """``with MethodScope():`` runs a method in a scope of its own: a fresh decimal
-    context and its own ``random.Random`` (made on first use), both gone when it ends.
-
-    ``uvm.method_policy`` wraps the body of a method that imports ``decimal`` or
-    ``random`` in one. It belongs to its message: a generator method resumed or closed in
-    another message, or outside any, refuses to end there rather than set the context it
-    saved; none begins while the garbage collector runs (a leftover's ``finally:`` would
-    start one and leave its context in the message the collection landed in). Outside
-    any message (a method called directly, in a test) it is its own message scope.
-    """
-
-    __slots__ = ("_manager", "_message", "_token")
-
-    def __enter__(self) -> None:
-        outer = _SCOPE.get()
-        if _COLLECTOR[0] is not None and _COLLECTOR[0] == _get_ident():
-            _scope("a method's decimal and random scope")  # raises
-        scope = [None, None if outer is None else _message_of(outer)]
-        self._token = _SCOPE.set(scope)
-        self._message = _message_of(scope)
-        manager = _localcontext(_PRISTINE)
-        manager.__enter__()
-        self._manager = manager
-
-    def __exit__(self, *exc: object) -> None:
-        _same_message(self._message, "a method's decimal and random scope")
-        self._manager.__exit__(None, None, None)
-        _SCOPE.reset(self._token)
-
-
-#: the names ``uvm.methods`` binds for ``uvm.method_policy``'s per-method scopes
-DECIMAL_SCOPE = MethodScope
-RandomScope = MethodScope
-
-
-class LocalContext:
-    """What the granted ``decimal.localcontext`` answers: C's context manager, usable
-    only in the message that made it (one kept and closed later, by a generator's
-    ``finally`` or the collector, would set an old message's context on the thread)."""
-
-    __slots__ = ("_manager", "_message")
-
-    def __init__(self, manager: Any, message: list[Any]) -> None:
-        self._manager = manager
-        self._message = message
-
-    def __enter__(self) -> decimal.Context:
-        _same_message(self._message, "decimal.localcontext()")
-        return self._manager.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        _same_message(self._message, "decimal.localcontext()")
-        self._manager.__exit__(None, None, None)
-
-
-def getcontext() -> decimal.Context:
-    """The decimal context of the running message (or method scope)."""
-    _scope("decimal.getcontext")
-    return _getcontext()
-
-
-def setcontext(context: decimal.Context) -> None:
-    """Set the decimal context of the running message (or method scope) until it ends."""
-    _scope("decimal.setcontext")
-    _setcontext(context)
-
-
-def localcontext(ctx: decimal.Context | None = None, **kwargs: Any) -> LocalContext:
-    """``with localcontext(ctx, prec=...) as c:`` as in ``decimal``, inside one message."""
-    message = _message_of(_scope("decimal.localcontext"))
-    return LocalContext(_localcontext(ctx, **kwargs), message)
-
-
-def _generator() -> random.Random:
-    scope = _SCOPE.get()
-    if scope is None or _COLLECTOR[0] is not None:  # never the process's generator
-        scope = _scope("random")
-    if scope[0] is None:
-        scope[0] = random.Random()
-    return scope[0]
-
-
-def _per_call(name: str) -> Callable[..., Any]:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(_generator(), name)(*args, **kwargs)
-
-    call.__name__ = call.__qualname__ = name
-    call.__doc__ = f"random.{name} on the running message's (or method's) own generator"
-    return call
-
-
-_RANDOM_FUNCTIONS = (
-    "seed", "random", "uniform", "randint", "randrange", "choice", "choices", "sample",
-    "shuffle", "getrandbits", "randbytes", "triangular", "gauss", "normalvariate",
-    "lognormvariate", "expovariate", "vonmisesvariate", "gammavariate", "betavariate",
-    "paretovariate", "weibullvariate",
-)
-
 # --- the namespaces -------------------------------------------------------------------
 
 _DECIMAL_NAMES = (
@@ -394,7 +212,7 @@ def _build() -> dict[str, Namespace]:
             "timezone", "altzone", "daylight", "tzname")),
         "decimal": {
             **_take(decimal, _DECIMAL_NAMES),
-            # the message's context only, never the thread's (see "per-message state")
+            # the message's context only, never the thread's (``uvm.message_scope``)
             "getcontext": getcontext, "setcontext": setcontext, "localcontext": localcontext,
             # process-wide templates: each access answers a copy of its own
             "DefaultContext": Fresh(fresh_decimal_context),
@@ -409,7 +227,7 @@ def _build() -> dict[str, Namespace]:
             "pvariance", "stdev", "variance", "covariance", "correlation",
             "linear_regression", "StatisticsError")),
         "random": {
-            **{name: _per_call(name) for name in _RANDOM_FUNCTIONS},
+            **{name: random_function(name) for name in RANDOM_FUNCTIONS},
             "Random": random.Random, "SystemRandom": random.SystemRandom,
         },
         "functools": _take(functools, ("reduce", "partial", "cmp_to_key", "lru_cache", "cache")),

@@ -15,7 +15,7 @@ with the result turned into plain data and held to the reply size limit: the
 one path both ``Kernel`` and the crucible's trial worker run, so a trial is
 the live path. It runs the message in a copy of the caller's contextvars
 context (``contextvars.copy_context().run``) that starts with a fresh decimal
-context and random generator (``uvm.capabilities.enter_message``): whatever
+context and random generator (``uvm.message_scope.enter_message``): whatever
 the message's code sets there, directly or through a function another method
 handed out, is dropped when the run returns, by C code, so also when the
 budget's signal stops the message. It needs a current cycle
@@ -35,7 +35,6 @@ from ZODB.POSException import ConflictError
 from . import budget
 from . import quarantine as _quarantine
 from .budget import MAX_REPLY_BYTES, Limits, OverBudget, memory_exceeded
-from .capabilities import enter_message
 from .errors import (
     BadArguments,
     DoesNotUnderstand,
@@ -47,6 +46,7 @@ from .errors import (
     UVMError,
     cap_message,
 )
+from .message_scope import enter_message
 from .methods import Method, check_arity
 from .obj import UvmObject, find_slot
 from .registry import Cycle

@@ -2,7 +2,7 @@
 
 ``uvm.dispatch.run_message`` (live messages and trials) runs a message in a copy of the
 caller's contextvars context that starts with a fresh decimal context and random scope
-(``uvm.capabilities.enter_message``), whatever its methods import. These tests check that
+(``uvm.message_scope.enter_message``), whatever its methods import. These tests check that
 nothing a message does through the granted ``decimal`` and ``random`` functions, directly
 or through a function, ``partial``, lambda or generator another method handed out or an
 earlier message left behind, reaches the thread's state or a later message; and that the
@@ -26,7 +26,7 @@ import threading
 import pytest
 import transaction
 
-from uvm import AsyncKernel, Kernel, MethodFailed, capabilities
+from uvm import AsyncKernel, Kernel, MethodFailed, capabilities, message_scope
 from uvm.budget import Limits
 from uvm.dispatch import run_message
 from uvm.errors import BudgetExceeded
@@ -281,9 +281,9 @@ def test_a_generator_collected_inside_another_message_cannot_reach_it(send, monk
 
 def test_the_grants_are_the_checked_functions():
     grants = capabilities.namespace("decimal")
-    assert grants.getcontext is capabilities.getcontext
-    assert grants.setcontext is capabilities.setcontext
-    assert grants.localcontext is capabilities.localcontext
+    assert grants.getcontext is message_scope.getcontext
+    assert grants.setcontext is message_scope.setcontext
+    assert grants.localcontext is message_scope.localcontext
     with pytest.raises(RuntimeError):
         capabilities.namespace("random").random()
 
