@@ -23,6 +23,11 @@ that cannot apply rolls the savepoint back and raises ``InvalidAct`` naming
 the act's index, action and field. So nothing of a bad list remains, even if
 the method that called ``applyActs:`` catches the error.
 
+The schema is strict: a field takes exactly its JSON type (``version: true`` or
+``1.0`` is not 1, bytes are not a string), and slot names are checked as
+``uvm.obj.check_slot_name`` checks them (NFKC form, no leading ``_``) before
+anything applies.
+
 Acts carry no author and no meta (``extra="forbid"``): a method version's
 author is the current message's, set by the primitives. Every act goes
 through the same primitives and slot writes as method code, so the Genesis
@@ -33,13 +38,14 @@ sends ``applyActs:`` straight to a Genesis object.
 
 from __future__ import annotations
 
+from collections import UserList
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .errors import InvalidAct, InvalidRequest
+from .errors import InvalidAct, InvalidRequest, InvalidValue
 from .methods import Method
-from .obj import UvmObject, write_slot
+from .obj import UvmObject, check_slot_name, write_slot
 from .registry import current
 from .selectors import PARENT_SLOT, slot_name
 from .values import REF
@@ -49,8 +55,21 @@ __all__ = ["Act", "MAX_ACTS", "apply_acts", "parse_acts"]
 MAX_ACTS = 1000
 
 
+def _slot_name(name: str) -> str:
+    try:
+        return check_slot_name(name)
+    except InvalidValue as exc:
+        raise ValueError(str(exc)) from None
+
+
+#: a slot name as ``uvm.obj.check_slot_name`` allows it (NFKC form, no leading '_')
+SlotName = Annotated[str, AfterValidator(_slot_name)]
+
+
 class _Act(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a field takes exactly its type (no True for 1, no 1.0 for 1, no bytes
+    # for a str); acts are JSON, where every field has one obvious spelling
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     target: str | None = Field(default=None, min_length=1)
 
 
@@ -58,12 +77,12 @@ class ClonePrototype(_Act):
     action: Literal["CLONE_PROTOTYPE"]
     label: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     name: str | None = None
-    slots: dict[str, Any] = Field(default_factory=dict)
+    slots: dict[SlotName, Any] = Field(default_factory=dict)
 
 
 class AddSlot(_Act):
     action: Literal["ADD_SLOT"]
-    slot: str = Field(min_length=1)
+    slot: SlotName = Field(min_length=1)
     value: Any = None
 
 
@@ -105,6 +124,8 @@ _acts = TypeAdapter(list[Act])
 
 def parse_acts(raw: Any) -> list[Act]:
     """Validate a list of act dicts; ``InvalidAct`` names the first bad act and field."""
+    if isinstance(raw, UserList):  # an image list (acts kept in a slot)
+        raw = list(raw)
     if not isinstance(raw, list | tuple):
         raise InvalidAct(f"applyActs: takes a list of acts, got {type(raw).__name__}")
     if len(raw) > MAX_ACTS:
@@ -123,8 +144,19 @@ def parse_acts(raw: Any) -> list[Act]:
 
 
 def _plain_dict(value: Any) -> Any:
-    # acts arriving through a method may be persistent mappings
-    return dict(value) if hasattr(value, "items") and not isinstance(value, dict) else value
+    # acts arriving through a method may be persistent mappings and lists (image
+    # containers): the strict schema takes a dict and a list, so those become them
+    if hasattr(value, "items") and not isinstance(value, dict):
+        value = dict(value)
+    if isinstance(value, dict):
+        value = dict(value)
+        slots = value.get("slots")
+        if hasattr(slots, "items") and not isinstance(slots, dict):
+            value["slots"] = dict(slots)
+        parents = value.get("parents")
+        if isinstance(parents, tuple | UserList):
+            value["parents"] = list(parents)
+    return value
 
 
 class _Applier:

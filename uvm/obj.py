@@ -14,7 +14,9 @@ Python attribute syntax maps onto slots: ``obj.x = v`` writes the slot ``x``
 and marks the object changed; ``obj.x`` looks ``x`` up through delegation and
 raises ``DoesNotUnderstand`` (an ``AttributeError``) when the chain is
 exhausted. Names starting with ``_`` are never slots: they are the object's
-own machinery (``_slots``, ``_uuid``, persistence's ``_p_`` and ``_v_``).
+own machinery (``_slots``, ``_uuid``, persistence's ``_p_`` and ``_v_``). A slot
+written anew must have its name in NFKC form (``check_slot_name``), so no slot
+is spelled like machinery (``\uff3fslots``) or like another slot.
 
 This module knows nothing of transactions or of the registry; callers that
 need those (the kernel, the primitives) bring them.
@@ -23,6 +25,7 @@ need those (the kernel, the primitives) bring them.
 from __future__ import annotations
 
 import sys
+import unicodedata
 import uuid as _uuidlib
 from collections.abc import Callable
 from typing import Any
@@ -34,8 +37,8 @@ from persistent.mapping import PersistentMapping
 from .errors import DoesNotUnderstand, InvalidValue
 from .selectors import PARENT_SLOT, slot_name
 
-__all__ = ["IMAGE_CONTAINERS", "ImageList", "ImageMapping", "UvmObject", "find_slot", "label",
-           "set_slot_guard", "storable", "storable_item", "write_slot"]
+__all__ = ["IMAGE_CONTAINERS", "ImageList", "ImageMapping", "UvmObject", "check_slot_name", "find_slot",
+           "label", "set_slot_guard", "storable", "storable_item", "write_slot"]
 
 _MISSING = object()
 # Single-parent chains are followed without bookkeeping up to this depth;
@@ -163,13 +166,33 @@ def _search(start: UvmObject, name: str) -> tuple[UvmObject, Any] | None:
     return None
 
 
-def write_slot(obj: UvmObject, name: str, value: Any) -> None:
-    """Write one slot, converting the value to its stored form, and mark ``obj`` changed."""
+def check_slot_name(name: Any) -> str:
+    """``name`` if it may name a new slot, else ``InvalidValue`` saying why.
+
+    A slot name is a non-empty ``str`` in NFKC form that does not start with ``_``.
+    NFKC because Python normalises the identifiers it parses: ``self.\uff3fslots``
+    in a method's source *is* ``self._slots``, so a slot spelled that way would be
+    one no source can name, and a text check for ``_`` would miss it. A name that
+    is not in NFKC form is refused rather than normalised (as the guards refuse
+    such attribute names), so a slot is always reachable by the name it shows.
+    """
     if type(name) is not str or not name or name.startswith("_"):
         raise InvalidValue(
             f"slot name {name!r} is not allowed: a slot name is a non-empty string "
             "that does not start with '_'"
         )
+    if not name.isascii() and unicodedata.normalize("NFKC", name) != name:
+        raise InvalidValue(
+            f"slot name {name!r} is not allowed: it is not in NFKC form (it normalises "
+            f"to {unicodedata.normalize('NFKC', name)!r}, the name Python would read "
+            "in a method's source); spell it in NFKC form"
+        )
+    return name
+
+
+def write_slot(obj: UvmObject, name: str, value: Any) -> None:
+    """Write one slot, converting the value to its stored form, and mark ``obj`` changed."""
+    check_slot_name(name)
     if _slot_guard is not None:
         _slot_guard(obj, name, "write")
     stored = storable(value)

@@ -59,6 +59,22 @@ def test_remove_slot_and_rollback_method(kernel):
         ({"action": "ROLLBACK_METHOD", "target": "genesis", "selector": "clone", "version": 1},
          "selector", "not an own method"),
         ({"action": "REGISTER_NAME", "target": "genesis", "name": "9 bad"}, "name", "not a valid name"),
+        # strict: a field takes exactly its type
+        ({"action": "ROLLBACK_METHOD", "target": "genesis", "selector": "clone", "version": True},
+         "version", "valid integer"),
+        ({"action": "ROLLBACK_METHOD", "target": "genesis", "selector": "clone", "version": 1.0},
+         "version", "valid integer"),
+        ({"action": "ADD_SLOT", "target": "genesis", "slot": b"x", "value": 1}, "slot", "valid string"),
+        ({"action": "DEFINE_METHOD", "target": "genesis", "selector": "f", "source": "def f(s): 1",
+          "reason": 1}, "reason", "valid string"),
+        ({"action": "REGISTER_NAME", "target": "genesis", "name": 7}, "name", "valid string"),
+        # slot names are checked after NFKC: a fullwidth '_' normalises to '_'
+        ({"action": "ADD_SLOT", "target": "genesis", "slot": "\uff3fslots", "value": 1},
+         "slot", "NFKC"),
+        ({"action": "ADD_SLOT", "target": "genesis", "slot": "\ufb01le", "value": 1},
+         "slot", "NFKC"),
+        ({"action": "CLONE_PROTOTYPE", "target": "genesis", "slots": {"\uff3fp_jar": 1}},
+         "[key]", "NFKC"),
     ],
 )
 def test_one_invalid_act_rejects_the_whole_list(kernel, db, bad_act, field, text):
@@ -72,6 +88,26 @@ def test_one_invalid_act_rejects_the_whole_list(kernel, db, bad_act, field, text
     assert db.storage.lastTransaction() == before
     with pytest.raises(Exception, match="counter"):
         kernel.send("counter", "n")
+
+
+def test_a_rollback_with_a_bool_version_changes_nothing(kernel):
+    kernel.send("genesis", "applyActs:", [COUNTER_ACTS[:2]])
+    with pytest.raises(InvalidAct, match="version"):
+        kernel.send("counter", "applyActs:", [[
+            {"action": "DEFINE_METHOD", "selector": "increment", "source": "def increment(self):\n    return -1\n"},
+            {"action": "ROLLBACK_METHOD", "selector": "increment", "version": True}]])
+    assert kernel.send("counter", "increment") == 1
+    assert len(kernel.send("counter", "methodHistory:", ["increment"])) == 1
+
+
+def test_acts_from_method_code_may_hold_image_containers(kernel):
+    kernel.send("genesis", "applyActs:", [COUNTER_ACTS[:1]])
+    kernel.send("counter", "defineMethod:source:", ["keep", (
+        "def keep(self):\n"
+        "    self.plan = [{'action': 'CLONE_PROTOTYPE', 'label': 'c', 'slots': {'k': 1}},\n"
+        "                 {'action': 'SET_PARENT', 'target': '@c', 'parents': ['traits']}]\n"
+        "    return apply_acts(self, self.plan)['applied']\n")])
+    assert kernel.send("counter", "keep") == 2
 
 
 def test_acts_must_be_a_list(kernel):

@@ -87,6 +87,18 @@ def test_underscore_names_are_machinery_not_slots():
         obj.__setattr__("", 1)
 
 
+@pytest.mark.parametrize("name", ["\uff3fslots", "\uff3f\uff3fclass\uff3f\uff3f", "\ufb01le", "\uff58"])
+def test_slot_names_not_in_nfkc_form_are_refused(name):
+    obj = UvmObject()
+    with pytest.raises(InvalidValue, match="NFKC"):
+        setattr(obj, name, 1)
+    with pytest.raises(InvalidValue, match="NFKC"):
+        UvmObject({name: 1})
+    assert obj._slots == {}
+    obj.__setattr__("caf\u00e9", 1)  # a non-ASCII name already in NFKC form is fine
+    assert obj._slots == {"caf\u00e9": 1}
+
+
 def test_values_are_converted_to_tracked_containers():
     obj = UvmObject({"items": [1, [2, 3]], "map": {"a": {"b": 1}}})
     from uvm.obj import ImageList, ImageMapping
