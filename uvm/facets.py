@@ -22,6 +22,15 @@ sees the new adapter at once, and an abort leaves both as they were. After the
 swap the facet object's ``previous`` slot refers to the clone, which now holds
 the former state with ``until`` set: the facet's history is a chain.
 
+The inquiry settings and which adapter serves a facet are the operator's and
+the kernel's decisions (``uvm.protection``): ``setInquiry:to:`` and
+``switchFacet:to:`` apply only as a request sent straight to the weaver (by a
+person, or by the inquiry loop through the kernel), logged in the Genesis
+change log; never in a proposal from the mind or under other method code. The
+``inquiry`` and ``facets`` slots are protected like the Genesis methods, the
+facet objects the weaver holds are its members (each slot protected,
+``become:`` with one refused).
+
 This module holds the weaver's Genesis slots (``WEAVER_SLOTS``, planted by
 ``uvm.genesis``) and the functions behind its primitives (``uvm.primitives``
 wraps them, so method code reaches them as ``weaver_*``). They run on the
@@ -41,7 +50,8 @@ from persistent.mapping import PersistentMapping
 
 from .errors import BadArguments
 from .obj import UvmObject, label, storable, write_slot
-from .primitives import become_object, clone_object
+from .primitives import clone_object
+from .protection import check_member, is_member
 from .registry import current
 from .selectors import PARENT_SLOT
 
@@ -49,6 +59,8 @@ __all__ = [
     "ADAPTER_FIELDS",
     "DEFAULT_INQUIRY",
     "MAX_CYCLES",
+    "WEAVER_MEMBERS",
+    "WEAVER_PROTECTED",
     "WEAVER_SLOTS",
     "facet_for",
     "facet_object",
@@ -71,6 +83,14 @@ DEFAULT_INQUIRY: dict[str, Any] = {
 REQUIRED_FIELDS = ("name", "path", "base_model", "rank", "size_bytes", "facet")
 ADAPTER_FIELDS = (*REQUIRED_FIELDS, "data_digest", "eval_scores", "created", "digest")
 _ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+#: the weaver's data slots that only its Genesis methods change, on a person's request
+#: or the kernel's (the inquiry loop's) message: never a proposal, never method code
+WEAVER_PROTECTED = frozenset({"inquiry", "facets"})
+#: the weaver's member objects (``uvm.protection.declare_members``): the facet objects
+#: its ``facets`` mapping holds, named "facet:<facet>"
+WEAVER_MEMBERS = ("facets", "facet:")
 
 
 def _m(source: str) -> str:
@@ -286,6 +306,11 @@ def switch_facet(weaver: Any, facet: Any, adapter: Any) -> str | None:
     ``become:``; answers the adapter that served it before."""
     w = _weaver(weaver)
     name = _facet_name(facet)
+    facets = w._slots.get("facets")
+    existing = facets.get(name) if isinstance(facets, PersistentMapping) else None
+    # the Genesis weaver's facets, or one of its facet objects a clone still shares
+    check_member(None if is_member(existing) else w, "weaver.facets",
+                 f"switch facet {name!r} of")
     if adapter is not None:
         adapters = w._slots.get("adapters")
         if not isinstance(adapter, str) or not isinstance(adapters, PersistentMapping) \
@@ -308,7 +333,11 @@ def switch_facet(weaver: Any, facet: Any, adapter: Any) -> str | None:
     # after the swap ``holder`` holds these slots, and ``fresh`` the former state:
     write_slot(fresh, "previous", fresh)
     fresh._slots.pop("until", None)
-    become_object(holder, fresh)
+    # become: (as ``become_object``), done here: the permission was checked above, and
+    # become: with a facet object the weaver holds is refused to everyone else
+    holder._slots, fresh._slots = fresh._slots, holder._slots
+    holder._p_changed = True
+    fresh._p_changed = True
     write_slot(fresh, "until", now)
     return previous if isinstance(previous, str) else None
 
@@ -363,5 +392,7 @@ def set_inquiry(weaver: Any, key: Any, value: Any) -> dict[str, Any]:
         raise BadArguments(
             f"{key!r} is not an inquiry setting; the settings are {', '.join(DEFAULT_INQUIRY)}"
         )
-    _own(w, "inquiry", PersistentMapping)[key] = _check_setting(key, value)
+    checked = _check_setting(key, value)
+    check_member(w, "weaver.inquiry", f"set the inquiry setting {key!r} of")
+    _own(w, "inquiry", PersistentMapping)[key] = checked
     return inquiry_config(w)

@@ -46,7 +46,7 @@ import transaction
 
 from . import conversion, protection
 from .errors import ImageError, UnknownTarget
-from .facets import WEAVER_SLOTS
+from .facets import WEAVER_MEMBERS, WEAVER_PROTECTED, WEAVER_SLOTS
 from .methods import Method, compile_method
 from .obj import UvmObject, write_slot
 from .pickles import forbidden_records
@@ -339,6 +339,8 @@ def _is_source(value: Any) -> bool:
 #: identity (name, parent*) and what truth() believes. Other data slots hold state
 #: a person tunes (descriptions, block's maxIterations, the weaver's registry).
 PROTECTED_DATA = frozenset({"name", PARENT_SLOT, "truthValue"})
+#: per Genesis object, state its own Genesis methods keep for the operator
+PROTECTED_STATE = {"weaver": WEAVER_PROTECTED}
 
 
 def _protection() -> tuple[dict[str, frozenset[str]], list[str]]:
@@ -347,12 +349,13 @@ def _protection() -> tuple[dict[str, frozenset[str]], list[str]]:
     sources: list[str] = []
     for name, (_parent, slots) in GENESIS.items():
         methods_ = {slot for slot, value in slots.items() if _is_source(value)}
-        table[name] = frozenset(methods_ | PROTECTED_DATA)
+        table[name] = frozenset(methods_ | PROTECTED_DATA | PROTECTED_STATE.get(name, frozenset()))
         sources.extend(value for value in slots.values() if _is_source(value))
     return table, sources
 
 
 protection.declare(*_protection())
+protection.declare_members({"weaver": WEAVER_MEMBERS})
 
 
 @dataclass

@@ -32,6 +32,14 @@ History is append-only for every method, not only Genesis ones: a method slot
 that is removed or overwritten keeps its ``Method`` (and so every version,
 author and verdict) in ``root["batos.methods.dropped"]``, with who dropped it.
 
+Some Genesis state is kept by the Genesis object's own functions rather than
+written as slots: the weaver's inquiry settings (``setInquiry:to:``) and which
+adapter serves a facet (``switchFacet:to:``, whose facet objects are the
+weaver's *members*: every slot of one protected, ``become:`` with one refused).
+Those functions call ``check_member``, with the same rule: a person's request
+straight to the Genesis method, or the kernel's own message (the inquiry loop),
+never a proposal or method code on the stack.
+
 Outside any message (bootstrap, tooling with its own connection) there is no
 cycle and nothing is checked: those run with the operator's authority.
 
@@ -55,8 +63,8 @@ from .errors import ImageError, Protected
 from .registry import Cycle, current
 
 __all__ = [
-    "CHANGES_KEY", "DROPPED_KEY", "MIND_AUTHOR", "Protected", "check_become", "check_name", "check_slot",
-    "declare", "protected_slots",
+    "CHANGES_KEY", "DROPPED_KEY", "MIND_AUTHOR", "Protected", "check_become", "check_member",
+    "check_name", "check_slot", "declare", "declare_members", "is_member", "protected_slots",
 ]
 
 MIND_AUTHOR = "mind"
@@ -70,6 +78,10 @@ _protected: dict[str, frozenset[str]] = {}
 _by_slot: dict[str, tuple[str, ...]] = {}
 #: method sources of the Genesis table: the only code that may act on a person's request
 _trusted_sources: tuple[str, ...] = ()
+#: Genesis name -> (its mapping slot, the ``name`` prefix of the objects that mapping
+#: holds): those objects are part of the Genesis object (the weaver's facet objects),
+#: every slot of them protected, ``become:`` with them refused
+_members: dict[str, tuple[str, str]] = {}
 
 
 def declare(table: Mapping[str, Iterable[str]], trusted_sources: Iterable[str]) -> None:
@@ -84,6 +96,12 @@ def declare(table: Mapping[str, Iterable[str]], trusted_sources: Iterable[str]) 
     _by_slot.clear()
     _by_slot.update({slot: tuple(names) for slot, names in by_slot.items()})
     _trusted_sources = tuple(trusted_sources)
+
+
+def declare_members(table: Mapping[str, tuple[str, str]]) -> None:
+    """Set the Genesis objects' member objects: name -> (mapping slot, name prefix)."""
+    _members.clear()
+    _members.update(table)
 
 
 def protected_slots() -> dict[str, frozenset[str]]:
@@ -131,6 +149,56 @@ def check_name(obj: Any, name: str) -> None:
     _permit(cycle, name, "re-point the Genesis name", name, "")
 
 
+def _member_of(cycle: Cycle, obj: Any) -> tuple[str, str] | None:
+    """(Genesis name, key) when ``obj`` is an object the Genesis object's member mapping
+    holds now (``declare_members``), else None. The ``name`` prefix is a cheap first
+    test, and it holds: a member's ``name`` is itself one of its protected slots."""
+    slots = getattr(obj, "_slots", None)
+    if type(slots) is not dict or not _members:
+        return None
+    label = slots.get("name")
+    if type(label) is not str:
+        return None
+    for genesis, (slot, prefix) in _members.items():
+        if not label.startswith(prefix):
+            continue
+        uuid = cycle.registry.names.get(genesis)
+        owner = cycle.registry.objects.get(uuid) if uuid is not None else None
+        held = getattr(owner, "_slots", {}).get(slot)
+        if held is None or not hasattr(held, "items"):
+            continue
+        for key, value in held.items():
+            if value is obj:
+                return genesis, str(key)
+    return None
+
+
+def is_member(obj: Any) -> bool:
+    """Whether ``obj`` is one of a Genesis object's member objects now (outside a message: no)."""
+    cycle = _cycle()
+    return cycle is not None and _member_of(cycle, obj) is not None
+
+
+def check_member(genesis: Any, key: str, action: str) -> None:
+    """Raise ``Protected`` unless ``action`` on the Genesis object's state is allowed here.
+
+    For changes a Genesis object's own functions make to the state it keeps for the
+    operator (the weaver's inquiry settings, switching a facet): allowed, and logged,
+    only as a person's request sent straight to its Genesis method, or as the kernel's
+    own message (the inquiry loop sends ``switchFacet:to:`` the same way).
+    ``genesis`` is the receiver; nothing is checked unless it is the Genesis object
+    whose name ``key`` starts with (``"weaver.inquiry"``), or a clone still sharing
+    one of its member objects (checked by the caller with ``is_member``).
+    """
+    cycle = _cycle()
+    if cycle is None:
+        return
+    name, _, slot = key.partition(".")
+    if genesis is not None and cycle.registry.names.get(name) != getattr(genesis, "_uuid", None):
+        return
+    _permit(cycle, key, action, name, slot)
+
+
 def check_become(a: Any, b: Any) -> None:
     """``become:`` swaps every slot at once: with a Genesis object it is refused to anyone.
 
@@ -143,6 +211,14 @@ def check_become(a: Any, b: Any) -> None:
         return
     for one in (a, b):
         which = _genesis_names(cycle, one, _protected)
+        member = _member_of(cycle, one)
+        if member is not None:
+            raise Protected(
+                f"become: with {member[0]}'s member object {member[1]!r} is refused: it is "
+                f"part of the Genesis object {member[0]!r} and changes only through its "
+                "Genesis methods (switchFacet:to:)",
+                what=f"{member[0]}.{member[1]}", action="become:",
+            )
         if which:
             raise Protected(
                 f"become: with the Genesis object {which[0]!r} is refused: it would swap every "
@@ -220,6 +296,11 @@ def _untrusted_code() -> str | None:
 def _guard(obj: Any, slot: str, action: str) -> None:
     if slot in _by_slot:
         check_slot(obj, slot, action)
+    if _members:
+        cycle = _cycle()
+        member = _member_of(cycle, obj) if cycle is not None else None
+        if member is not None:
+            _permit(cycle, f"{member[0]}.{member[1]}.{slot}", action, member[0], slot)
 
 
 def _dropped(obj: Any, slot: str, method: Any) -> None:

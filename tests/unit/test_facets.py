@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 import transaction
 
-from uvm import BadArguments, MethodFailed, bootstrap, verify
-from uvm.facets import DEFAULT_INQUIRY, MAX_CYCLES, WEAVER_SLOTS
+from uvm import BadArguments, bootstrap, verify
+from uvm.facets import DEFAULT_INQUIRY, MAX_CYCLES, WEAVER_SLOTS, set_inquiry, switch_facet
+from uvm.protection import CHANGES_KEY, Protected
 from uvm.registry import Registry
 
 
@@ -157,19 +158,92 @@ def test_an_aborted_switch_leaves_both_objects_as_they_were(kernel, db):
     kernel.send("weaver", "registerAdapter:", [info()])
     ref = kernel.send("weaver", "facetObject:", [facet])
     holder = holder_of(kernel, ref)
-    kernel.send("genesis", "defineMethod:source:", ["switchThenFail:to:", (
-        "def switchThenFail_to(self, facet, adapter):\n"
-        "    object_named('weaver').switchFacet_to(facet, adapter)\n"
-        "    return 1 // 0\n")])
     objects_before = kernel.read(lambda c: len(c.registry.objects))
     before = db.storage.lastTransaction()
-    with pytest.raises(MethodFailed, match="ZeroDivisionError"):
-        kernel.send("genesis", "switchThenFail:to:", [facet, info()["name"]])
+
+    def switch_then_fail(cycle: Any) -> None:  # the kernel's own code (method code may not)
+        switch_facet(cycle.registry.resolve("weaver"), facet, info()["name"])
+        raise ZeroDivisionError("after the switch")
+
+    with pytest.raises(ZeroDivisionError):
+        kernel.write(switch_then_fail)
     assert db.storage.lastTransaction() == before
     assert kernel.send("weaver", "facetFor:", [facet]) is None
     assert kernel.send(holder, "seenAdapter", []) is None
     assert "previous" not in kernel.send(ref, "slotNames", [])
     assert kernel.read(lambda c: len(c.registry.objects)) == objects_before
+
+
+# --- the weaver's decisions are the operator's and the kernel's (uvm.protection) ----------
+
+
+SWITCH = ("def {sel}(self):\n"
+          "    weaver_switch_facet(object_named('weaver'), 'code generation', None)\n"
+          "    return 1\n")
+ENABLE = ("def {sel}(self):\n"
+          "    weaver_set_inquiry(object_named('weaver'), 'enabled', True)\n"
+          "    return 1\n")
+
+
+def weaver_state(kernel: Any) -> tuple[Any, ...]:
+    return (kernel.send("weaver", "inquiryConfig", []),
+            kernel.send("weaver", "facetFor:", ["code generation"]),
+            kernel.read(lambda c: len(c.registry.objects)))
+
+
+@pytest.mark.parametrize("source", [
+    ENABLE,
+    SWITCH,
+    "def {sel}(self):\n    object_named('weaver').setInquiry_to('enabled', True)\n    return 1\n",
+    "def {sel}(self):\n    object_named('weaver').switchFacet_to('code generation', None)\n"
+    "    return 1\n",
+    "def {sel}(self):\n    object_named('weaver').inquiry = {{'enabled': True}}\n    return 1\n",
+    "def {sel}(self):\n    object_named('weaver').facets = {{}}\n    return 1\n",
+    "def {sel}(self):\n    w = clone_object(object_named('weaver'))\n"
+    "    weaver_switch_facet(w, 'code generation', None)\n    return 1\n",
+    "def {sel}(self):\n    f = weaver_facet_object(object_named('weaver'), 'code generation')\n"
+    "    f.adapter = 'x'\n    return 1\n",
+    "def {sel}(self):\n    f = weaver_facet_object(object_named('weaver'), 'code generation')\n"
+    "    remove_slot(f, 'adapter')\n    return 1\n",
+    "def {sel}(self):\n    f = weaver_facet_object(object_named('weaver'), 'code generation')\n"
+    "    become_object(f, clone_object(f))\n    return 1\n",
+])
+def test_method_code_cannot_change_the_weavers_decisions(kernel, source):
+    kernel.send("weaver", "registerAdapter:", [info()])
+    kernel.send("weaver", "switchFacet:to:", ["code generation", info()["name"]])
+    before = weaver_state(kernel)
+    kernel.send("genesis", "defineMethod:source:", ["sneak", source.format(sel="sneak")])
+    with pytest.raises(Protected):
+        kernel.send("genesis", "sneak", [])
+    assert weaver_state(kernel) == before
+
+
+@pytest.mark.parametrize("change", [
+    lambda w: set_inquiry(w, "enabled", True),
+    lambda w: switch_facet(w, "code generation", None),
+])
+def test_inside_a_proposal_not_even_kernel_code_changes_the_weavers_decisions(kernel, change):
+    kernel.send("weaver", "registerAdapter:", [info()])
+    kernel.send("weaver", "switchFacet:to:", ["code generation", info()["name"]])
+    before = weaver_state(kernel)
+
+    def in_proposal(cycle: Any) -> None:  # as the install path and the trial mark it
+        cycle.proposal = True
+        change(cycle.registry.resolve("weaver"))
+
+    with pytest.raises(Protected, match="proposal"):
+        kernel.write(in_proposal)
+    assert weaver_state(kernel) == before
+
+
+def test_a_request_straight_to_the_weaver_is_allowed_and_logged(kernel, db):
+    kernel.send("weaver", "registerAdapter:", [info()])
+    assert kernel.send("weaver", "setInquiry:to:", ["enabled", True])["enabled"] is True
+    assert kernel.send("weaver", "switchFacet:to:", ["code generation", info()["name"]]) is None
+    assert kernel.send("weaver", "facetFor:", ["code generation"]) == info()["name"]
+    log = kernel.read(lambda c: [(e["object"], e["slot"]) for e in c.connection.root()[CHANGES_KEY]])
+    assert ("weaver", "inquiry") in log
+    assert ("weaver", "facets") in log
 
 
 def test_record_cycle_keeps_the_newest_up_to_the_cap(kernel):
