@@ -72,6 +72,7 @@ from . import allowlist
 from .bounded import Pattern
 from .capabilities import ChainMap, Namespace
 from .errors import InvalidValue
+from .message_scope import _COLLECTOR, LEFTOVER, collecting
 from .obj import ImageList, ImageMapping, UvmObject, find_slot
 from .obj import storable_item as storable
 from .selectors import slot_name
@@ -270,6 +271,8 @@ def _object_kind(kind: type) -> int:
 
 def guarded_getattr(obj: Any, name: Any, default: Any = raise_) -> Any:
     """``obj.name`` for method code (the rules are the module docstring's)."""
+    if _COLLECTOR[0] is not None and collecting():
+        raise RuntimeError(LEFTOVER)
     if type(obj) is UvmObject and type(name) is str and name and name[0] != "_":
         # the hot path: a slot, read by delegation from ``_slots`` only, so a public name
         # needs no further check (whatever it spells, it is looked up as a slot)
@@ -355,6 +358,8 @@ def guarded_hasattr(obj: Any, name: Any) -> bool:
 
 
 def guarded_getitem(obj: Any, key: Any) -> Any:
+    if _COLLECTOR[0] is not None and collecting():
+        raise RuntimeError(LEFTOVER)
     value = obj[key]
     return value if type(value) in _PLAIN else _checked(value, "the item", key)
 
@@ -435,6 +440,8 @@ class _ContainerWrite:
 
 
 def guarded_write(obj: Any) -> Any:
+    if _COLLECTOR[0] is not None and collecting():
+        raise RuntimeError(LEFTOVER)
     kind = type(obj)
     if kind in _CONTAINERS:
         return _ContainerWrite(obj)

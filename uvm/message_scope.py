@@ -96,6 +96,19 @@ def _collector(phase: str, info: object) -> None:
 gc.callbacks.append(_collector)
 
 
+def collecting() -> bool:
+    """Whether a garbage collection is running on this thread: code it runs (a finalizer,
+    a leftover generator's ``finally:``) belongs to no message and must not touch the
+    image (``uvm.guards`` and ``uvm.registry.current`` refuse it)."""
+    thread = _COLLECTOR[0]
+    return thread is not None and thread == _get_ident()
+
+
+LEFTOVER = ("method code works only while a message runs; this is code left over from an "
+            "earlier message (a generator's finally: or a finalizer run by the garbage "
+            "collector), and it touches neither the image nor its grants")
+
+
 def _message_of(scope: list[Any]) -> list[Any]:
     return scope[1] if scope[1] is not None else scope
 

@@ -23,6 +23,7 @@ from typing import Any
 from BTrees.OOBTree import OOBTree
 
 from .errors import ImageError, InvalidValue, UnknownTarget
+from .message_scope import LEFTOVER, collecting
 from .obj import UvmObject
 
 __all__ = ["Cycle", "Registry", "current", "is_uuid", "set_name_guard", "using_cycle"]
@@ -156,6 +157,8 @@ _current: contextvars.ContextVar[Cycle] = contextvars.ContextVar("batos_cycle")
 
 
 def current() -> Cycle:
+    if collecting():
+        raise ImageError(LEFTOVER)
     try:
         return _current.get()
     except LookupError:

@@ -26,7 +26,7 @@ import threading
 import pytest
 import transaction
 
-from uvm import AsyncKernel, Kernel, MethodFailed, capabilities, message_scope
+from uvm import AsyncKernel, DoesNotUnderstand, Kernel, MethodFailed, capabilities, message_scope
 from uvm.budget import Limits
 from uvm.dispatch import run_message
 from uvm.errors import BudgetExceeded
@@ -81,6 +81,17 @@ METHODS = {
     # a collection in the middle of a message (``collect`` is gc.collect, passed in)
     "collecting:": ("def collecting(self, collect):\n    import decimal, random\n    collect()\n"
                     "    return decimal.getcontext().prec, random.random()\n"),
+    # a leftover whose finally writes into the image (and calls a primitive)
+    "stealer": (
+        "def stealer(self):\n"
+        "    def trap(box):\n        try:\n            yield 1\n        finally:\n"
+        "            self.stolen = 'from an earlier message'\n"
+        "    box = []\n    g = trap(box)\n    box.append(g)\n    next(g)\n    return 1\n"),
+    "definer": (
+        "def definer(self):\n"
+        "    def trap(box):\n        try:\n            yield 1\n        finally:\n"
+        "            define_method(self, 'planted', 'def planted(self):\\n    return 1\\n')\n"
+        "    box = []\n    g = trap(box)\n    box.append(g)\n    next(g)\n    return 1\n"),
     # a message the budget stops while it has set the context
     "spin": ("def spin(self):\n    g, s, C = self.giver()\n    s(C(prec=3))\n"
              "    while True:\n        pass\n"),
@@ -295,3 +306,19 @@ def test_a_message_stopped_by_the_budget_leaves_the_thread_context(send, thread_
     with pytest.raises(BudgetExceeded):
         send("spin", limits=Limits(cpu=0.2, wall=5, grace=1))
     assert send("prec") == 28
+
+
+@pytest.mark.parametrize("leftover", ["stealer", "definer"])
+def test_a_leftover_collected_inside_another_message_cannot_write_into_it(db, send,
+                                                                         monkeypatch, leftover):
+    """A generator left in a cycle by one message, collected while another runs on the same
+    thread, must not write (or define) into that message's transaction."""
+    caught: list = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: caught.append(info.exc_value))
+    gc.collect()
+    assert send(leftover) == 1
+    assert send("collecting:", gc.collect)[0] == 28  # the leftover's finally runs in there
+    assert [type(e) for e in caught] and all("left over" in str(e) for e in caught), caught
+    assert send("respondsTo:", "planted") is False
+    with pytest.raises(DoesNotUnderstand):
+        send("stolen")
