@@ -24,6 +24,11 @@ so what batos's own database wrapper adds is counted as overhead.
 
 Overhead = after ratio / before ratio - 1. Goal: <= 5% on the read path.
 
+Then, in this tree only, the walls one at a time (``ablate``): the same ``read slot``
+message with each piece switched off in turn (the budget's enter/leave, the per-message
+decimal/random scope, the connection ownership, the class allowlist's ``ImageDB``),
+alternating rounds, each against the shipped path: what each wall costs per message.
+
 Run ``python bench/bench_walls.py [--rounds N] [--messages M] [--before REV]``.
 """
 
@@ -118,6 +123,84 @@ def run_child(tree: Path, messages: int, rounds: int) -> dict[str, list[float]]:
     return json.loads(proc.stdout.splitlines()[-1])
 
 
+ABLATE = r'''
+import contextvars, json, os, sys, tempfile, time
+import ZODB
+from ZODB.FileStorage import FileStorage
+import uvm.dispatch as D, uvm.kernel as K
+from uvm import Kernel, bootstrap, budget, open_db
+from uvm.dispatch import _reply_size, _scoped, dispatch
+from uvm.message_scope import enter_message
+from uvm.values import to_plain
+
+messages, rounds = int(sys.argv[1]), int(sys.argv[2])
+home = tempfile.mkdtemp(prefix="bench-walls-ablate-")
+path = os.path.join(home, "image.fs")
+db = open_db(path)
+bootstrap(db)
+setup = Kernel(db)
+uuid = setup.send("genesis", "clone", [])["$ref"]
+setup.send(uuid, "setSlot:value:", ["n", 4])
+db.close()
+
+def no_budget(receiver, selector, args, *, limits, request_id=None, max_reply_bytes=0):
+    return contextvars.copy_context().run(_scoped, receiver, selector, args, max_reply_bytes)
+
+def no_scope(receiver, selector, args, *, limits, request_id=None, max_reply_bytes=0):
+    slot = budget.enter(limits, request_id)
+    try:
+        result = to_plain(dispatch(receiver, selector, args))
+        _reply_size(result, max_reply_bytes)
+        budget.leave(slot)
+    except BaseException as exc:
+        budget.fail(slot, type(exc))
+        raise
+    return result
+
+shipped_run, shipped_guard = K.run_message, K.guard
+image = open_db(path, read_only=True)
+plain = ZODB.DB(FileStorage(path, read_only=True))
+variants = {}
+variants["all walls"] = (Kernel(image), shipped_run)
+variants["no budget"] = (variants["all walls"][0], no_budget)
+variants["no message scope"] = (variants["all walls"][0], no_scope)
+K.guard = lambda db: None
+variants["no ownership, no class allowlist"] = (Kernel(plain), shipped_run)
+K.guard = shipped_guard
+variants["no class allowlist"] = (Kernel(ZODB.DB(FileStorage(path, read_only=True))), shipped_run)
+
+def timed(kernel):
+    start = time.process_time()
+    for _ in range(messages):
+        kernel.send(uuid, "n", [])
+    return (time.process_time() - start) / messages * 1e6
+
+out = {name: [] for name in variants}
+for _ in range(rounds):
+    for name, (kernel, run) in variants.items():
+        K.run_message = run
+        kernel.send(uuid, "n", [])
+        out[name].append(timed(kernel))
+K.run_message = shipped_run
+print(json.dumps(out))
+'''
+
+
+def ablate(messages: int, rounds: int) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATOS_")}
+    proc = subprocess.run([sys.executable, "-c", ABLATE, str(messages), str(rounds)],
+                          capture_output=True, text=True, env=env, timeout=900, cwd=str(ROOT))
+    if proc.returncode:
+        raise SystemExit(f"ablation failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.splitlines()[-1])
+    base = min(out["all walls"])
+    print(f"\nablate (this tree, read slot, {rounds} rounds x {messages} messages; CPU us, best)")
+    print(f"{'variant':<36}{'us':>8}{'saves':>9}")
+    for name, values in out.items():
+        best = min(values)
+        print(f"{name:<36}{best:>8.1f}{(base - best) / base * 100:>+8.1f}%")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", default="e7f1bf2", help="the tree before the walls")
@@ -161,6 +244,7 @@ def main() -> int:
         )
         print(f"{name:<18}{b:>10.1f}{a:>10.1f}{rb:>12.2f}{ra:>11.2f}"
               f"{(ra / rb - 1) * 100:>+9.1f}%  (median of rounds {(med - 1) * 100:+.1f}%)")
+    ablate(args.messages, args.rounds * args.children)
     return 0
 
 
