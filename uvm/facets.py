@@ -297,7 +297,10 @@ def facet_object(weaver: Any, facet: Any) -> UvmObject:
         write_slot(holder, slot, value)
     cycle.registry.register(holder)
     cycle.created.append(holder)
-    facets[name] = holder
+    # a new facet serves the base model: no decision, so anyone may create one; written
+    # past the in-place guard of the protected ``facets`` slot (a stored form already)
+    facets.data[name] = holder
+    facets._p_changed = True
     return holder
 
 
@@ -394,5 +397,7 @@ def set_inquiry(weaver: Any, key: Any, value: Any) -> dict[str, Any]:
         )
     checked = _check_setting(key, value)
     check_member(w, "weaver.inquiry", f"set the inquiry setting {key!r} of")
-    _own(w, "inquiry", PersistentMapping)[key] = checked
+    inquiry = _own(w, "inquiry", PersistentMapping)
+    inquiry.data[key] = checked  # a scalar; permitted (and logged) once, just above
+    inquiry._p_changed = True
     return inquiry_config(w)

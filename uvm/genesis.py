@@ -355,7 +355,8 @@ def _protection() -> tuple[dict[str, frozenset[str]], list[str]]:
 
 
 protection.declare(*_protection())
-protection.declare_members({"weaver": WEAVER_MEMBERS})
+protection.declare_members({"weaver": WEAVER_MEMBERS},
+                           [("weaver", slot) for slot in sorted(WEAVER_PROTECTED)])
 
 
 @dataclass

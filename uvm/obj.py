@@ -105,12 +105,23 @@ _slot_guard: Callable[[UvmObject, str, str], None] | None = None
 _on_dropped: Callable[[UvmObject, str, Any], None] | None = None
 
 
+#: Called as ``guard(container)`` before an image container changes in place; raises to
+#: refuse (``uvm.protection``: a container a Genesis object's protected slot holds).
+_container_guard: Callable[[Any], None] | None = None
+
+
 def set_slot_guard(
     guard: Callable[[UvmObject, str, str], None] | None,
     dropped: Callable[[UvmObject, str, Any], None] | None = None,
+    container: Callable[[Any], None] | None = None,
 ) -> None:
-    global _slot_guard, _on_dropped
-    _slot_guard, _on_dropped = guard, dropped
+    global _slot_guard, _on_dropped, _container_guard
+    _slot_guard, _on_dropped, _container_guard = guard, dropped, container
+
+
+def _changing(container: Any) -> None:
+    if _container_guard is not None:
+        _container_guard(container)
 
 
 def label(obj: UvmObject) -> str:
@@ -301,6 +312,7 @@ class ImageMapping(PersistentMapping):
         return new
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        _changing(self)
         self.data[_key(key)] = storable(value, 1)
         self._p_changed = True
 
@@ -309,6 +321,7 @@ class ImageMapping(PersistentMapping):
             raise TypeError(f"update expected at most 1 argument, got {len(args)}")
         new = dict(*args, **kwargs)
         if new:
+            _changing(self)
             self.data.update({_key(k): storable(v, 1) for k, v in new.items()})
             self._p_changed = True
 
@@ -316,9 +329,26 @@ class ImageMapping(PersistentMapping):
         data = self.data
         if key in data:
             return data[key]
+        _changing(self)
         stored = data[_key(key)] = storable(default, 1)
         self._p_changed = True
         return stored  # the stored form: writing into it changes the image
+
+    def __delitem__(self, key: Any) -> None:
+        _changing(self)
+        super().__delitem__(key)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        _changing(self)
+        return super().pop(key, *default)
+
+    def popitem(self) -> Any:
+        _changing(self)
+        return super().popitem()
+
+    def clear(self) -> None:
+        _changing(self)
+        super().clear()
 
     def __ior__(self, other: Any) -> ImageMapping:
         self.update(other)
@@ -344,6 +374,7 @@ class ImageList(PersistentList):
         return new
 
     def __setitem__(self, index: Any, item: Any) -> None:
+        _changing(self)
         self.data[index] = _items(item) if type(index) is slice else storable(item, 1)
         self._p_changed = True
 
@@ -352,18 +383,49 @@ class ImageList(PersistentList):
         return self
 
     def append(self, item: Any) -> None:
+        _changing(self)
         self.data.append(storable(item, 1))
         self._p_changed = True
 
     def insert(self, index: Any, item: Any) -> None:
+        _changing(self)
         self.data.insert(index, storable(item, 1))
         self._p_changed = True
 
     def extend(self, other: Any) -> None:
         items = _items(other)
         if items:
+            _changing(self)
             self.data.extend(items)
             self._p_changed = True
+
+    def __delitem__(self, index: Any) -> None:
+        _changing(self)
+        super().__delitem__(index)
+
+    def __imul__(self, n: Any) -> ImageList:
+        _changing(self)
+        return super().__imul__(n)
+
+    def pop(self, *index: Any) -> Any:
+        _changing(self)
+        return super().pop(*index)
+
+    def remove(self, item: Any) -> None:
+        _changing(self)
+        super().remove(item)
+
+    def clear(self) -> None:
+        _changing(self)
+        super().clear()
+
+    def reverse(self) -> None:
+        _changing(self)
+        super().reverse()
+
+    def sort(self, /, *args: Any, **kwargs: Any) -> None:
+        _changing(self)
+        super().sort(*args, **kwargs)
 
 
 _SCALAR_TYPES = frozenset({type(None), bool, int, float, str, bytes})

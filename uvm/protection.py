@@ -36,6 +36,8 @@ Some Genesis state is kept by the Genesis object's own functions rather than
 written as slots: the weaver's inquiry settings (``setInquiry:to:``) and which
 adapter serves a facet (``switchFacet:to:``, whose facet objects are the
 weaver's *members*: every slot of one protected, ``become:`` with one refused).
+The containers its protected ``inquiry`` and ``facets`` slots hold are guarded
+in place too (``c[k] = v``, ``update``, ``del``...: ``uvm.obj``'s container hook).
 Those functions call ``check_member``, with the same rule: a person's request
 straight to the Genesis method, or the kernel's own message (the inquiry loop),
 never a proposal or method code on the stack.
@@ -82,6 +84,9 @@ _trusted_sources: tuple[str, ...] = ()
 #: holds): those objects are part of the Genesis object (the weaver's facet objects),
 #: every slot of them protected, ``become:`` with them refused
 _members: dict[str, tuple[str, str]] = {}
+#: (Genesis name, slot) of protected slots holding a container: written in place
+#: (``c[k] = v``, ``append``, ``del``...) only as the slot itself is written
+_containers: tuple[tuple[str, str], ...] = ()
 
 
 def declare(table: Mapping[str, Iterable[str]], trusted_sources: Iterable[str]) -> None:
@@ -98,10 +103,14 @@ def declare(table: Mapping[str, Iterable[str]], trusted_sources: Iterable[str]) 
     _trusted_sources = tuple(trusted_sources)
 
 
-def declare_members(table: Mapping[str, tuple[str, str]]) -> None:
-    """Set the Genesis objects' member objects: name -> (mapping slot, name prefix)."""
+def declare_members(table: Mapping[str, tuple[str, str]],
+                    containers: Iterable[tuple[str, str]] = ()) -> None:
+    """Set the Genesis objects' member objects (name -> (mapping slot, name prefix)) and
+    the protected slots whose container is guarded in place ((name, slot) pairs)."""
+    global _containers
     _members.clear()
     _members.update(table)
+    _containers = tuple(containers)
 
 
 def protected_slots() -> dict[str, frozenset[str]]:
@@ -303,6 +312,23 @@ def _guard(obj: Any, slot: str, action: str) -> None:
             _permit(cycle, f"{member[0]}.{member[1]}.{slot}", action, member[0], slot)
 
 
+def _container(container: Any) -> None:
+    """An image container is about to change in place: refused like a write of the
+    protected slot that holds it (``_containers``), if one does."""
+    if not _containers:
+        return
+    cycle = _cycle()
+    if cycle is None:
+        return
+    names, objects = cycle.registry.names, cycle.registry.objects
+    for genesis, slot in _containers:
+        uuid = names.get(genesis)
+        owner = objects.get(uuid) if uuid is not None else None
+        if owner is not None and owner._slots.get(slot) is container:
+            _permit(cycle, f"{genesis}.{slot}", "change in place", genesis, slot)
+            return
+
+
 def _dropped(obj: Any, slot: str, method: Any) -> None:
     """A method slot was removed or overwritten: keep the method, history and all."""
     cycle = _cycle()
@@ -318,5 +344,5 @@ def _dropped(obj: Any, slot: str, method: Any) -> None:
     }))
 
 
-_obj.set_slot_guard(_guard, _dropped)
+_obj.set_slot_guard(_guard, _dropped, _container)
 _registry.set_name_guard(check_name)

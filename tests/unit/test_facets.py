@@ -207,6 +207,14 @@ def weaver_state(kernel: Any) -> tuple[Any, ...]:
     "    remove_slot(f, 'adapter')\n    return 1\n",
     "def {sel}(self):\n    f = weaver_facet_object(object_named('weaver'), 'code generation')\n"
     "    become_object(f, clone_object(f))\n    return 1\n",
+    # in place, into the containers the protected slots hold
+    "def {sel}(self):\n    object_named('weaver').inquiry['enabled'] = True\n    return 1\n",
+    "def {sel}(self):\n    object_named('weaver').inquiry.update({{'enabled': True}})\n    return 1\n",
+    "def {sel}(self):\n    object_named('weaver').inquiry.clear()\n    return 1\n",
+    "def {sel}(self):\n    w = object_named('weaver')\n"
+    "    w.facets['code generation'] = clone_object(w.facets['code generation'])\n    return 1\n",
+    "def {sel}(self):\n    del object_named('weaver').facets['code generation']\n    return 1\n",
+    "def {sel}(self):\n    object_named('weaver').facets.pop('code generation')\n    return 1\n",
 ])
 def test_method_code_cannot_change_the_weavers_decisions(kernel, source):
     kernel.send("weaver", "registerAdapter:", [info()])
@@ -234,6 +242,16 @@ def test_inside_a_proposal_not_even_kernel_code_changes_the_weavers_decisions(ke
     with pytest.raises(Protected, match="proposal"):
         kernel.write(in_proposal)
     assert weaver_state(kernel) == before
+
+
+def test_method_code_may_still_read_the_weaver_and_open_a_new_facet(kernel):
+    kernel.send("genesis", "defineMethod:source:", ["look", (
+        "def look(self):\n"
+        "    w = object_named('weaver')\n"
+        "    f = weaver_facet_object(w, 'poetry')\n"
+        "    return [w.inquiryConfig()['enabled'], weaver_facet_for(w, 'poetry'), f.adapter,\n"
+        "            len(w.facets)]\n")])
+    assert kernel.send("genesis", "look", []) == [False, None, None, 1]
 
 
 def test_a_request_straight_to_the_weaver_is_allowed_and_logged(kernel, db):
