@@ -672,12 +672,6 @@ BENIGN: list[Benign] = [
 _MEMORY = ("H1b/H4a: a live incarnation has no address-space limit by default ([sandbox] "
            "memory_mb unset), so {} allocates live while the trial refuses it at 256 MB")
 HOLES: dict[str, dict[str, str]] = {
-    "acts-nfkc_private_slot": {
-        "crucible": "H3: slot names are not checked after NFKC ('\uff3fslots' is accepted)",
-        "direct": "H3: slot names are not checked after NFKC ('\uff3fslots' is accepted)"},
-    "acts-rollback_version_bool": {
-        "crucible": "H3: ROLLBACK_METHOD takes version true as 1 (the schema is not strict)",
-        "direct": "H3: ROLLBACK_METHOD takes version true as 1 (the schema is not strict)"},
     "budget-alloc_700mb_string": {"direct": _MEMORY.format("'x' * 700 MB")},
     "budget-alloc_700mb_bytearray": {"direct": _MEMORY.format("bytearray(700 MB)")},
     "budget-c_list_mul_count": {"direct": _MEMORY.format("[0] * 10**8 (800 MB)")},
@@ -689,16 +683,6 @@ HOLES: dict[str, dict[str, str]] = {
     "budget-re_sub_growth": {"direct": _MEMORY.format("re.sub growing a 700 MB result")},
     "budget-nfkd_expansion": {"direct": _MEMORY.format("NFKD of 4 M ligatures (75 M chars)")},
     "budget-product_list": {"direct": _MEMORY.format("a list of 2 M tuples of 21")},
-    "integrity-weaver_enable_inquiry": {
-        "crucible": "H3: the weaver (a Genesis object) takes inquiry settings from method "
-                    "code: a mind's proposal turns its own training loop on",
-        "direct": "H3: the weaver (a Genesis object) takes inquiry settings from method code, "
-                  "not only from a person's explicit request"},
-    "integrity-weaver_switch_facet": {
-        "crucible": "H3: the weaver (a Genesis object) switches facets from method code: a "
-                    "mind's proposal changes the adapter that answers for it",
-        "direct": "H3: the weaver (a Genesis object) switches facets from method code, not "
-                  "only from a person's explicit request"},
     "agree-probe_memory_700mb": {
         "direct": "H1a/H1b: trial and live differ in memory: the trial answers 'trial', "
                   "live allocates 700 MB and loops (stopped by the budget)"},
