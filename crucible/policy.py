@@ -23,14 +23,18 @@ class TrialLimits(BaseModel):
 
     ``cpu_seconds`` is CPU time of the trial itself (the worker's start-up is
     not counted); ``memory_mb`` is address space the trial may add on top of
-    what the worker holds when the trial begins; ``wall_seconds`` is enforced
-    by the parent, which kills the worker's process group when it runs out.
+    what the worker holds when the trial begins: None (the default) is the live
+    process's budget (``envs.confine.memory_budget``: ``[sandbox] memory_mb``, else
+    ``DEFAULT_MEMORY_MB``), so a payload that probes the limit meets the same number
+    in the trial and live; a value is never looser than the live budget (the smaller
+    wins) and makes the trial stricter than live. ``wall_seconds`` is enforced by
+    the parent, which kills the worker's process group when it runs out.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     cpu_seconds: float = Field(default=2.0, gt=0, le=600)
-    memory_mb: int = Field(default=512, ge=16, le=1 << 20)
+    memory_mb: int | None = Field(default=None, ge=16, le=1 << 20)
     wall_seconds: float = Field(default=5.0, gt=0, le=3600)
 
 

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envs.confine import ARENA_MAX
 from envs.errors import EnvError
 
 from .errors import TrialUnavailable
@@ -70,7 +71,7 @@ REQUIRED_VARIABLE = "BATOS_CONFINE_REQUIRED"
 
 
 _ENV_KEPT = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "BATOS_SANDBOX",
-             "BATOS_UNSAFE_TEST_EXPOSE_OS")
+             "BATOS_UNSAFE_TEST_EXPOSE_OS", "BATOS_MEMORY_MB")
 _ENV_PREFIXES = ("BATOS_BUDGET_",)
 
 
@@ -82,6 +83,8 @@ def worker_env(base: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in base.items() if k in _ENV_KEPT or k.startswith(_ENV_PREFIXES)}
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(_ROOT), base.get("PYTHONPATH", "")) if p)
+    # as in the live process (envs.confine): arenas must not eat the memory budget
+    env["MALLOC_ARENA_MAX"] = str(ARENA_MAX)
     return env
 
 
@@ -436,8 +439,8 @@ class TrialRunner:
         if code is not None and code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else -code
             if name == "SIGKILL":
-                return (f"the trial worker was killed (SIGKILL), likely by the memory limit of "
-                        f"{limits.memory_mb} MB or the system's OOM killer")
+                return ("the trial worker was killed (SIGKILL), likely by its memory budget "
+                        "or the system's OOM killer")
             return f"the trial worker died of {name} without answering"
         return f"the trial worker exited with status {code} without answering: {tail[-500:]}"
 

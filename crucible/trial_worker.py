@@ -9,7 +9,7 @@ machinery (and, for a ZEO image, opens a read-only client connection), says
 2. begins a transaction, resolves the receiver, and only then limits itself:
    no core dumps, no new files (``RLIMIT_NOFILE``), no file writes
    (``RLIMIT_FSIZE`` 0), address space (``RLIMIT_AS``: what it holds now plus
-   ``memory_mb``), and CPU (``ITIMER_PROF`` with its default action, which
+   the live memory budget, ``memory_headroom``; glibc's arenas capped as live), and CPU (``ITIMER_PROF`` with its default action, which
    kills the process, backed by ``RLIMIT_CPU``);
 3. installs the proposal on the receiver (a source as a method in the
    receiver's own slots, acts through ``uvm.acts.apply_acts``), sends the
@@ -109,13 +109,31 @@ def _vm_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def memory_headroom(policy: int | None) -> int | None:
+    """MiB the trial may add: the live budget (``envs.confine.memory_budget``, from
+    ``BATOS_MEMORY_MB`` as the live incarnation has it, else the default), or the
+    policy's value where that is smaller; None: no limit (live has none, nor the policy)."""
+    from envs.confine import memory_budget
+
+    live = memory_budget()
+    if policy is None or (live is not None and live <= int(policy)):
+        return live
+    return int(policy)
+
+
 def _limit(limits: dict[str, Any]) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     highest = max((int(n) for n in os.listdir("/proc/self/fd") if n.isdigit()), default=16)
     # a little room for what the storage opens lazily while loading objects
     resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 4, highest + 4))
-    memory = _vm_bytes() + int(limits["memory_mb"]) * (1 << 20)
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    headroom = memory_headroom(limits.get("memory_mb"))
+    limits["memory_mb"] = headroom  # what the messages below name
+    if headroom is not None:
+        from envs.confine import limit_arenas
+
+        limit_arenas()
+        memory = _vm_bytes() + headroom * (1 << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     cpu = float(limits["cpu_seconds"])
     usage = resource.getrusage(resource.RUSAGE_SELF)
     used = usage.ru_utime + usage.ru_stime
@@ -165,7 +183,7 @@ def _failure(exc: BaseException, limits: dict[str, Any], phase: str) -> tuple[st
                 f"{exc}"), error
     if limit == "memory" or isinstance(exc, MemoryError) or isinstance(cause, MemoryError):
         return (f"the method ran out of memory (the trial allows {limits['memory_mb']} MB more "
-                f"than the worker holds)"), error
+                f"than the worker holds, as the live process does)"), error
     if isinstance(exc, MethodSourceError):
         return f"the proposal does not compile in the trial: {exc}", error
     if isinstance(exc, InvalidAct):

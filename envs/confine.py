@@ -44,9 +44,23 @@ rlimits: ``RLIMIT_CORE`` 0 always; ``RLIMIT_NOFILE`` at most 4096; ``RLIMIT_FSIZ
 (``file_size`` bytes per written file, ``FILE_SIZE`` when not given: the inquiry
 loop's datasets are what a locked process legitimately writes; SIGXFSZ is ignored when
 ``lock`` runs on the main thread, so a write past it fails with ``EFBIG``);
-``RLIMIT_AS`` (``memory_mb``: the whole address space, in MiB) and ``RLIMIT_CPU``
-(``cpu_seconds`` more than used so far; SIGXCPU, then SIGKILL a second later) when
-given. Limits are only ever lowered.
+``RLIMIT_AS`` (``memory_mb``: MiB of address space on top of what the process holds
+when it locks, its ``VmSize``; None or 0: none) and ``RLIMIT_CPU`` (``cpu_seconds`` more
+than used so far; SIGXCPU, then SIGKILL a second later) when given. Limits are only
+ever lowered.
+
+Memory: every process that runs image code gets the same headroom, live and in the
+crucible's trial, so a payload cannot tell the two apart by what it may allocate:
+``DEFAULT_MEMORY_MB`` unless ``BATOS_MEMORY_MB`` (``memory_budget()``; the supervisor's
+``[sandbox] memory_mb``) says otherwise, 0 or ``off`` for none. An allocation past it
+fails with ``MemoryError`` (the kernel answers the message ``BudgetExceeded``). With a
+memory limit, ``lock`` first caps glibc's malloc arenas (``mallopt(M_ARENA_MAX, 2)``;
+``MALLOC_ARENA_MAX`` in the environment does the same from the start): each thread's
+arena reserves 64 MiB of address space, which would eat the headroom of a process with
+worker threads without holding any memory. A process that starts threads and storage
+after its lock locks with a ``memory_reserve_mb`` for them and calls
+``settle_memory()`` once it serves: the headroom is then over the serving process, as
+it is over the trial worker when a trial begins.
 
 ``lock(children=True)`` is the lighter lock for a process that must still start
 programs (a training run: the ML stack forks and execs helpers): process creation,
@@ -72,8 +86,9 @@ from typing import Any
 
 from envs.errors import ConfinementUnavailable
 
-__all__ = ["DENIED", "FILE_SIZE", "MEMORY_CALLS", "PROCESS_CALLS", "lock", "locked",
-           "unavailable"]
+__all__ = ["ARENA_MAX", "DEFAULT_MEMORY_MB", "DENIED", "FILE_SIZE", "MEMORY_CALLS",
+           "MEMORY_VARIABLE", "PROCESS_CALLS", "limit_arenas", "lock", "locked",
+           "memory_budget", "settle_memory", "unavailable"]
 
 # Unconditionally denied (EPERM). Names the running kernel's arch lacks are skipped.
 DENIED: tuple[str, ...] = (
@@ -101,6 +116,14 @@ DENIED: tuple[str, ...] = (
 PROCESS_CALLS: tuple[str, ...] = ("execve", "execveat", "fork", "vfork")
 MEMORY_CALLS: tuple[str, ...] = ("memfd_create", "memfd_secret")
 FILE_SIZE = 1 << 30  # RLIMIT_FSIZE when lock() is not given one
+#: MiB of address space a process running image code may add after its lock, live and in
+#: the trial alike (``memory_budget``)
+DEFAULT_MEMORY_MB = 384
+MEMORY_VARIABLE = "BATOS_MEMORY_MB"
+MEMORY_MIN_MB = 64
+#: glibc malloc arenas in a memory-limited process (also its MALLOC_ARENA_MAX)
+ARENA_MAX = 2
+_M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
 
 _CLONE_THREAD = 0x00010000
 _CLONE_NAMESPACES = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000,
@@ -138,6 +161,50 @@ def unavailable() -> str | None:
 def locked() -> dict[str, Any] | None:
     """What ``lock`` applied in this process (its return value), or None."""
     return _applied
+
+
+def memory_budget(value: str | int | None = None) -> int | None:
+    """The memory headroom in MiB, or None for none: ``value`` (an int, or text as in
+    ``BATOS_MEMORY_MB``), else that variable, else ``DEFAULT_MEMORY_MB``; 0 or ``off``
+    is none. Raises ``ValueError`` naming the value when it is not one of those or is
+    under ``MEMORY_MIN_MB``."""
+    if value is None:
+        value = os.environ.get(MEMORY_VARIABLE, "").strip() or DEFAULT_MEMORY_MB
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "off":
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"the memory budget ({MEMORY_VARIABLE}) must be MiB (an "
+                             f"integer), 0 or 'off', not {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (
+            0 < value < MEMORY_MIN_MB):
+        raise ValueError(f"the memory budget must be 0 (none) or at least {MEMORY_MIN_MB} "
+                         f"MiB, not {value!r}")
+    return value or None
+
+
+def limit_arenas(count: int = ARENA_MAX) -> bool:
+    """Cap glibc's malloc arenas at ``count`` (module docstring); False where this is
+    not glibc. Arenas made before stay; call it before threads start allocating."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(ctypes.c_int(_M_ARENA_MAX), ctypes.c_int(count)))
+    except (OSError, AttributeError):
+        return False
+
+
+def _vm_size() -> int:
+    """This process's address space now (``VmSize``), bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise ConfinementUnavailable("cannot confine the process: no VmSize in /proc/self/status")
 
 
 def _check(name: str, value: int | None) -> int | None:
@@ -213,9 +280,27 @@ def _lower(which: int, soft: int, hard: int | None = None) -> dict[str, int]:
     return {"soft": new_soft, "hard": new_hard}
 
 
+def settle_memory(pending: int = 0) -> dict[str, Any] | None:
+    """Lower the address-space limit to what this process holds now plus its headroom
+    (``lock``'s ``memory_mb``), never raising it: for a process that starts its threads,
+    libraries and storage after the lock (an incarnation, locked with a start-up
+    ``memory_reserve_mb``), so that what a message may allocate is the headroom over
+    the serving process, as in the trial worker. ``pending``: bytes it will map without
+    any message asking (threads it starts lazily), counted as held. None when no memory
+    limit is in force."""
+    with _state_lock:
+        current = (_applied or {}).get("rlimits", {}).get("as")
+        if not current:
+            return None
+        held = _vm_size() + max(0, int(pending))
+        limits = _lower(resource.RLIMIT_AS, held + (current["headroom_mb"] << 20))
+        current.update(limits, held=held, settled=True)
+        return dict(current)
+
+
 def lock(*, memory_mb: int | None = None, cpu_seconds: int | None = None,
          file_size: int | None = None, network: bool = True,
-         children: bool = False) -> dict[str, Any]:
+         children: bool = False, memory_reserve_mb: int = 0) -> dict[str, Any]:
     """Confine this whole process for good (module docstring); answers what was applied.
 
     Raises ``ConfinementUnavailable`` (nothing applied) when a mechanism is missing or
@@ -224,6 +309,7 @@ def lock(*, memory_mb: int | None = None, cpu_seconds: int | None = None,
     """
     global _applied
     memory_mb = _check("memory_mb", memory_mb)
+    memory_reserve_mb = _check("memory_reserve_mb", memory_reserve_mb) or 0
     cpu_seconds = _check("cpu_seconds", cpu_seconds)
     file_size = _check("file_size", file_size)
     reason = unavailable()
@@ -232,6 +318,7 @@ def lock(*, memory_mb: int | None = None, cpu_seconds: int | None = None,
     import pyseccomp as sc
 
     with _state_lock:
+        held = _vm_size() if memory_mb else 0  # before anything is applied
         try:
             flt, skipped = _build(bool(network), bool(children))
             flt.load()
@@ -241,8 +328,12 @@ def lock(*, memory_mb: int | None = None, cpu_seconds: int | None = None,
                 f"({exc.strerror or exc})") from exc
         limits: dict[str, Any] = {"core": _lower(resource.RLIMIT_CORE, 0)}
         limits["nofile"] = _lower(resource.RLIMIT_NOFILE, _NOFILE_MAX)
-        if memory_mb is not None:
-            limits["as"] = _lower(resource.RLIMIT_AS, memory_mb << 20)
+        if memory_mb:
+            arenas = limit_arenas()
+            limits["as"] = _lower(resource.RLIMIT_AS,
+                                  held + ((memory_mb + memory_reserve_mb) << 20))
+            limits["as"].update(headroom_mb=memory_mb, reserve_mb=memory_reserve_mb, held=held,
+                                arenas_capped=arenas)
         if cpu_seconds is not None:
             usage = resource.getrusage(resource.RUSAGE_SELF)
             soft = int(usage.ru_utime + usage.ru_stime) + cpu_seconds + 1

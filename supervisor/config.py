@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bridge.client import DEFAULT_ENDPOINT
 from bridge.codec import MAX_FRAME
+from envs.confine import DEFAULT_MEMORY_MB, MEMORY_MIN_MB
 
 from .errors import ConfigError
 from .vllm import VllmConfig
@@ -61,10 +62,28 @@ class SandboxConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     mode: Literal["required", "off"] = "required"
-    #: address space of an incarnation, MiB (RLIMIT_AS)
-    memory_mb: int | None = Field(default=None, ge=64)
+    #: MiB of address space an incarnation may add after it locks itself (RLIMIT_AS),
+    #: the same budget its crucible trials get; None: ``envs.confine.DEFAULT_MEMORY_MB``;
+    #: 0 or "off": no limit (a message may then take the machine's memory)
+    memory_mb: int | Literal["off"] | None = None
     #: CPU seconds an incarnation may use in its life (RLIMIT_CPU); it is then replaced
     cpu_seconds: int | None = Field(default=None, gt=0)
+
+    @field_validator("memory_mb")
+    @classmethod
+    def _memory(cls, value: int | str | None) -> int | None:
+        if value is None:
+            return None
+        if value == "off" or value == 0:
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < MEMORY_MIN_MB:
+            raise ValueError(f"memory_mb must be 0 or \"off\" (no limit) or at least "
+                             f"{MEMORY_MIN_MB} MiB, not {value!r}")
+        return value
+
+    def memory_budget(self) -> int:
+        """The headroom incarnations get, MiB (0: none)."""
+        return DEFAULT_MEMORY_MB if self.memory_mb is None else int(self.memory_mb)
     #: more variables of the supervisor's environment to hand incarnations (by name)
     pass_env: list[str] = Field(default_factory=list)
     #: more paths incarnations may read (e.g. a model folder), or read and write

@@ -88,7 +88,7 @@ def confinement(config: Config) -> dict[str, Any]:
         "filesystem": "read-only allowlist (interpreter, env, source, image read-only); "
                       "sockets folder; no home, no keys",
         "network": "only when a mind or inquiry server is configured",
-        "memory_mb": table.memory_mb, "cpu_seconds": table.cpu_seconds,
+        "memory_mb": table.memory_budget(), "cpu_seconds": table.cpu_seconds,
     }
 
 
@@ -118,6 +118,10 @@ def incarnation_environment(config: Config, *, confined: bool, mind: dict[str, A
     for name in _MIND_FILES:
         if env.get(name, "").strip():
             env[name] = absolute(env[name].strip())
+    if confined:  # glibc's per-thread arenas would eat the memory budget (envs.confine)
+        from envs.confine import ARENA_MAX
+
+        env["MALLOC_ARENA_MAX"] = str(ARENA_MAX)
     return env
 
 

@@ -262,8 +262,8 @@ def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, z
     confined = config.sandbox.mode != "off"
     if not confined:
         argv.append("--unconfined")
-    if confined and config.sandbox.memory_mb is not None:
-        argv += ["--memory-mb", str(config.sandbox.memory_mb)]
+    if confined:
+        argv += ["--memory-mb", str(config.sandbox.memory_budget())]
     if confined and config.sandbox.cpu_seconds is not None:
         argv += ["--cpu-seconds", str(config.sandbox.cpu_seconds)]
     for name in ("cpu", "wall", "grace"):

@@ -30,7 +30,8 @@ Confinement (docs/design.md, issue 11): ``main`` first starts the fork-server
 a fixed table: crucible trial workers, the inquiry loop's training runs), then
 locks the whole process (``envs.confine.lock``: no exec, no fork, no signals
 to others, no namespaces or mounts, the kernel's dangerous surface shut,
-rlimits from ``--memory-mb``/``--cpu-seconds``), all before asyncio, ZMQ or
+rlimits: ``--memory-mb`` MiB of headroom, the same as its trial workers get,
+``envs.confine.memory_budget``; ``--cpu-seconds``), all before asyncio, ZMQ or
 ZODB start a thread and before any image code (bootstrap included) runs.
 ``Ready`` carries what was applied (``confinement``). A missing mechanism ends
 the start with exit status 3 and the reason; ``--unconfined`` (the operator's
@@ -48,6 +49,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -157,6 +159,7 @@ class Incarnation:
             try:
                 async with AsyncKernel(kernel, workers=self.workers) as front:
                     self.front = front
+                    self._settle_memory()
                     await self._control(Ready(
                         incarnation=self.ident, pid=os.getpid(), env_id=self.env_id,
                         packages=installed_packages(), python=sys.version.split()[0],
@@ -189,6 +192,23 @@ class Incarnation:
             if self.spawner is not None:
                 self.spawner.close()  # its remaining children (trial workers) die with it
         return 0
+
+    def _settle_memory(self) -> None:
+        """Every thread, library and the storage are up: the memory budget becomes the
+        headroom over what this process holds now (``envs.confine.settle_memory``), as a
+        trial worker's is over what it holds when its trial begins."""
+        if self.confinement is None:
+            return
+        from envs.confine import settle_memory
+
+        # the message workers' threads start at their first message: their stacks (the
+        # pthread default, RLIMIT_STACK) are counted as held already
+        stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
+        stack = 8 << 20 if stack == resource.RLIM_INFINITY else stack
+        settled = settle_memory(pending=self.workers * (stack + (64 << 10)))
+        if settled is not None:
+            log.info("memory budget: %d MiB over the %.0f MiB this process holds serving",
+                     settled["headroom_mb"], settled["held"] / (1 << 20))
 
     def _confinement_report(self) -> dict[str, Any]:
         if self.confinement is None:
@@ -432,19 +452,31 @@ def _mind_configured() -> bool:
         for name in ("URL", "LOCAL", "REPLAY", "RECORD"))
 
 
+#: address space the process may take between its lock and serving (threads, ZMQ, the
+#: storage's cache) beyond the memory budget; then ``envs.confine.settle_memory``
+STARTUP_MEMORY_MB = 512
+
+
 def confine_process(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """Start the fork-server, then lock this process (module docstring): (spawner, applied).
 
     Must run before any thread or image code. Raises ``ConfinementUnavailable`` or
     ``SpawnerUnavailable`` (``envs.errors``) with the reason; nothing is locked then.
     """
-    from envs.confine import lock, unavailable
+    from envs.confine import ARENA_MAX, MEMORY_VARIABLE, lock, memory_budget, unavailable
     from envs.errors import ConfinementUnavailable
     from envs.spawner import Spawner
 
     reason = unavailable()
     if reason is not None:
         raise ConfinementUnavailable(reason)
+    try:
+        memory_mb = memory_budget(args.memory_mb)
+    except ValueError as exc:
+        raise ConfinementUnavailable(str(exc)) from None
+    # the trial workers this process starts read the same budget (crucible.trial_worker)
+    os.environ[MEMORY_VARIABLE] = str(memory_mb or 0)
+    os.environ.setdefault("MALLOC_ARENA_MAX", str(ARENA_MAX))
     network = _needs_network(args.backend, args.zeo) if args.network == "auto" else (
         args.network == "on")
     table = []
@@ -459,11 +491,12 @@ def confine_process(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         home = _inquiry_home(inquiry, args.image)
         table.append(spawner_command(default_root(home), base=inquiry["base_model"], work=home))
     if not table:  # nothing this incarnation will ever start: no fork-server at all
-        return None, lock(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds,
-                          network=network)
+        return None, lock(memory_mb=memory_mb, memory_reserve_mb=STARTUP_MEMORY_MB,
+                          cpu_seconds=args.cpu_seconds, network=network)
     spawner = Spawner.start(table)
     try:
-        applied = lock(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds, network=network)
+        applied = lock(memory_mb=memory_mb, memory_reserve_mb=STARTUP_MEMORY_MB,
+                       cpu_seconds=args.cpu_seconds, network=network)
     except BaseException:
         spawner.close()
         raise
@@ -483,8 +516,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated distributions of the env spec (their modules may be imported by methods)")
     parser.add_argument("--unconfined", action="store_true",
                         help="no fork-server and no process lock (batos up --unconfined only)")
-    parser.add_argument("--memory-mb", type=int, default=None,
-                        help="the process lock's address-space limit (RLIMIT_AS), MiB")
+    parser.add_argument("--memory-mb", default=None,
+                        help="MiB of address space the process may add after its lock "
+                             "(RLIMIT_AS); 0 or off: none; default BATOS_MEMORY_MB, else "
+                             "envs.confine.DEFAULT_MEMORY_MB")
     parser.add_argument("--cpu-seconds", type=int, default=None,
                         help="the process lock's CPU limit over the process's life (RLIMIT_CPU)")
     parser.add_argument("--network", choices=("auto", "on", "off"), default="auto",

@@ -169,7 +169,7 @@ def test_rlimits_applied_and_only_lowered(tmp_path):
     out = run_locked("""
         import resource
         applied = lock(memory_mb=2048, cpu_seconds=30, file_size=0)
-        out["as"] = ["ok", resource.getrlimit(resource.RLIMIT_AS)[1]]
+        out["as"] = ["ok", [resource.getrlimit(resource.RLIMIT_AS)[1], applied["rlimits"]["as"]]]
         out["core"] = ["ok", resource.getrlimit(resource.RLIMIT_CORE)]
         out["fsize"] = ["ok", resource.getrlimit(resource.RLIMIT_FSIZE)]
         out["nofile"] = ["ok", resource.getrlimit(resource.RLIMIT_NOFILE)[1] <= 4096]
@@ -178,13 +178,68 @@ def test_rlimits_applied_and_only_lowered(tmp_path):
         out["big"] = ["ok", None]
         attempt("big", lambda: len(bytearray(3 << 30)))
     """, tmp_path)
-    assert out["as"][1] == 2048 << 20
+    limit, applied_as = out["as"][1]
+    # headroom on top of what the process held when it locked, arenas capped
+    assert limit == applied_as["held"] + (2048 << 20) == applied_as["hard"]
+    assert 0 < applied_as["held"] < 2 << 30
+    assert applied_as["headroom_mb"] == 2048
+    assert applied_as["arenas_capped"] is True
     assert out["core"][1] == [0, 0]
     assert out["fsize"][1] == [0, 0]
     assert out["nofile"][1] is True
     assert out["cpu"][1] is True
     assert out["keys"][1] == ["as", "core", "cpu", "fsize", "nofile"]
     assert out["big"][0] == "MemoryError"
+
+
+def test_settle_memory_makes_the_headroom_over_what_is_held_when_serving(tmp_path):
+    out = run_locked("""
+        import resource
+        from envs.confine import settle_memory
+        lock(memory_mb=128, memory_reserve_mb=256)
+        start = resource.getrlimit(resource.RLIMIT_AS)[1]
+        kept = bytearray(200 << 20)  # what a process starts after its lock (threads, cache)
+        settled = settle_memory()
+        out["limits"] = ["ok", [start, resource.getrlimit(resource.RLIMIT_AS)[1], settled]]
+        attempt("fits", lambda: len(bytearray(100 << 20)))
+        attempt("over", lambda: len(bytearray(160 << 20)))
+        del kept
+        again = settle_memory()  # never raises the limit
+        out["again"] = ["ok", again["hard"] <= settled["hard"]]
+    """, tmp_path)
+    start, now, settled = out["limits"][1]
+    assert settled["settled"] is True
+    assert now == settled["hard"] == settled["held"] + (128 << 20)
+    assert now <= start  # lowered from held-at-lock + headroom + reserve
+    assert out["fits"] == ["ok", repr(100 << 20)]
+    assert out["over"][0] == "MemoryError"
+    assert out["again"][1] is True
+
+
+def test_settle_memory_without_a_memory_limit_is_none(tmp_path):
+    out = run_locked("""
+        from envs.confine import settle_memory
+        lock()
+        out["settled"] = ["ok", settle_memory()]
+    """, tmp_path)
+    assert out["settled"][1] is None
+
+
+def test_memory_budget_default_variable_and_off(monkeypatch):
+    monkeypatch.delenv(confine.MEMORY_VARIABLE, raising=False)
+    assert confine.memory_budget() == confine.DEFAULT_MEMORY_MB
+    monkeypatch.setenv(confine.MEMORY_VARIABLE, "300")
+    assert confine.memory_budget() == 300
+    assert confine.memory_budget(1024) == 1024
+    assert confine.memory_budget("2048") == 2048
+    for off in ("0", "off", " OFF ", 0):
+        assert confine.memory_budget(off) is None
+    for bad in ("lots", "12", -1, 10, True, 1.5):
+        with pytest.raises(ValueError, match="memory"):
+            confine.memory_budget(bad)  # type: ignore[arg-type]
+    monkeypatch.setenv(confine.MEMORY_VARIABLE, "huge")
+    with pytest.raises(ValueError, match=confine.MEMORY_VARIABLE):
+        confine.memory_budget()
 
 
 def test_bad_limits_are_refused_before_anything_is_applied():

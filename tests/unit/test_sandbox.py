@@ -207,7 +207,7 @@ def test_the_incarnation_environment_keeps_secrets_out() -> None:
     confined = incarnation_environment(config, confined=True, mind=config.mind, environ=environ)
     assert confined == {"BATOS_MIND_REPLAY": str(Path("rel/replay.jsonl").resolve()),
                         "BATOS_MIND_MODEL": "m", "LANG": "en_US.UTF-8", "MY_KEY": "k",
-                        "BATOS_UNSAFE_TEST_EXPOSE_OS": "1"}
+                        "BATOS_UNSAFE_TEST_EXPOSE_OS": "1", "MALLOC_ARENA_MAX": "2"}
     unconfined = incarnation_environment(config, confined=False, mind=config.mind,
                                          environ=environ)
     assert unconfined["PATH"] == "/usr/bin"
@@ -215,7 +215,8 @@ def test_the_incarnation_environment_keeps_secrets_out() -> None:
     assert "AWS_SECRET_ACCESS_KEY" not in unconfined
     assert "NOTIFY_SOCKET" not in unconfined
     more = Config.model_validate({"sandbox": {"pass_env": ["HF_HOME"]}})
-    assert incarnation_environment(more, confined=True, environ={"HF_HOME": "/h"}) == {"HF_HOME": "/h"}
+    assert incarnation_environment(more, confined=True, environ={"HF_HOME": "/h"}) == {
+        "HF_HOME": "/h", "MALLOC_ARENA_MAX": "2"}
 
 
 def test_spawn_grants_the_sockets_and_image_but_not_the_home(
@@ -297,6 +298,18 @@ def test_a_mind_server_grants_the_network_and_its_files(
 def test_config_rejects_a_bad_limit() -> None:
     with pytest.raises(ValueError, match="memory_mb"):
         Config.model_validate({"sandbox": {"memory_mb": 1}})
+    with pytest.raises(ValueError, match="memory_mb"):
+        Config.model_validate({"sandbox": {"memory_mb": "lots"}})
+
+
+def test_memory_budget_defaults_to_the_lock_default_and_off_is_zero() -> None:
+    from envs.confine import DEFAULT_MEMORY_MB
+
+    assert Config().sandbox.memory_budget() == DEFAULT_MEMORY_MB
+    assert confinement(Config())["memory_mb"] == DEFAULT_MEMORY_MB
+    for off in (0, "off"):
+        assert Config.model_validate({"sandbox": {"memory_mb": off}}).sandbox.memory_budget() == 0
+    assert Config.model_validate({"sandbox": {"memory_mb": 2048}}).sandbox.memory_budget() == 2048
 
 
 def test_limits_reach_the_incarnation_and_a_bad_grant_fails_its_start_not_unconfined(
@@ -319,6 +332,7 @@ def test_limits_reach_the_incarnation_and_a_bad_grant_fails_its_start_not_unconf
                                        zeo=str(home.zeo_socket), now=0.0)
     argv = seen["argv"]
     assert argv[argv.index("--memory-mb") + 1] == "1024"
+    assert env_of(argv)["MALLOC_ARENA_MAX"] == "2"
     assert argv[argv.index("--cpu-seconds") + 1] == "600"
     bad = Config.model_validate({"sandbox": {"read_write": [str(tmp_path / "missing")]}})
     with pytest.raises(Spawned):
@@ -334,7 +348,8 @@ def test_the_message_budget_reaches_a_confined_incarnation() -> None:
     environ = {"BATOS_BUDGET_CPU": "1", "BATOS_BUDGET_WALL": "10", "BATOS_BUDGET_GRACE": "0.5",
                "SECRET": "s"}
     env = incarnation_environment(Config(), confined=True, environ=environ)
-    assert env == {k: v for k, v in environ.items() if k.startswith("BATOS_BUDGET_")}
+    assert env == {**{k: v for k, v in environ.items() if k.startswith("BATOS_BUDGET_")},
+                   "MALLOC_ARENA_MAX": "2"}
 
 
 def test_the_budget_table_is_validated_at_load(tmp_path: Path) -> None:
