@@ -118,7 +118,7 @@ MEMORY_CALLS: tuple[str, ...] = ("memfd_create", "memfd_secret")
 FILE_SIZE = 1 << 30  # RLIMIT_FSIZE when lock() is not given one
 #: MiB of address space a process running image code may add after its lock, live and in
 #: the trial alike (``memory_budget``)
-DEFAULT_MEMORY_MB = 384
+DEFAULT_MEMORY_MB = 352
 MEMORY_VARIABLE = "BATOS_MEMORY_MB"
 MEMORY_MIN_MB = 64
 #: glibc malloc arenas in a memory-limited process (also its MALLOC_ARENA_MAX)

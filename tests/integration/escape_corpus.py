@@ -669,24 +669,5 @@ BENIGN: list[Benign] = [
 
 # --- holes not closed yet: case id -> {path: "<part>: <why>"} ---------------------------
 
-_MEMORY = ("H1b/H4a: a live incarnation has no address-space limit by default ([sandbox] "
-           "memory_mb unset), so {} allocates live while the trial refuses it at 256 MB")
 HOLES: dict[str, dict[str, str]] = {
-    "budget-alloc_700mb_string": {"direct": _MEMORY.format("'x' * 700 MB")},
-    "budget-alloc_700mb_bytearray": {"direct": _MEMORY.format("bytearray(700 MB)")},
-    "budget-c_list_mul_count": {"direct": _MEMORY.format("[0] * 10**8 (800 MB)")},
-    "budget-format_width_bomb": {"direct": _MEMORY.format("'{:>{w}}'.format with a 700 MB width")},
-    "budget-fstring_width_bomb": {"direct": _MEMORY.format("an f-string with a 700 MB width")},
-    "budget-ljust_bomb": {"direct": _MEMORY.format("'x'.ljust(700 MB)")},
-    "budget-to_bytes_bomb": {"direct": _MEMORY.format("(1).to_bytes(700 MB)")},
-    "budget-percent_width_bomb": {"direct": _MEMORY.format("'%*d' with a 700 MB width")},
-    "budget-re_sub_growth": {"direct": _MEMORY.format("re.sub growing a 700 MB result")},
-    "budget-nfkd_expansion": {"direct": _MEMORY.format("NFKD of 4 M ligatures (75 M chars)")},
-    "budget-product_list": {"direct": _MEMORY.format("a list of 2 M tuples of 21")},
-    "agree-probe_memory_700mb": {
-        "direct": "H1a/H1b: trial and live differ in memory: the trial answers 'trial', "
-                  "live allocates 700 MB and loops (stopped by the budget)"},
-    "agree-probe_memory_300mb": {
-        "direct": "H1a/H1b: trial and live differ in memory: the trial answers 'trial', "
-                  "live allocates 300 MB and answers 'live'"},
 }

@@ -81,7 +81,8 @@ SUPERVISOR_CONFIG: dict[str, Any] = {
     # the walls inside the process keep method code from it
     "sandbox": {"pass_env": [SECRET_ENV]},
 }
-TRIAL_LIMITS = TrialLimits(cpu_seconds=1.5, memory_mb=256, wall_seconds=3.0)
+# memory: the live budget (envs.confine.memory_budget), as the default policy has it
+TRIAL_LIMITS = TrialLimits(cpu_seconds=1.5, wall_seconds=3.0)
 
 # What benign method code can observe of its process. Every entry must be the same
 # before and after each hostile case: a difference is state one message left for the next.
