@@ -16,7 +16,11 @@ import pytest
 from crucible import Crucible, ImageRef, Policy, Proposal, TrialLimits, TrialRunner
 from tests.conftest import wait_until
 from tests.integration.crucible_fixtures import gone, image_state
-from tests.integration.zeo_fixtures import zeo_address_fixture  # noqa: F401
+from tests.integration.zeo_fixtures import (
+    kill_and_reap,
+    start_runzeo,
+    zeo_address_fixture,  # noqa: F401
+)
 from uvm import Kernel, bootstrap, open_db
 
 pytestmark = pytest.mark.integration
@@ -191,31 +195,6 @@ def test_cli_check_against_an_image(db, image_path, tmp_path, capsys):
                 "--image", str(tmp_path / "none.fs")) == 2
 
 
-def _runzeo(sock: Path, storage: Path, log: Path) -> Any:
-    """A real ZEO server on ``sock`` for ``storage``, accepting when this returns."""
-    import socket
-    import subprocess
-    import sys
-
-    with log.open("a") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "ZEO.runzeo", "-a", str(sock), "-f", str(storage)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
-
-    def accepting() -> bool:
-        assert server.poll() is None, f"runzeo exited {server.returncode}: {log.read_text()}"
-        with socket.socket(socket.AF_UNIX) as probe:
-            try:
-                probe.connect(str(sock))
-            except OSError:
-                return False
-        return True
-
-    wait_until(accepting, timeout=30)
-    return server
-
-
 def test_a_sandboxed_worker_reaches_a_zeo_socket_recreated_by_a_restart(tmp_path):
     """Workers started outside an incarnation run in bwrap and see the ZEO socket's folder
     read-only (not the socket file read-write): connecting works, and a socket the server
@@ -226,13 +205,12 @@ def test_a_sandboxed_worker_reaches_a_zeo_socket_recreated_by_a_restart(tmp_path
     import threading
 
     from envs import sandbox
-    from tests.integration.zeo_fixtures import kill_and_reap
 
     if sandbox.available() is not None:
         pytest.skip(f"no OS sandbox: {sandbox.available()}")
     sockdir = Path(tempfile.mkdtemp(prefix="batos-zeo-"))
     sock, storage, log = sockdir / "zeo.sock", tmp_path / "zeo.fs", tmp_path / "zeo.log"
-    server = _runzeo(sock, storage, log)
+    server = start_runzeo(sock, storage, log)
     made: dict[str, Any] = {}
     try:
         db = open_db(zeo=str(sock))
@@ -259,7 +237,7 @@ def test_a_sandboxed_worker_reaches_a_zeo_socket_recreated_by_a_restart(tmp_path
         # the server restarts and recreates its socket; the warm spare started before
         kill_and_reap(server, grace=10.0)
         sock.unlink(missing_ok=True)
-        server = _runzeo(sock, storage, log)
+        server = start_runzeo(sock, storage, log)
         verdict = trial(r, BUMP)
         assert verdict.status == "pass", verdict.reasons
         assert verdict.detail["result"] == 2  # trials never commit

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import wait_until
 
-__all__ = ["kill_and_reap", "zeo_address_fixture"]
+__all__ = ["kill_and_reap", "start_runzeo", "zeo_address_fixture"]
 
 
 def kill_and_reap(proc: subprocess.Popen[Any], grace: float = 0.0) -> None:
@@ -41,28 +41,40 @@ def kill_and_reap(proc: subprocess.Popen[Any], grace: float = 0.0) -> None:
             proc.stdin.close()
 
 
+def start_runzeo(sock: Path, storage: Path, log: Path) -> subprocess.Popen[Any]:
+    """``python -m ZEO.runzeo`` serving ``storage`` on the Unix socket ``sock`` (its own
+    session, output appended to ``log``), accepting when this returns; the caller reaps it
+    (``kill_and_reap``)."""
+    with log.open("a") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "ZEO.runzeo", "-a", str(sock), "-f", str(storage)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def accepting() -> bool:
+        assert server.poll() is None, f"runzeo exited {server.returncode}: {log.read_text()}"
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(sock))
+            except OSError:
+                return False
+        return True
+
+    try:
+        wait_until(accepting, timeout=30)
+    except BaseException:
+        kill_and_reap(server)
+        raise
+    return server
+
+
 @pytest.fixture(name="zeo_address")
 def zeo_address_fixture(tmp_path: Path) -> Iterator[str]:
     """A real ZEO server (runzeo) for a FileStorage in tmp_path, on a Unix socket."""
     sockdir = Path(tempfile.mkdtemp(prefix="batos-zeo-"))  # short: socket paths max ~107 bytes
     sock = sockdir / "zeo.sock"
-    log = tmp_path / "zeo.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "ZEO.runzeo", "-a", str(sock), "-f", str(tmp_path / "zeo.fs")],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+    server = start_runzeo(sock, tmp_path / "zeo.fs", tmp_path / "zeo.log")
     try:
-        def accepting() -> bool:
-            assert server.poll() is None, f"runzeo exited {server.returncode}: {log.read_text()}"
-            with socket.socket(socket.AF_UNIX) as probe:
-                try:
-                    probe.connect(str(sock))
-                except OSError:
-                    return False
-            return True
-
-        wait_until(accepting, timeout=30)
         yield str(sock)
     finally:
         kill_and_reap(server, grace=10.0)
