@@ -3,26 +3,13 @@ UI's Incarnations tab draws from them (no window, no supervisor)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from bridge.messages import QuarantinedMethod
 from supervisor.poison import PoisonLedger
 from supervisor.routing import RoutingTable
+from tests.unit.ui_fixtures import session_fixture  # noqa: F401
 from ui_seed import models
 
 A = (b"\x00", b"client-a")
-
-
-@pytest.fixture
-def session() -> Iterator[models.Session]:
-    # nothing listens on port 9: no job is submitted in these tests
-    sess = models.Session("tcp://127.0.0.1:9", deliver=models.Mailbox(), threads=1)
-    try:
-        yield sess
-    finally:
-        sess.close()
 
 
 def _status_after_a_poison_message() -> dict:

@@ -5,26 +5,16 @@ importing Kivy's widgets opens a window)."""
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import ui_seed
 from bridge import RemoteError, Timeout
+from tests.unit.ui_fixtures import session_fixture  # noqa: F401
 from ui_seed import models, runner
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def session() -> Iterator[models.Session]:
-    # nothing listens on port 9: no job is submitted in these tests
-    sess = models.Session("tcp://127.0.0.1:9", deliver=models.Mailbox(), threads=1)
-    try:
-        yield sess
-    finally:
-        sess.close()
 
 
 def test_args_are_a_json_list() -> None:
