@@ -132,7 +132,7 @@ def build_tiny_model(
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         texts = list(corpus) if corpus is not None else corpus_texts()
-        tokenizer = _train_tokenizer(vocab_size, texts)
+        tokenizer = _train_tokenizer(vocab_size, texts, max_position_embeddings)
         tokenizer.save_pretrained(tmp)
         _portable_tokenizer_config(tmp)
         _save_model(tmp, params, tokenizer)
@@ -168,7 +168,7 @@ def _complete(path: Path, params: dict[str, Any]) -> bool:
     return True
 
 
-def _train_tokenizer(vocab_size: int, texts: list[str]) -> Any:
+def _train_tokenizer(vocab_size: int, texts: list[str], max_length: int = 2048) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -193,7 +193,7 @@ def _train_tokenizer(vocab_size: int, texts: list[str]) -> Any:
         eos_token=EOS,
         pad_token=PAD,
         additional_special_tokens=[IM_START, IM_END],
-        model_max_length=2048,
+        model_max_length=max_length,
         clean_up_tokenization_spaces=False,
     )
     fast.chat_template = CHAT_TEMPLATE

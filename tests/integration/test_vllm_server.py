@@ -18,6 +18,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+from tests.integration.vllm_fixtures import CONTEXT
 from weaver.vllm_server import VllmNotInstalled, VllmServer, VllmStartFailed, find_vllm_python
 
 
@@ -42,7 +43,7 @@ def test_server_lists_the_served_model(vllm_server):
     models = {m["id"]: m for m in vllm_server.models()}
     assert vllm_server.model in models
     assert models[vllm_server.model]["root"] == str(vllm_server.model_path)
-    assert models[vllm_server.model]["max_model_len"] == 2048
+    assert models[vllm_server.model]["max_model_len"] == CONTEXT
 
 
 @pytest.mark.vllm

@@ -27,6 +27,10 @@ from weaver.vllm_server import VllmNotInstalled, VllmServer, find_vllm_python
 MAX_LORA_RANK = 16
 MAX_LORAS = 2
 SERVED_NAME = "tiny-llama"
+#: the tiny model's context: its tokenizer (2,048 pieces learnt from this repo) spends about
+#: one token per 2-3 characters, so the synthesis prompt (the rules list every capability
+#: namespace's grants) takes over 2,048 tokens; a real model's tokenizer takes a third
+CONTEXT = 4096
 
 
 def _unavailable(reason: str) -> None:
@@ -45,12 +49,13 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer
         if importlib.util.find_spec(module) is None:
             _unavailable(f"{module} is missing to build the tiny model: pip install -e '.[train]'")
     folder = tmp_path_factory.mktemp("vllm")
-    model = build_tiny_model(folder / SERVED_NAME)
+    model = build_tiny_model(folder / SERVED_NAME, max_position_embeddings=CONTEXT)
     server = VllmServer(
         model,
         served_model_name=SERVED_NAME,
         max_lora_rank=MAX_LORA_RANK,
         max_loras=MAX_LORAS,
+        max_model_len=CONTEXT,
         dtype="float32",  # the tiny model's own dtype: results comparable with transformers
         compact_json=True,  # a random model would pad structured JSON with whitespace forever
         python=python,
