@@ -76,8 +76,14 @@ def enter_message() -> None:
     _setcontext(_copy_pristine())
 
 
-#: the thread a garbage collection is running on, else None (see ``_collector``)
-_COLLECTOR: list[int | None] = [None]
+#: phase -> the info dict of the collector's last callback for it, written by a C-level
+#: callback (a dict's ``__setitem__``) that no pending asynchronous exception can
+#: interrupt: a new dict every pass, so the last "stop" names the last pass that ended
+_GC_SEEN: dict[str, Any] = {}
+#: (thread, the last "stop" when it began) of the collection running now, else None
+#: (see ``_collector``); stale once that pass's "stop" is seen, whatever happened to
+#: the Python callback that would clear it
+_COLLECTOR: list[tuple[int, Any] | None] = [None]
 _get_ident = threading.get_ident
 
 
@@ -87,21 +93,25 @@ def _collector(phase: str, info: object) -> None:
     happens, inside another message too; there the granted functions refuse and no method
     scope begins, so the leftover cannot change that message's context or seed its
     generator. Collections do not nest and run one at a time, so one slot holds the
-    collecting thread. The hook only stores into that slot: a collection starts in the
+    collecting pass. The hook only stores into that slot: a collection starts in the
     middle of whatever allocated, e.g. inside ``ContextVar.set``, where setting a
-    ContextVar again would free the mapping that call is reading."""
-    _COLLECTOR[0] = _get_ident() if phase == "start" else None
+    ContextVar again would free the mapping that call is reading. The budget's watchdog
+    may interrupt a long pass with an asynchronous exception that lands in a Python
+    callback, so the end of a pass is read from ``_GC_SEEN`` (C, uninterruptible), and
+    clearing the slot here is only a shortcut."""
+    _COLLECTOR[0] = (_get_ident(), _GC_SEEN.get("stop")) if phase == "start" else None
 
 
-gc.callbacks.append(_collector)
+gc.callbacks.extend([_GC_SEEN.__setitem__, _collector])
 
 
 def collecting() -> bool:
     """Whether a garbage collection is running on this thread: code it runs (a finalizer,
     a leftover generator's ``finally:``) belongs to no message and must not touch the
     image (``uvm.guards`` and ``uvm.registry.current`` refuse it)."""
-    thread = _COLLECTOR[0]
-    return thread is not None and thread == _get_ident()
+    running = _COLLECTOR[0]
+    return (running is not None and running[0] == _get_ident()
+            and _GC_SEEN.get("stop") is running[1])
 
 
 LEFTOVER = ("method code works only while a message runs; this is code left over from an "
@@ -117,7 +127,7 @@ def _scope(what: str) -> list[Any]:
     """The scope in effect, or ``RuntimeError`` naming ``what`` (outside any: code left
     over from an earlier message, e.g. a generator closed by the garbage collector)."""
     scope = _SCOPE.get()
-    if scope is None or (_COLLECTOR[0] is not None and _COLLECTOR[0] == _get_ident()):
+    if scope is None or (_COLLECTOR[0] is not None and collecting()):
         raise RuntimeError(
             f"{what} works only while a message runs; this is code left over from an earlier "
             "message (a generator or function kept past its end, or a generator's finally "
@@ -149,7 +159,7 @@ class MethodScope:
 
     def __enter__(self) -> None:
         outer = _SCOPE.get()
-        if _COLLECTOR[0] is not None and _COLLECTOR[0] == _get_ident():
+        if _COLLECTOR[0] is not None and collecting():
             _scope("a method's decimal and random scope")  # raises
         scope = [None, None if outer is None else _message_of(outer)]
         self._token = _SCOPE.set(scope)
@@ -209,7 +219,8 @@ def localcontext(ctx: decimal.Context | None = None, **kwargs: Any) -> LocalCont
 
 def _generator() -> random.Random:
     scope = _SCOPE.get()
-    if scope is None or _COLLECTOR[0] is not None:  # never the process's generator
+    if scope is None or (_COLLECTOR[0] is not None and collecting()):
+        # never the process's generator
         scope = _scope("random")
     if scope[0] is None:
         scope[0] = random.Random()

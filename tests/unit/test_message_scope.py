@@ -323,3 +323,24 @@ def test_a_leftover_collected_inside_another_message_cannot_write_into_it(db, se
     assert send("respondsTo:", "planted") is False
     with pytest.raises(DoesNotUnderstand):
         send("stolen")
+
+
+def test_a_collection_whose_stop_callback_was_interrupted_leaves_no_stale_mark():
+    """The budget's watchdog may interrupt a long collection with an asynchronous exception
+    that lands in a Python gc callback; a pass whose "stop" hook never ran must not leave
+    its thread marked as collecting (every later message on it would be refused)."""
+    ident = threading.get_ident()
+
+    def start_only(phase, info):  # the hook, as if "stop" had been interrupted
+        if phase == "start":
+            message_scope._COLLECTOR[0] = (ident, message_scope._GC_SEEN.get("stop"))
+
+    index = gc.callbacks.index(message_scope._collector)
+    gc.callbacks[index] = start_only
+    try:
+        gc.collect()
+        assert message_scope._COLLECTOR[0] is not None  # the slot was never cleared ...
+        assert not message_scope.collecting()  # ... and still means nothing
+    finally:
+        gc.callbacks[index] = message_scope._collector
+        message_scope._COLLECTOR[0] = None
