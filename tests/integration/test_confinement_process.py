@@ -30,6 +30,7 @@ from crucible import ImageRef, Proposal, TrialLimits, TrialRunner
 from crucible.trial import worker_command
 from envs import confine
 from envs.spawner import Spawner
+from tests.conftest import wait_until
 from tests.integration.supervisor_fixtures import (
     Supervisors,
     supervisors_fixture,  # noqa: F401
@@ -137,7 +138,9 @@ def test_trial_workers_through_a_fork_server_are_locked(db: Any, image_path: Pat
     Kernel(db).send("genesis", "printString", [])
     with TrialRunner(ImageRef(path=str(image_path)), LIMITS, spawner=fork_server) as runner:
         verdicts = _trials(runner)
-        assert set(runner.live_pids()) <= set(fork_server_children(fork_server))
+        # a worker killed after its trial stays in live_pids until the runner's spawner
+        # thread has heard of its exit; the fork-server may have reaped it already
+        wait_until(lambda: set(runner.live_pids()) <= set(fork_server_children(fork_server)))
     _check_trials(verdicts)
 
 

@@ -232,7 +232,8 @@ def test_a_sandboxed_worker_reaches_a_zeo_socket_recreated_by_a_restart(tmp_path
         assert ("--ro-bind", str(sockdir)) in grants
         assert not any(str(sock) == argv[i + 1] for i in range(len(argv) - 1)
                        if argv[i] in ("--bind", "--ro-bind"))
-        assert all(not gone(pid) for pid in wait_until(r.live_pids))
+        # the worker killed after that trial leaves live_pids once the spawner thread reaps it
+        wait_until(lambda: (pids := r.live_pids()) and all(not gone(pid) for pid in pids))
         assert spare  # the first spare served the first trial
         # the server restarts and recreates its socket; the warm spare started before
         kill_and_reap(server, grace=10.0)
