@@ -411,17 +411,10 @@ class Walls:
     def snapshot(self, *names: str) -> dict[str, Any]:
         """The own slots of ``names`` and of every Genesis object, and the whole names table,
         read through the storage (not through image code), as comparable plain data."""
-        import transaction
-
         from uvm.genesis import GENESIS
         from uvm.registry import Registry
 
-        assert self.db is not None
-        self.fresh()
-        tm = transaction.TransactionManager(explicit=True)
-        tm.begin()
-        conn = self.db.open(transaction_manager=tm)
-        try:
+        with self._reading() as conn:
             registry = Registry(conn.root())
             state: dict[str, Any] = {"names": sorted(registry.names.items())}
             for name in [*GENESIS, *names]:
@@ -433,9 +426,6 @@ class Walls:
                 state[name] = {"uuid": obj._uuid,
                                "slots": {k: _shown(v) for k, v in sorted(obj._slots.items())}}
             return state
-        finally:
-            tm.abort()
-            conn.close()
 
     def graph(self) -> dict[str, tuple[str, tuple[str, ...]]]:
         """Every object reachable from the root: oid -> (class, referenced oids), read raw
@@ -461,9 +451,18 @@ class Walls:
 
     def quarantined(self, name: str) -> list[str]:
         """The quarantine records (``uvm.quarantine``) of methods held by ``name``."""
-        import transaction
-
         from uvm.registry import Registry
+
+        with self._reading() as conn:
+            uuid = Registry(conn.root()).resolve(name)._uuid
+            active = conn.root().get("batos.quarantine", {}).get("active", {})
+            return [key for key in active if key.startswith(uuid)]
+
+    @contextlib.contextmanager
+    def _reading(self) -> Any:
+        """A connection to the served image, current with the supervisor's last commit, in
+        a transaction that is always aborted."""
+        import transaction
 
         assert self.db is not None
         self.fresh()
@@ -471,9 +470,7 @@ class Walls:
         tm.begin()
         conn = self.db.open(transaction_manager=tm)
         try:
-            uuid = Registry(conn.root()).resolve(name)._uuid
-            active = conn.root().get("batos.quarantine", {}).get("active", {})
-            return [key for key in active if key.startswith(uuid)]
+            yield conn
         finally:
             tm.abort()
             conn.close()
