@@ -10,7 +10,7 @@ the supervisor keep the last N generations.
 
 Boundary: this package sits beside ``supervisor`` and ``bridge`` and must import
 nothing of ``uvm``, ``weaver``, ``crucible``, ``ui_seed``, ``supervisor`` or
-``cli`` (``tests/unit/test_layering.py``): the standard library, pydantic,
+``batos`` (``tests/unit/test_layering.py``): the standard library, pydantic,
 ``packaging`` when present, and the ``uv`` package only to locate its binary.
 It builds and records; it never starts an incarnation, never imports what it
 installs, and never decides which env is current or which to delete.

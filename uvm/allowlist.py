@@ -64,7 +64,7 @@ CAPABILITIES: frozenset[str] = capabilities.NAMES
 #: top-level names no env can make importable: the kernel's own machinery (a method
 #: that could commit, pickle or talk to the supervisor would bypass the kernel).
 NEVER_ALLOWED: frozenset[str] = frozenset({
-    "uvm", "supervisor", "bridge", "envs", "cli", "weaver", "crucible", "ui_seed",
+    "uvm", "supervisor", "bridge", "envs", "batos", "lexicon", "weaver", "crucible", "ui_seed",
     "ZODB", "ZEO", "persistent", "transaction", "BTrees", "zodbpickle", "zc", "zope",
     "RestrictedPython", "zmq", "ormsgpack", "psutil", "uv", "setuptools", "pip",
     "pkg_resources", "_distutils_hack",

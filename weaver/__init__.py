@@ -5,7 +5,7 @@ Backends share one protocol (``ChatBackend.chat(messages, schema=...)``):
 ``TransformersBackend`` for a local model folder, ``ReplayBackend`` and
 ``Recorder`` for recorded exchanges. ``mind_from_env`` / ``mind_from_config``
 choose one. Boundary: ``weaver`` imports nothing of ``uvm``, ``supervisor``,
-``crucible``, ``ui_seed`` or ``cli``; it knows messages, not prompts or images.
+``crucible``, ``ui_seed`` or ``batos``; it knows messages, not prompts or images.
 torch and transformers are imported only when a ``TransformersBackend`` is built.
 """
 

@@ -34,7 +34,7 @@ from typing import Any
 __all__ = ["CHAT_TEMPLATE", "build_tiny_model", "corpus_texts"]
 
 MARKER = "batos-tinymodel.json"
-PACKAGES = ("weaver", "uvm", "bridge", "supervisor", "envs", "crucible", "ui_seed", "cli")
+PACKAGES = ("weaver", "uvm", "bridge", "supervisor", "envs", "crucible", "ui_seed", "batos", "lexicon")
 CORPUS_LIMIT = 4_000_000  # characters; plenty for a 2k vocabulary, and fast to train
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"

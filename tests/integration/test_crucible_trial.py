@@ -168,7 +168,7 @@ def _last_after(db: Any) -> bytes:
 
 
 def _cli(*argv: str) -> int:
-    from cli import crucible as command
+    from batos import crucible as command
 
     parser = argparse.ArgumentParser()
     command.add_commands(parser.add_subparsers(dest="command"))

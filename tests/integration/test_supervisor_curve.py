@@ -12,7 +12,7 @@ import pytest
 import zmq.auth
 
 from bridge import Client, Timeout
-from cli.main import main as batos
+from batos.main import main as batos
 from supervisor import keys
 from tests.integration.supervisor_fixtures import Supervisor
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from cli import train as train_cli
+from batos import train as train_cli
 from weaver import dataset, train_env
 
 pytestmark = pytest.mark.integration

@@ -40,11 +40,11 @@ UI_TIMEOUT = 120
 
 
 def ui_command() -> list[str]:
-    """``batos ui``; ``python -m cli.ui`` while cli/main.py does not register it yet."""
-    from cli.main import build_parser
+    """``batos ui``; ``python -m batos.ui`` while batos/main.py does not register it yet."""
+    from batos.main import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return [BATOS, "ui"] if "ui" in sub.choices else [sys.executable, "-m", "cli.ui"]
+    return [BATOS, "ui"] if "ui" in sub.choices else [sys.executable, "-m", "batos.ui"]
 
 
 def screenshot(sup: Supervisor, name: str, tmp_path: Path) -> tuple[Path, dict[str, Any], str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli.main import main
+from batos.main import main
 
 
 def test_keys_generate_authorize_list_revoke(tmp_path, capsys):

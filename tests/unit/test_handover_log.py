@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import audit
+from batos import audit
 from supervisor import handover_log as hl
 from supervisor.errors import HomeError
 

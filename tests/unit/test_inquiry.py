@@ -285,7 +285,7 @@ def test_root_settings_layer_the_operator_table_over_the_image():
 def test_cli_once_without_force_says_why_the_loop_would_not_run(tmp_path, capsys):
     import argparse
 
-    from cli import inquiry as inquiry_cli
+    from batos import inquiry as inquiry_cli
 
     parser = argparse.ArgumentParser()
     inquiry_cli.add_commands(parser.add_subparsers())

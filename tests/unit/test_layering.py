@@ -18,12 +18,12 @@ import uvm
 ROOT = Path(__file__).resolve().parents[2]
 
 FORBIDDEN = {
-    "supervisor": {"uvm", "weaver", "crucible", "ui_seed", "cli"},
-    "bridge": {"uvm", "weaver", "crucible", "ui_seed", "supervisor", "cli"},
-    "envs": {"uvm", "weaver", "crucible", "ui_seed", "supervisor", "cli"},
-    "uvm": {"supervisor", "cli", "ui_seed"},
-    "weaver": {"uvm", "supervisor", "crucible", "ui_seed", "cli", "bridge"},
-    "crucible": {"supervisor", "weaver", "ui_seed", "cli"},
+    "supervisor": {"uvm", "weaver", "crucible", "ui_seed", "batos"},
+    "bridge": {"uvm", "weaver", "crucible", "ui_seed", "supervisor", "batos"},
+    "envs": {"uvm", "weaver", "crucible", "ui_seed", "supervisor", "batos"},
+    "uvm": {"supervisor", "batos", "ui_seed"},
+    "weaver": {"uvm", "supervisor", "crucible", "ui_seed", "batos", "bridge"},
+    "crucible": {"supervisor", "weaver", "ui_seed", "batos"},
 }
 
 # The crucible imports the UVM; so the UVM imports it (and the weaver) only in its
@@ -59,7 +59,7 @@ def test_package_imports_respect_the_layers(package):
 
 
 def test_cli_loads_layers_lazily():
-    for path in (ROOT / "cli").glob("*.py"):
+    for path in (ROOT / "batos").glob("*.py"):
         eager = imports(path, top_level_only=True) & {"uvm", "supervisor", "weaver", "crucible"}
         assert not eager, f"{path.relative_to(ROOT)} imports {sorted(eager)} at module level"
 

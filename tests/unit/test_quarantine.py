@@ -96,7 +96,7 @@ def test_the_mark_survives_a_new_process_view(kernel, db, poisoned):
 def test_a_person_lists_and_releases_from_the_command_line(tmp_path, capsys):
     import json
 
-    from cli.main import main
+    from batos.main import main
     from uvm import Kernel, bootstrap, open_db
 
     path = tmp_path / "cli.fs"

@@ -52,7 +52,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cli.ui``: the same command without the rest of ``batos``."""
+    """``python -m batos.ui``: the same command without the rest of ``batos``."""
     parser = argparse.ArgumentParser(prog="batos")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["ui", *(sys.argv[1:] if argv is None else argv)])
