@@ -109,7 +109,8 @@ def _chain_line(result: dict[str, Any]) -> str:
 def cmd_handovers(args: argparse.Namespace) -> int:
     from supervisor.config import Home
     from supervisor.errors import SupervisorError
-    from supervisor.handover_log import LOG_FILE, report
+    from supervisor.handover_log import LOG_FILE
+    from supervisor.handover_report import report
 
     path = Home.at(resolve_home(args.home)).logs / LOG_FILE
     check = args.verify or args.anchor is not None
