@@ -1,8 +1,6 @@
-"""The static stage's rules: parse a source within limits and read its tree, running nothing.
+"""The static stage's rules for code: one walk of a parsed tree, a specific reason per rule broken.
 
-``parse_source`` refuses sources that are empty, too long, do not parse, or
-are too large or too deep as trees (``MAX_NODES``, ``MAX_DEPTH``). ``Reader``
-walks the tree once and collects a specific reason for each rule broken:
+``Reader`` walks a tree (from ``parsing.parse_source``) once and collects:
 
 - imports outside what the caller allows (the reason names the rule from
   ``uvm.allowlist``), relative and star imports, names a capability namespace
@@ -10,12 +8,10 @@ walks the tree once and collects a specific reason for each rule broken:
 - attributes starting with ``_``; names of the restricted runtime's shape
   (dunders, ``_x_`` like its guards, ``_print``, ``_tmp<N>``), while a method's
   own private locals (``_age``, ``for _ in``) are fine; the names that reach
-  code, frames or the kernel's signals (``FORBIDDEN_NAMES``: ``exec``,
-  ``eval``, ``open``, ``type``, ``BaseException``, ...; ``getattr`` and
-  ``hasattr`` only with a literal, public name); the
+  code, frames or the kernel's signals (``forbidden.FORBIDDEN_NAMES``;
+  ``getattr`` and ``hasattr`` only with a literal, public name); the
   attributes of frames, generators, coroutines, tracebacks and code objects
-  (``gi_frame``, ``f_globals``, ``tb_frame``, ``co_code``: the names those
-  types really have, ``FORBIDDEN_ATTRIBUTES``);
+  (``forbidden.FORBIDDEN_ATTRIBUTES``);
 - string literals that are, after NFKC normalisation, a dunder name
   (``'__class__'``, ``'\\uff3f\\uff3fclass__'``): attribute names are not
   built from strings in methods. A string holding a format field
@@ -29,12 +25,13 @@ walks the tree once and collects a specific reason for each rule broken:
 
 Identifiers reach this module already NFKC-normalised (Python's parser does
 it), so ``x.\\uff3f\\uff3fclass__`` is read as ``x.__class__``; string
-literals are normalised here before they are judged.
+literals are normalised here before they are judged. Docstrings are prose,
+judged by ``text_rules`` (the caller fills ``Reader.docstrings`` with
+``text_rules.docstring_nodes``).
 
 ``Reader(module=True)`` relaxes the rules meant for methods (classes,
 decorators, dunder methods, ``super().__init__``, ``__name__ == '__main__'``)
-for a whole UI module. ``check_text`` adds the docstring length limit and
-docstrings or comments that address instructions to the reviewers.
+for a whole UI module.
 
 This module decides nothing about selectors, policies or verdicts (that is
 ``static``), and never compiles or executes what it reads.
@@ -43,100 +40,28 @@ This module decides nothing about selectors, policies or verdicts (that is
 from __future__ import annotations
 
 import ast
-import io
-import re
-import tokenize
-import types
 import unicodedata
 from typing import Any
 
 from uvm import allowlist
 from uvm.errors import MethodSourceError
-from uvm.guards import SIGNALS
 from uvm.method_policy import reserved_name
 from uvm.primitives import PRIMITIVES
 
-__all__ = [
-    "FORBIDDEN_ATTRIBUTES",
-    "FORBIDDEN_NAMES",
-    "MAX_DEPTH",
-    "MAX_DOCSTRING",
-    "MAX_NODES",
-    "Reader",
-    "check_text",
-    "docstring_nodes",
-    "parse_source",
-]
-
-#: names that reach code, frames, the interpreter, the file system or the kernel's signals
-FORBIDDEN_NAMES = frozenset({
-    "exec", "eval", "compile", "open", "globals", "locals", "vars", "dir",
-    "setattr", "delattr", "breakpoint", "input", "help", "exit", "quit",
-    "memoryview", "type", "object", "super", "classmethod", "staticmethod", "property",
-    "print", *SIGNALS,
-})
-
-
-def _introspection_attributes() -> frozenset[str]:
-    async def coroutine() -> None:
-        pass
-
-    async def agen() -> Any:
-        yield None
-
-    def gen() -> Any:
-        yield None
-
-    probes = [gen(), coroutine(), agen(), coroutine.__code__, types.FrameType, types.TracebackType]
-    found = {name for probe in probes for name in dir(probe)
-             if re.match(r"^(gi|cr|ag|f|tb|co)_", name)}
-    probes[1].close()
-    return frozenset(found)
-
-
-#: attributes of frames, generators, coroutines, tracebacks and code objects (the names
-#: those types have), and the Python 2 spellings of function internals
-FORBIDDEN_ATTRIBUTES = _introspection_attributes() | frozenset({
-    "mro", "func_globals", "func_code", "im_func", "im_self",
-})
-_DUNDER = re.compile(r"^__\w+__$")
-_PRIVATE_FIELD = re.compile(r"\{[^{}:!]*\.\s*_")
-_INJECTION = re.compile(
-    r"ignore (all |any )?(the )?(previous|prior|above|earlier|preceding) (instructions|rules)"
-    r"|disregard (all |any )?(the )?(previous|prior|above|system)"
-    r"|you are now|new instructions|system prompt|as the reviewer|reviewers?:? (must|should) approve"
-    r"|approve (this|it) (proposal|method|change)|\"approve\"\s*:\s*true",
-    re.IGNORECASE,
+from .forbidden import (
+    DUNDER,
+    FORBIDDEN_ATTRIBUTES,
+    FORBIDDEN_NAMES,
+    MODULE_OK_NAMES,
+    PRIVATE_FIELD,
 )
-MAX_DOCSTRING = 2000
-MAX_DEPTH = 100
-MAX_NODES = 20_000
+
+__all__ = ["Reader"]
+
 _BLOCKS = (
     ast.If, ast.For, ast.While, ast.With, ast.Try, ast.TryStar, ast.FunctionDef, ast.Lambda,
     ast.Match, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
 )
-
-
-def docstring_nodes(tree: ast.AST) -> set[int]:
-    found: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
-                found.add(id(body[0].value))
-    return found
-
-
-def _comments(source: str) -> list[tuple[int, str]]:
-    try:
-        return [
-            (tok.start[0], tok.string)
-            for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-            if tok.type == tokenize.COMMENT
-        ]
-    except (tokenize.TokenError, SyntaxError, IndentationError):
-        return []
 
 
 def _is_literal(node: ast.AST) -> bool:
@@ -247,7 +172,7 @@ class Reader(ast.NodeVisitor):
         elif reserved_name(name):
             self.say(node, f"name {name!r} reaches the interpreter's machinery (dunders and "
                            "'_x_' names belong to the restricted runtime)")
-        elif name in FORBIDDEN_NAMES and not (self.module and name in _MODULE_OK_NAMES):
+        elif name in FORBIDDEN_NAMES and not (self.module and name in MODULE_OK_NAMES):
             self.say(node, f"{name!r} is not available in methods: it reaches code, frames or "
                            "files outside the guards")
         self.generic_visit(node)
@@ -279,10 +204,10 @@ class Reader(ast.NodeVisitor):
             if self.module and value == "__main__":
                 return
             text = value.strip()
-            if len(text) < 200 and _DUNDER.match(unicodedata.normalize("NFKC", text)):
+            if len(text) < 200 and DUNDER.match(unicodedata.normalize("NFKC", text)):
                 self.say(node, "a string literal is a dunder name (after NFKC normalisation); "
                                "attribute names are not built from strings in methods")
-            elif _PRIVATE_FIELD.search(unicodedata.normalize("NFKC", value)):
+            elif PRIVATE_FIELD.search(unicodedata.normalize("NFKC", value)):
                 self.say(node, "a string literal holds a format field that walks to a private "
                                "attribute ('{0._x}', '{0.__class__}'); the guards refuse it")
 
@@ -335,10 +260,6 @@ class Reader(ast.NodeVisitor):
         self.generic_visit(node)
 
 
-_MODULE_OK_NAMES = frozenset({"super", "object", "property", "staticmethod", "classmethod", "print",
-                              "type"})
-
-
 def _is_super_call(node: ast.AST) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
 
@@ -355,58 +276,3 @@ def _import_rule(name: str) -> str:
     except MethodSourceError as exc:
         return str(exc)
     return "not in this crucible's allowlist"
-
-
-def _depth(node: ast.AST, limit: int) -> int:
-    """Depth of the tree, stopping early past ``limit``."""
-    deepest = 0
-    stack = [(node, 1)]
-    while stack:
-        current, depth = stack.pop()
-        if depth > deepest:
-            deepest = depth
-            if deepest > limit:
-                return deepest
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(current))
-    return deepest
-
-
-def parse_source(source: Any, max_chars: int, reasons: list[str]) -> ast.Module | None:
-    """The tree of ``source``; ``None`` with a reason appended when it cannot be read."""
-    if not isinstance(source, str) or not source.strip():
-        reasons.append("the source is empty or not a string")
-        return None
-    if len(source) > max_chars:
-        reasons.append(f"the source is {len(source)} characters; the limit is {max_chars}")
-        return None
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:
-        reasons.append(f"line {exc.lineno}: the source does not parse: {exc.msg}")
-        return None
-    except (ValueError, RecursionError, MemoryError) as exc:
-        reasons.append(f"the source does not parse: {type(exc).__name__}: {exc}")
-        return None
-    count = sum(1 for _ in ast.walk(tree))
-    if count > MAX_NODES:
-        reasons.append(f"the source has {count} syntax nodes; the limit is {MAX_NODES}")
-        return None
-    if _depth(tree, MAX_DEPTH) > MAX_DEPTH:
-        reasons.append(f"expressions nest deeper than {MAX_DEPTH} levels")
-        return None
-    return tree
-
-
-def check_text(tree: ast.Module, source: str, reader: Reader) -> None:
-    """Docstrings (length, instructions to the reviewers) and comments; reasons go to ``reader``."""
-    for node in ast.walk(tree):
-        if id(node) in reader.docstrings:
-            text = node.value  # type: ignore[attr-defined]
-            if len(text) > MAX_DOCSTRING:
-                reader.say(node, f"a docstring of {len(text)} characters; the limit is {MAX_DOCSTRING}")
-            if _INJECTION.search(text):
-                reader.say(node, "the docstring addresses instructions to the reviewers; a "
-                                 "docstring says what the code does")
-    for line, text in _comments(source):
-        if _INJECTION.search(text):
-            reader.say(ast.Pass(lineno=line), "a comment addresses instructions to the reviewers")

@@ -26,9 +26,10 @@ every ``DEFINE_METHOD`` source through the function checks above.
 source kept in the image), which may define classes and import its toolkit.
 
 This module holds the entry points and what they decide (selectors, policy,
-verdicts); the rules themselves live in ``rules``. It never executes proposal
-code except through ``compile_method``'s ``def``, after the checks that make
-that safe.
+verdicts); the rules themselves live in ``parsing`` (the limits), ``rules``
+(the code), ``text_rules`` (docstrings and comments) and ``forbidden`` (the
+words they refuse). It never executes proposal code except through
+``compile_method``'s ``def``, after the checks that make that safe.
 """
 
 from __future__ import annotations
@@ -43,19 +44,15 @@ from uvm.errors import InvalidAct, MethodSourceError
 from uvm.methods import compile_method
 from uvm.selectors import slot_name
 
+from .forbidden import FORBIDDEN_ATTRIBUTES, FORBIDDEN_NAMES
+from .parsing import MAX_DEPTH as MAX_DEPTH
+from .parsing import MAX_NODES as MAX_NODES
+from .parsing import parse_source
 from .policy import Policy
 from .proposal import Proposal
-from .rules import (
-    FORBIDDEN_ATTRIBUTES,
-    FORBIDDEN_NAMES,
-    Reader,
-    check_text,
-    docstring_nodes,
-    parse_source,
-)
-from .rules import MAX_DEPTH as MAX_DEPTH
-from .rules import MAX_DOCSTRING as MAX_DOCSTRING
-from .rules import MAX_NODES as MAX_NODES
+from .rules import Reader
+from .text_rules import MAX_DOCSTRING as MAX_DOCSTRING
+from .text_rules import check_text, docstring_nodes
 from .verdict import StageVerdict, timed
 
 __all__ = [
