@@ -91,7 +91,8 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 def send_embedded(args: argparse.Namespace) -> int:
     from uvm import Kernel, UVMError
-    from uvm.mindkit import build_mind, close_mind
+
+    from .root.mind import build_mind, close_mind
 
     try:
         db = _open(args)

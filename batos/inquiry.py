@@ -1,7 +1,7 @@
 """``batos inquiry once`` and ``batos inquiry status``: the Characterological Inquiry Loop by hand.
 
 ``inquiry once`` runs exactly one full autonomous cycle (``weaver.inquiry``, wired by
-``uvm.inquiry_root.build_loop``) on the image, printing each phase as it ends, then shows
+``batos.root.inquiry.build_loop``) on the image, printing each phase as it ends, then shows
 the facet's adapter registered (``facetFor:``) and in use: a chat completion through
 vLLM with ``model=<adapter name>``. From a fresh clone, with vLLM installed
 (``scripts/install-vllm``), ``batos inquiry once --force`` does it all on CPU: it
@@ -107,9 +107,10 @@ def _phase(kind: str, **data: Any) -> None:
 
 def cmd_once(args: argparse.Namespace) -> int:
     from uvm import Kernel, UVMError
-    from uvm.inquiry_root import build_loop, config_from_env, refresh
     from weaver.errors import WeaverError
     from weaver.narrative import GrandNarrativeError
+
+    from .root.inquiry import build_loop, config_from_env, refresh
 
     home = resolve_home(args.home)
     with contextlib.ExitStack() as stack:
@@ -143,8 +144,9 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 def _would_not_run(kernel: Any, home: Path, table: dict[str, Any]) -> str | None:
     """Why the loop would not run a cycle now (None: it would), idleness aside."""
-    from uvm.inquiry_root import settings
     from weaver.inquiry import InquiryLoop
+
+    from .root.inquiry import settings
 
     def unused(*a: Any, **k: Any) -> Any:
         raise AssertionError("the decision runs no phase")

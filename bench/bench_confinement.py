@@ -1,10 +1,10 @@
 """What confinement costs at start: bubblewrap around a python, and an incarnation's spawn -> Ready.
 
 (a) ``/bin/true`` (bubblewrap's own cost), a bare interpreter, ``python -c pass``, and
-``python -c "import uvm.incarnation"``, plain and inside ``envs.sandbox.wrap`` (the incarnation's profile: same binds, no
-network), ``ROUNDS`` runs each, alternating; median and min in ms.
+``python -c "import batos.root.incarnation"``, plain and inside ``envs.sandbox.wrap`` (the
+incarnation's profile: same binds, no network), ``ROUNDS`` runs each, alternating; median and min in ms.
 
-(b) An incarnation (``python -m uvm.incarnation``, the supervisor's argv, on the
+(b) An incarnation (``python -m batos.root.incarnation``, the supervisor's argv, on the
 running interpreter) against a real ZEO server and a backend ROUTER, from spawn to its
 ``Ready``, then ``Stop``: ``unconfined``, ``bwrap only`` (the sandbox around
 ``--unconfined``: no lock, no fork-server) and ``confined`` (the default: bwrap + the
@@ -30,6 +30,7 @@ from bench_bridge import machine
 from bridge.codec import decode_control, encode
 from bridge.messages import Ready, Stop
 from envs import sandbox
+from lexicon.frames import CONTROL
 from supervisor import process
 from supervisor.config import Home
 from supervisor.zeo import ZeoServer
@@ -42,7 +43,8 @@ def bare(rounds: int) -> list[tuple[str, float, float, float, float]]:
     for label, plain_argv in (
             ("/bin/true (bwrap alone)", ["/bin/true"]),
             ("python -c pass", [sys.executable, "-c", "pass"]),
-            ("python -c 'import uvm.incarnation'", [sys.executable, "-c", "import uvm.incarnation"])):
+            ("python -c 'import batos.root.incarnation'",
+             [sys.executable, "-c", "import batos.root.incarnation"])):
         boxed_argv = sandbox.wrap(plain_argv, python=sys.executable, read_only=[ROOT])
         times: dict[str, list[float]] = {"plain": [], "boxed": []}
         for _ in range(rounds):
@@ -62,7 +64,7 @@ def incarnation_argv(mode: str, home: Home, ident: str) -> list[str]:
     """What ``supervisor.incarnations.spawn_incarnation`` runs, per mode: ``unconfined``
     (no sandbox, no lock), ``bwrap only`` (the sandbox around ``--unconfined``: no
     lock, no fork-server) and ``confined`` (the default: bwrap + lock + fork-server)."""
-    argv = [sys.executable, "-m", "uvm.incarnation", "--backend", home.backend, "--zeo",
+    argv = [sys.executable, "-m", "batos.root.incarnation", "--backend", home.backend, "--zeo",
             str(home.zeo_socket), "--id", ident, "--env-id", "current", "--workers", "4",
             "--heartbeat", "1.0", "--packages", "", "--image", str(home.image)]
     if mode != "confined":
@@ -96,13 +98,13 @@ def incarnation_starts(folder: Path, rounds: int) -> dict[str, list[float]]:
                     if not backend.poll(60_000):
                         raise RuntimeError(f"no Ready from {ident} in 60 s; see its log")
                     frames = backend.recv_multipart()
-                    if frames[0] == ident.encode() and frames[1] == b"C" and isinstance(
+                    if frames[0] == ident.encode() and frames[1] == CONTROL and isinstance(
                             decode_control(frames[2]), Ready):
                         break
                 took = (time.perf_counter() - started) * 1000
                 if round_:  # the first round bootstraps the image: a warm-up
                     times[mode].append(took)
-                backend.send_multipart([ident.encode(), b"C", encode(Stop(reason="bench"))])
+                backend.send_multipart([ident.encode(), CONTROL, encode(Stop(reason="bench"))])
                 if process.stop(proc, ident, grace=20) != 0:
                     raise RuntimeError(f"{ident} did not stop cleanly; see its log")
     finally:

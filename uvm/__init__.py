@@ -32,8 +32,9 @@ Layers, bottom up (each imports only those below it):
                                bootstrap, verify, self-checks
     validation                 a candidate incarnation proving itself on the image
     budget_link                the incarnation's side of budgets and quarantine
-    mindkit, inquiry_root,     composition roots: assemble weaver + crucible into a
-    incarnation                mind and the inquiry loop; the process the supervisor runs
+    control                    an incarnation's control frames: Stop, Quarantine, Validate
+    incarnation                serving the image on the backend, the mind and the inquiry
+                               loop injected (batos.root.incarnation is the process)
 
 The public API is what ``__all__`` lists here.
 """

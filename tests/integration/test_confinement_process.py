@@ -176,7 +176,7 @@ def test_an_incarnation_that_cannot_lock_itself_does_not_start(tmp_path: Path) -
     broken.mkdir()
     (broken / "pyseccomp.py").write_text("raise OSError('libseccomp.so.2: cannot open')\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "uvm.incarnation", "--backend", f"ipc://{tmp_path}/be.sock",
+        [sys.executable, "-m", "batos.root.incarnation", "--backend", f"ipc://{tmp_path}/be.sock",
          "--zeo", str(tmp_path / "zeo.sock"), "--id", "inc-x"],
         cwd=str(ROOT), capture_output=True, text=True, timeout=120,
         env={"PYTHONPATH": f"{broken}:{ROOT}", "PATH": "/usr/bin:/bin"})

@@ -1,7 +1,7 @@
 """The Characterological Inquiry Loop end to end on CPU: real image, training, crucible, vLLM.
 
 An image lives a scripted history (three methods synthesized by a scripted mind, so
-the synthesis log has records), then the loop, wired by ``uvm.inquiry_root.build_loop``
+the synthesis log has records), then the loop, wired by ``batos.root.inquiry.build_loop``
 exactly as an incarnation wires it, sees it idle with a CEM below the threshold and
 runs a cycle: dataset -> LoRA training (a few steps) in the uv training env ->
 held-out evaluation against the base model -> the crucible's adapter review ->
@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from batos.root.inquiry import build_loop, refresh
 from tests.unit.test_synthesis import ScriptedChat, ScriptedCrucible
 from uvm import Kernel, bootstrap, open_db
-from uvm.inquiry_root import build_loop, refresh
 from uvm.synthesis import Synthesizer
 from weaver.lora import LoraRuntime
 from weaver.openai import OpenAIClient

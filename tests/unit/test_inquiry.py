@@ -268,7 +268,7 @@ def test_review_rejects_an_insane_config(tmp_path):
 
 
 def test_root_settings_layer_the_operator_table_over_the_image():
-    from uvm.inquiry_root import config_from_env, settings
+    from batos.root.inquiry import config_from_env, settings
 
     image = {"enabled": True, "idle_seconds": 300, "threshold": 0.35, "max_steps": 20}
     c = settings(image, {"max_steps": 4, "facet": "code generation", "lr": 0.1})
@@ -303,8 +303,8 @@ def test_cli_once_without_force_says_why_the_loop_would_not_run(tmp_path, capsys
 
 
 def test_start_inquiry_checks_in_the_background_and_stops(kernel, tmp_path):
+    from batos.root.inquiry import start_inquiry
     from tests.conftest import wait_until
-    from uvm.inquiry_root import start_inquiry
     from weaver.lora import LoraRuntime
 
     handle = start_inquiry(kernel, publish=None, home=tmp_path, base_model=tmp_path / "model",

@@ -294,7 +294,7 @@ def test_a_mind_written_method_rolls_back_by_message(db):
 
 
 def test_a_mind_config_with_the_servers_lora_budget_builds_a_facet_loader():
-    from uvm.mindkit import build_mind, close_mind
+    from batos.root.mind import build_mind, close_mind
 
     mind = build_mind({"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m",
                        "max_loras": 3, "max_lora_rank": 32, "attempts": 3}, env={})

@@ -1,10 +1,12 @@
 """Assembling a mind: a weaver chat backend + the crucible -> a ``Synthesizer``.
 
-This is a composition root (with ``uvm.incarnation`` and the CLI): the only
-place in the UVM that imports ``weaver`` and ``crucible``, and only when a
-mind is asked for. Configuration is one plain mapping, from the supervisor's
-``[mind]`` table (passed to incarnations as ``BATOS_MIND_CONFIG``, JSON) or
-from the ``BATOS_MIND_*`` variables:
+Part of the composition root (``batos.root``): the incarnation process
+(``batos.root.incarnation``) and the CLI's ``batos image`` build their mind
+here; the UVM gets it whole (``uvm.synthesis.Synthesizer``, its parts
+duck-typed) and imports nothing of ``weaver`` or ``crucible``. Configuration
+is one plain mapping, from the supervisor's ``[mind]`` table (passed to
+incarnations as ``BATOS_MIND_CONFIG``, JSON) or from the ``BATOS_MIND_*``
+variables:
 
     backend, base_url, model, path, api_key_env, timeout, retries, structured
                             the chat backend (``weaver.config.MindConfig``)
@@ -30,8 +32,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import ImageError
-from .synthesis import Synthesizer
+from uvm.errors import ImageError
+from uvm.synthesis import Synthesizer
 
 __all__ = ["MIND_KEYS", "build_mind", "close_mind", "config_from_env", "table_from_env"]
 

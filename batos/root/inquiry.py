@@ -1,4 +1,4 @@
-"""Composition root of the Characterological Inquiry Loop: the real parts, wired.
+"""The Characterological Inquiry Loop with its real parts, wired (``batos.root``).
 
 ``build_loop(kernel, ...)`` assembles a ``weaver.inquiry.InquiryLoop`` whose seams are
 the real things: ``kernel.send`` (the image's ``weaver`` object and ``entropy``),
@@ -45,14 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from crucible.adapters import adapter_reviewer
+from uvm.errors import ImageError
+from uvm.records import export_records
 from weaver.facet_trainer import FacetTrainer
 from weaver.inquiry import InquiryConfig, InquiryLoop
 from weaver.lora import LoraRuntime
 from weaver.train_env import default_root, route_through
 
-from .errors import ImageError
-from .mindkit import table_from_env
-from .records import export_records
+from .mind import table_from_env
 
 __all__ = ["InquiryHandle", "build_loop", "config_from_env", "settings", "start_inquiry"]
 
