@@ -7,7 +7,8 @@ connections. The supervisor therefore records each child (pid, process
 start time, what it is) in ``<run>/children.json`` and, at start, kills
 whatever recorded child is still alive before starting its own. The start
 time guards against pid reuse: a pid whose process started at another time
-is someone else's and is left alone.
+is someone else's and is left alone. Killing is ``envs.children.kill`` (its group,
+then waiting for it to be gone).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 from pathlib import Path
 
 import psutil
+
+from envs import children
 
 __all__ = ["ChildRecord"]
 
@@ -60,12 +62,10 @@ class ChildRecord:
                 proc = psutil.Process(pid)
                 if info.get("started") and abs(proc.create_time() - float(info["started"])) > 1.0:
                     continue  # the pid was reused by an unrelated process
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    proc.kill()
-                proc.wait(timeout=10)
-                killed.append(f"{info.get('what')} (pid {pid})")
+                what = f"{info.get('what')} (pid {pid})"
+                if not children.kill(proc, f"stray {what}", wait=children.REAP_TIMEOUT):
+                    continue
+                killed.append(what)
             except (psutil.Error, OSError):
                 continue
         if killed:

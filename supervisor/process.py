@@ -1,9 +1,11 @@
 """Child processes: start in their own session, stop by escalation, never leave zombies.
 
 ``spawn`` starts a child with ``start_new_session=True`` so signals to its
-process group reach grandchildren too. ``stop`` asks (SIGTERM to the group),
-waits ``grace`` seconds, then kills (SIGKILL to the group) and reaps, logging
-each step. ``kill`` is the immediate form for an unresponsive child.
+process group reach grandchildren too. ``stop`` and ``kill`` are
+``envs.children``'s (the one stop-with-escalation helper): ``stop`` asks (SIGTERM
+to the group), waits ``grace`` seconds, then kills (SIGKILL to the group) and
+reaps, logging each step; ``kill`` is the immediate form for an unresponsive
+child (a no-op once it exited).
 
 A child started through ``envs.sandbox.wrap`` (``spawn(..., sandboxed=True)``) is
 bubblewrap, which ignores SIGTERM and passes it on only through the group: the
@@ -20,21 +22,18 @@ the child appends to ``log_file`` directly.
 
 from __future__ import annotations
 
-import logging
 import os
-import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from envs import children
 from envs.sandbox import exit_status
 
 from .logpump import LogPump
 from .notify import NOTIFY_VARIABLES
 
 __all__ = ["SandboxedPopen", "child_environment", "kill", "spawn", "stop"]
-
-log = logging.getLogger("batos.supervisor.process")
 
 
 def child_environment() -> dict[str, str]:
@@ -91,35 +90,12 @@ def spawn(argv: Sequence[str], *, log_file: Path, env: dict[str, str] | None = N
         )
 
 
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            proc.send_signal(sig)
-        except ProcessLookupError:
-            pass
-
-
 def kill(proc: subprocess.Popen[bytes], what: str) -> None:
+    """SIGKILL a running child's process group now (nothing once it exited)."""
     if proc.poll() is None:
-        log.warning("killing %s (pid %d)", what, proc.pid)
-        _signal_group(proc, signal.SIGKILL)
+        children.kill(proc, what)
 
 
 def stop(proc: subprocess.Popen[bytes], what: str, grace: float = 10.0) -> int | None:
-    """SIGTERM, wait ``grace``, SIGKILL; returns the exit code."""
-    if proc.poll() is not None:
-        _signal_group(proc, signal.SIGKILL)  # leftovers in its group
-        return proc.returncode
-    log.info("stopping %s (pid %d): SIGTERM", what, proc.pid)
-    _signal_group(proc, signal.SIGTERM)
-    try:
-        code = proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        log.warning("%s (pid %d) ignored SIGTERM for %.1fs: SIGKILL", what, proc.pid, grace)
-        _signal_group(proc, signal.SIGKILL)
-        code = proc.wait(timeout=10)
-    _signal_group(proc, signal.SIGKILL)
-    log.info("%s (pid %d) exited with %s", what, proc.pid, code)
-    return code
+    """SIGTERM the group, wait ``grace``, SIGKILL, reap (``envs.children.stop``); the exit code."""
+    return children.stop(proc, what, grace=grace)

