@@ -3,8 +3,11 @@
 A ``Handover`` is a state machine the supervisor's loop advances (``step``)
 and feeds (``on_ready``, ``on_validated``, ``on_probe``, ``on_exit``); it
 never blocks the loop (the uv build runs in the supervisor's worker thread).
-Only one runs at a time: the supervisor holds it in ``Supervisor.handover``,
-which is the named lock for evolve/rollback; a second request gets ``Busy``.
+It acts only through its ``HandoverHost`` (the small interface below, which
+``supervisor.evolution.Evolution`` implements over the pool, the routing table
+and the sockets): it never sees the supervisor. Only one runs at a time: the
+host holds it as ``Evolution.current``, the named lock for evolve/rollback; a
+second request gets ``Busy``.
 
 Phases, each logged to the handover log with its timing:
 
@@ -33,17 +36,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from envs import EnvSpec
 
+from .config import Config
+from .errors import SupervisorError
 from .handover_log import HandoverLog
 from .incarnations import EnvInfo
 
-if TYPE_CHECKING:
-    from .server import Supervisor
-
-__all__ = ["PROBES", "Handover", "HandoverFailed"]
+__all__ = ["PROBES", "Handover", "HandoverFailed", "HandoverHost"]
 
 log = logging.getLogger("batos.supervisor.handover")
 
@@ -57,16 +59,63 @@ PROBES: list[tuple[str, str, list[Any]]] = [
 ]
 
 
-class HandoverFailed(Exception):
+class HandoverFailed(SupervisorError):
+    """A handover failed in ``phase`` for ``reason`` (the evolve reply's error type)."""
+
     def __init__(self, phase: str, reason: str) -> None:
         super().__init__(f"{phase}: {reason}")
         self.phase = phase
         self.reason = reason
 
 
+class HandoverHost(Protocol):
+    """What a ``Handover`` may ask and do; ``supervisor.evolution.Evolution`` provides it."""
+
+    config: Config
+
+    def env(self) -> EnvInfo | None:
+        """The active incarnation's environment."""
+
+    def active(self) -> str | None:
+        """The incarnation new requests go to."""
+
+    def served(self) -> int:
+        """Requests answered so far, all incarnations together."""
+
+    def in_flight(self, ident: str) -> int:
+        """Requests in flight on ``ident``."""
+
+    def publish(self, kind: str, **data: Any) -> None: ...
+
+    def start_build(self, handover: Handover) -> None:
+        """Build ``handover.spec_after`` off the loop; answer with ``built``/``build_failed``."""
+
+    def spawn_candidate(self, env: EnvInfo) -> str: ...
+
+    def send_validate(self, ident: str, handover: str, packages: list[str],
+                      removed: list[str]) -> None: ...
+
+    def send_probe(self, ident: str, rid: str, target: str, selector: str,
+                   args: list[Any]) -> None: ...
+
+    def switch_to(self, candidate: str, env: EnvInfo) -> str | None:
+        """Route new requests to ``candidate``; answers the previous active incarnation."""
+
+    def switch_back(self, old: str | None, env: EnvInfo | None, *, failed: str | None) -> None: ...
+
+    def retire(self, ident: str) -> None: ...
+
+    def discard(self, ident: str) -> None: ...
+
+    def prune_envs(self) -> None: ...
+
+    def ended(self, handover: Handover) -> None:
+        """``handover`` completed: the lock is free."""
+
+
 @dataclass
 class Handover:
-    sup: Supervisor
+    host: HandoverHost
     log: HandoverLog
     kind: str  # "evolve" | "rollback"
     spec_after: EnvSpec
@@ -101,21 +150,21 @@ class Handover:
     # --- phase bookkeeping ----------------------------------------------------------
 
     def begin(self) -> None:
-        self.env_before = self.sup.env
-        self.old = self.sup.routing.active
+        self.env_before = self.host.env()
+        self.old = self.host.active()
         self.served_before = self._served()
         self.log.append(self.id, "requested", kind=self.kind, who=self.who, add=self.add,
                         remove=self.remove, force=self.force,
                         env_before=self.env_before.describe() if self.env_before else None,
                         spec_after=self.spec_after.to_dict())
         self._enter("build")
-        self.sup.start_build(self)
+        self.host.start_build(self)
 
     def _enter(self, phase: str) -> None:
         self.phase, self.phase_started = phase, time.monotonic()
         self.log.append(self.id, "phase.start", phase=phase)
         log.info("handover phase", extra={"handover": self.id, "phase": phase})
-        self.sup.publish("handover.phase", handover=self.id, phase=phase)
+        self.host.publish("handover.phase", handover=self.id, phase=phase)
 
     def _end(self, **details: Any) -> None:
         seconds = round(time.monotonic() - self.phase_started, 4)
@@ -123,7 +172,7 @@ class Handover:
         self.log.append(self.id, "phase.end", phase=self.phase, duration=seconds, **details)
 
     def _served(self) -> int:
-        return self.sup.served_total
+        return self.host.served()
 
     # --- events from the supervisor -------------------------------------------------
 
@@ -131,7 +180,7 @@ class Handover:
         self.env_after = env
         self._end(env=env.describe())
         self._enter("incarnate")
-        self.candidate = self.sup.spawn_candidate(env)
+        self.candidate = self.host.spawn_candidate(env)
 
     def build_failed(self, exc: Exception) -> None:
         self.fail("build", str(exc))
@@ -142,13 +191,13 @@ class Handover:
         self._end(candidate=ident)
         self._enter("validate")
         names = self.env_after.requirement_names if self.env_after else []
-        self.sup.send_validate(ident, self.id, names, self.removed_modules)
+        self.host.send_validate(ident, self.id, names, self.removed_modules)
         targets = [("candidate", ident)] + ([("old", self.old)] if self.old else [])
         for index, (target, selector, args) in enumerate(PROBES):
             for side, inc in targets:
                 rid = f"probe-{self.id}-{index}-{side}"
                 self.probes[rid] = (side, index)
-                self.sup.send_probe(inc, rid, target, selector, args)
+                self.host.send_probe(inc, rid, target, selector, args)
 
     def on_validated(self, ident: str, ok: bool, record: dict[str, Any]) -> None:
         if ident == self.candidate and self.phase == "validate":
@@ -176,7 +225,7 @@ class Handover:
             return True
         if self.phase in ("switch", "drain", "probation"):
             self.rollback(f"the new incarnation exited with {code} during {self.phase}")
-            return self.sup.routing.active is not None
+            return self.host.active() is not None
         return False
 
     # --- the loop's tick ------------------------------------------------------------
@@ -185,7 +234,7 @@ class Handover:
         if self.done:
             return
         elapsed = now - self.phase_started
-        cfg = self.sup.config
+        cfg = self.host.config
         if self.phase == "incarnate" and elapsed > cfg.start_timeout:
             self.fail("incarnate", f"the candidate sent no Ready within {cfg.start_timeout:g}s")
         elif self.phase == "validate":
@@ -194,8 +243,8 @@ class Handover:
             elif elapsed > cfg.validate_timeout:
                 self.fail("validate", f"no validation record within {cfg.validate_timeout:g}s")
         elif self.phase == "drain":
-            if not self.old or self.sup.routing.on(self.old) == 0 or elapsed > cfg.stop_grace:
-                self._end(drained=self.drained, left=self.sup.routing.on(self.old) if self.old else 0)
+            if not self.old or self.host.in_flight(self.old) == 0 or elapsed > cfg.stop_grace:
+                self._end(drained=self.drained, left=self.host.in_flight(self.old) if self.old else 0)
                 self._enter("probation")
         elif self.phase == "probation":
             self._probation(now, elapsed)
@@ -235,8 +284,8 @@ class Handover:
         self.log.append(self.id, "intent.switch", old=self.old, new=self.candidate,
                         env_before=self.env_before.id if self.env_before else None,
                         env_after=self.env_after.id)
-        previous = self.sup.switch_to(self.candidate, self.env_after)
-        self.drained = self.sup.routing.on(previous) if previous else 0
+        previous = self.host.switch_to(self.candidate, self.env_after)
+        self.drained = self.host.in_flight(previous) if previous else 0
         self.log.append(self.id, "switched", old=previous, new=self.candidate,
                         in_flight_on_old=self.drained)
         self._end(in_flight_on_old=self.drained)
@@ -249,21 +298,21 @@ class Handover:
             self._end()
             self._retire()
             return
-        if self.health_probe is not None and now - self.health_sent > self.sup.config.heartbeat_timeout:
+        if self.health_probe is not None and now - self.health_sent > self.host.config.heartbeat_timeout:
             self.rollback("health probe unanswered")
         elif self.health_probe is None and now - self.health_sent >= 1.0:
             self.health_probe = f"health-{self.id}-{int(now * 1000)}"
             self.health_sent = now
-            self.sup.send_probe(self.candidate, self.health_probe, "genesis", "printString", [])
+            self.host.send_probe(self.candidate, self.health_probe, "genesis", "printString", [])
 
     def _retire(self) -> None:
         self._enter("retire")
         self.log.append(self.id, "intent.retire", old=self.old)
         if self.old:
-            self.sup.retire(self.old)
+            self.host.retire(self.old)
         self.log.append(self.id, "retired", old=self.old)
         self._end()
-        self.sup.prune_envs()
+        self.host.prune_envs()
         self._complete("completed")
 
     # --- endings --------------------------------------------------------------------
@@ -273,7 +322,7 @@ class Handover:
             return
         log.error("handover %s rolling back: %s", self.id, reason)
         self.log.append(self.id, "intent.rollback", reason=reason, to=self.old)
-        self.sup.switch_back(self.old, self.env_before, failed=self.candidate)
+        self.host.switch_back(self.old, self.env_before, failed=self.candidate)
         self.log.append(self.id, "rolled_back", reason=reason, to=self.old)
         self._complete("rolled_back", failed_phase=self.phase, reason=reason)
 
@@ -284,7 +333,7 @@ class Handover:
         self.timings[phase] = round(time.monotonic() - self.phase_started, 4)
         self.log.append(self.id, "failed", phase=phase, reason=reason)
         if self.candidate:
-            self.sup.discard(self.candidate)
+            self.host.discard(self.candidate)
         self._answer(False, {"handover": self.id, "phase": phase, "reason": reason})
         self._complete("failed", failed_phase=phase, reason=reason)
 
@@ -312,5 +361,5 @@ class Handover:
                         env_before=self.env_before.describe() if self.env_before else None,
                         env_after=self.env_after.describe() if self.env_after else None,
                         validation=self.validation, **extra)
-        self.sup.publish("handover.completed", handover=self.id, outcome=outcome, **extra)
-        self.sup.handover_done(self)
+        self.host.publish("handover.completed", handover=self.id, outcome=outcome, **extra)
+        self.host.ended(self)

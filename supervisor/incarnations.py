@@ -1,13 +1,17 @@
 """Incarnations as the supervisor sees them: a record per process, and how to start one.
 
-An incarnation is a ``python -m uvm.incarnation`` process in an environment
+An incarnation is a ``python -m batos.root.incarnation`` process (the composition
+root that assembles the UVM, the mind and the crucible) in an environment
 (``envs``) that the supervisor spawned. The supervisor never imports the
-UVM: it knows an incarnation only by its process, its backend identity and
-the control messages it sends (``Ready``, ``Heartbeat``, ``Bye``).
+UVM nor ``batos``: it knows an incarnation only by its process, its backend
+identity and the control messages it sends (``Ready``, ``Heartbeat``, ``Bye``, ...).
 
 Life cycle: ``starting`` (spawned, no Ready yet) -> ``ready`` (may be
 routed to) -> ``stopping`` (asked to stop) -> ``exited``. ``role`` is
-``active`` for the one that serves; a handover (issue 4) adds ``candidate``.
+``active`` for the one that serves; a handover (``supervisor.handover``) adds a
+``candidate``, makes the one it replaces ``old`` and a candidate it gives up ``failed``.
+The pool (``supervisor.pool``) keeps the records and drives the life cycle; this
+module only describes and starts them.
 
 Confinement (``[sandbox]``, docs/design.md): with ``mode = "required"`` (the default)
 the incarnation runs inside bubblewrap (``envs.sandbox.wrap``) and sees only its
@@ -254,7 +258,7 @@ def inquiry_config(config: Config, home: Home) -> dict[str, Any]:
 def spawn_incarnation(ident: str, env: EnvInfo, *, home: Home, config: Config, zeo: str,
                       now: float, role: str = "active") -> Incarnation:
     argv = [
-        env.python, "-m", "uvm.incarnation", "--backend", home.backend, "--zeo", zeo,
+        env.python, "-m", "batos.root.incarnation", "--backend", home.backend, "--zeo", zeo,
         "--id", ident, "--env-id", env.id, "--workers", str(config.workers),
         "--heartbeat", str(config.heartbeat_interval),
         "--packages", ",".join(env.requirement_names), "--image", str(home.image),

@@ -207,7 +207,7 @@ def active(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def incarnation_processes(run_dir: str) -> list[psutil.Process]:
-    """Live ``uvm.incarnation`` processes connected to this run folder's backend (the
+    """Live ``batos.root.incarnation`` processes connected to this run folder's backend (the
     processes running it, not the bubblewrap processes that confine them)."""
     backend = f"ipc://{run_dir}/inc/be.sock"
     found = []
@@ -215,7 +215,7 @@ def incarnation_processes(run_dir: str) -> list[psutil.Process]:
         cmdline = proc.info.get("cmdline") or []
         if proc.info.get("name") in ("bwrap", "env"):
             continue
-        if "uvm.incarnation" in cmdline and backend in cmdline and alive(proc):
+        if "batos.root.incarnation" in cmdline and backend in cmdline and alive(proc):
             found.append(proc)
     return found
 

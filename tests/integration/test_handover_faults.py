@@ -349,7 +349,7 @@ def build_running(sup: Supervisor) -> bool:
 def candidate_running(sup: Supervisor, serving: str) -> bool:
     for proc in descendants(sup):
         line = cmdline(proc)
-        if "uvm.incarnation" in line and serving not in line and alive(proc):
+        if "batos.root.incarnation" in line and serving not in line and alive(proc):
             return True
     return False
 

@@ -316,7 +316,7 @@ def test_a_supervisor_serves_through_a_confined_incarnation(supervisors: Supervi
     assert inc["network"] is False
     pid, home = inc["pid"], Path(state["supervisor"]["home"])
     assert pid != inc["sandbox_pid"]
-    assert "uvm.incarnation" in psutil.Process(pid).cmdline()
+    assert "batos.root.incarnation" in psutil.Process(pid).cmdline()
     # what the incarnation's process sees, looked at from the host
     view = Path(f"/proc/{pid}/root")
     assert (view / str(home / "live_image.fs").lstrip("/")).exists()

@@ -2,7 +2,7 @@
 
 Both halves over real ZMQ sockets (ipc in the test's folder): ``Incarnation.publish``
 from the loop and from a worker thread reaches a ROUTER as a ``Publish`` control
-frame; the real ``Supervisor`` handler turns such a frame into an event on its PUB
+frame; the real ``Supervisor``'s backend handler turns such a frame into an event on its PUB
 socket and drops forged kinds and oversized frames. The supervisor here is
 constructed but not run (no ZEO, no child processes): its backend handler is
 called with the frames a backend ROUTER receives.
@@ -24,6 +24,7 @@ import zmq.asyncio
 from bridge.codec import decode_control, encode, unpack
 from bridge.errors import InvalidMessage
 from bridge.messages import MAX_PUBLISH_BYTES, Publish
+from lexicon.frames import CONTROL
 from supervisor.config import Home, load_config
 from supervisor.server import Supervisor
 from tests.conftest import wait_until
@@ -109,23 +110,23 @@ def supervisor(tmp_path: Path) -> Iterator[tuple[Supervisor, zmq.Socket[bytes]]]
     home.prepare()
     sup = Supervisor(home, load_config(None, home.root))
     ctx = zmq.Context()
-    sup.events = ctx.socket(zmq.PUB)
+    events = sup.sockets.events = ctx.socket(zmq.PUB)
     sub = ctx.socket(zmq.SUB)
     try:
-        sup.events.setsockopt(zmq.LINGER, 0)
+        events.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.LINGER, 0)
         address = f"ipc://{tmp_path / 'ev.sock'}"
-        sup.events.bind(address)
+        events.bind(address)
         sub.connect(address)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sup.incarnations["inc-1"] = SimpleNamespace(id="inc-1", last_seen=0.0)  # type: ignore[assignment]
+        sup.pool.incarnations["inc-1"] = SimpleNamespace(id="inc-1", last_seen=0.0)  # type: ignore[assignment]
         yield sup, sub
     finally:
         sub.close(0)
-        sup.events.close(0)
+        events.close(0)
         ctx.term()
         sup.hlog.close()
-        sup._pool.shutdown(wait=True)
+        sup.worker.shutdown(wait=True)
 
 
 def frame(event: str, **data: Any) -> bytes:
@@ -137,7 +138,7 @@ def next_event(sup: Supervisor, sub: zmq.Socket[bytes], payload: bytes) -> tuple
     """Feed ``payload`` to the backend handler until the subscriber (joining late, as
     PUB/SUB subscribers do) receives an event; answers (topic, event)."""
     def delivered() -> Any:
-        sup._on_backend([b"inc-1", b"C", payload], time.monotonic())
+        sup.backend.receive([b"inc-1", CONTROL, payload], time.monotonic())
         if sub.poll(50):
             return sub.recv_multipart()
         return None
@@ -151,7 +152,7 @@ def test_the_supervisor_republishes_image_events_with_their_kind(supervisor):
     assert topic == b"image"
     assert event["kind"] == "image.inquiry.step"
     assert event["data"] == {"step": "dataset", "kind": "x", "incarnation": "inc-1"}
-    assert sup.incarnations["inc-1"].last_seen > 0
+    assert sup.pool.incarnations["inc-1"].last_seen > 0
 
 
 def test_the_supervisor_drops_forged_kinds_and_oversized_events(supervisor):
@@ -162,8 +163,8 @@ def test_the_supervisor_drops_forged_kinds_and_oversized_events(supervisor):
     forged = frame("supervisor.degraded", reason="forged")
     oversized = frame("image.big", blob="x" * MAX_PUBLISH_BYTES)
     for payload in (forged, oversized):
-        sup._on_backend([b"inc-1", b"C", payload], time.monotonic())
-    sup._on_backend([b"inc-1", b"C", frame("image.after")], time.monotonic())
+        sup.backend.receive([b"inc-1", CONTROL, payload], time.monotonic())
+    sup.backend.receive([b"inc-1", CONTROL, frame("image.after")], time.monotonic())
     assert sub.poll(5000)
     _topic, body = sub.recv_multipart()
     assert unpack(body)["kind"] == "image.after"  # nothing came before it

@@ -339,7 +339,7 @@ def test_limits_reach_the_incarnation_and_a_bad_grant_fails_its_start_not_unconf
         incarnations.spawn_incarnation("inc-2", env, home=home, config=bad,
                                        zeo=str(home.zeo_socket), now=0.0)
     assert seen["sandboxed"] is False
-    assert "uvm.incarnation" not in seen["argv"]  # never the incarnation, unconfined
+    assert "batos.root.incarnation" not in seen["argv"]  # never the incarnation, unconfined
     assert "cannot confine incarnation inc-2" in seen["argv"][-1]
     assert str(tmp_path / "missing") in seen["argv"][-1]
 
