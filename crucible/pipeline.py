@@ -26,7 +26,8 @@ from .policy import REVIEWERS, Mode, Policy
 from .proposal import Proposal, coerce
 from .reviews import review_persona, stage_name
 from .static import check_proposal, check_ui_source
-from .trial import ImageRef, TrialRunner
+from .trial import TrialRunner
+from .trial_launch import ImageRef
 from .verdict import StageVerdict, Verdict, decide
 
 __all__ = ["Crucible", "check_ui_source", "review", "selector_of"]

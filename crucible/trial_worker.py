@@ -28,9 +28,10 @@ exits with the reason on stderr instead of running anything. The answer says
 ``confined`` (what the lock applied, or false).
 
 It dies with its parent (``PR_SET_PDEATHSIG``), and the parent kills its
-process group when the wall-clock limit passes. Frames on the pipes are a
-4-byte big-endian length then msgpack. Protocol output goes to a private
-duplicate of stdout; fd 1 is pointed at stderr so nothing else can corrupt it.
+process group when the wall-clock limit passes. Frames on the pipes are
+``crucible.trial_frames``' (a 4-byte big-endian length then msgpack), the
+parent's too. Protocol output goes to a private duplicate of stdout; fd 1 is
+pointed at stderr so nothing else can corrupt it.
 
 This module runs only in the worker process; the parent never imports it.
 """
@@ -41,51 +42,18 @@ import ctypes
 import os
 import resource
 import signal
-import struct
 import sys
 import time
 from typing import Any
 
 import ormsgpack
 
+from .trial_frames import read_frame, write_frame
+
 __all__ = ["main", "read_frame", "write_frame"]
 
 _PR_SET_PDEATHSIG = 1
-_HEADER = struct.Struct(">I")
-MAX_FRAME = 16 << 20
 _RESULT_CHARS = 4000
-
-
-def write_frame(fd: int, value: Any) -> None:
-    body = ormsgpack.packb(value)
-    data = _HEADER.pack(len(body)) + body
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks = []
-    while n:
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_frame(fd: int) -> Any:
-    """The next frame from ``fd`` (blocking), or None at end of file."""
-    header = _read_exact(fd, _HEADER.size)
-    if header is None:
-        return None
-    (size,) = _HEADER.unpack(header)
-    if size > MAX_FRAME:
-        raise ValueError(f"frame of {size} bytes is over the limit")
-    body = _read_exact(fd, size)
-    return None if body is None else ormsgpack.unpackb(body)
 
 
 def _die_with_parent(parent: int | None) -> None:

@@ -85,6 +85,33 @@ def test_wall_clock_limit(db, image_path):
     assert "wall-clock limit of 1s" in verdict.reasons[0]
 
 
+@pytest.mark.parametrize("through", ["here", "fork-server"])
+def test_a_worker_holding_the_gil_past_the_wall_clock_is_killed_and_reaped(db, image_path, through):
+    """A C loop the budget cannot interrupt: the parent kills the worker at the wall clock,
+    through its process group when it started it (envs.children), through the fork-server
+    when that started it; the killed worker is reaped, the spare stays."""
+    import psutil
+
+    from crucible.trial import worker_command
+    from envs.spawner import Spawner
+
+    server = Spawner.start([worker_command(network=False)]) if through == "fork-server" else None
+    try:
+        with TrialRunner(ImageRef(path=str(image_path)), TrialLimits(cpu_seconds=30, wall_seconds=1.0),
+                         spawner=server) as r:
+            verdict = trial(r, "def bump(self, k):\n    return sum(range(10**12))\n")
+            assert verdict.status == "fail"
+            assert verdict.detail["killed"] is True
+            assert "wall-clock limit of 1s" in verdict.reasons[0]
+            spare = wait_until(lambda: (pids := r.live_pids()) and len(pids) == 1 and pids)
+            if server is not None:
+                wait_until(lambda: [p.pid for p in psutil.Process(server.server_pid).children()]
+                           == spare)
+    finally:
+        if server is not None:
+            server.close()
+
+
 def test_memory_limit(runner):
     verdict = trial(runner, "def bump(self, k):\n    return 'x' * 10**10\n")
     assert verdict.status == "fail"
@@ -199,7 +226,7 @@ def test_a_sandboxed_worker_reaches_a_zeo_socket_recreated_by_a_restart(tmp_path
     """Workers started outside an incarnation run in bwrap and see the ZEO socket's folder
     read-only (not the socket file read-write): connecting works, and a socket the server
     recreated is the one they see. The runner is made on a thread that then ends: the
-    workers, started by the runner's own spawner thread, outlive it (--die-with-parent)."""
+    workers, started by the runner's own starter thread, outlive it (--die-with-parent)."""
     import shutil
     import tempfile
     import threading
@@ -225,14 +252,14 @@ def test_a_sandboxed_worker_reaches_a_zeo_socket_recreated_by_a_restart(tmp_path
         maker.join()
         r = made["r"]
         assert r.sandbox == "bwrap"
-        spare = wait_until(r.live_pids)  # started on the spawner thread, alive after maker
+        spare = wait_until(r.live_pids)  # started on the starter thread, alive after maker
         assert trial(r, BUMP).detail["result"] == 2
-        argv = r._spawner.argv
+        argv = r._starter.argv
         grants = {(argv[i], argv[i + 1]) for i in range(len(argv) - 1)}
         assert ("--ro-bind", str(sockdir)) in grants
         assert not any(str(sock) == argv[i + 1] for i in range(len(argv) - 1)
                        if argv[i] in ("--bind", "--ro-bind"))
-        # the worker killed after that trial leaves live_pids once the spawner thread reaps it
+        # the worker killed after that trial leaves live_pids once the starter thread reaps it
         wait_until(lambda: (pids := r.live_pids()) and all(not gone(pid) for pid in pids))
         assert spare  # the first spare served the first trial
         # the server restarts and recreates its socket; the warm spare started before
