@@ -8,7 +8,7 @@ The seed (Part V) trains the mind on its own biography: each line of
     user_utterance          the stimulus: an architect's request, a doesNotUnderstand:, ...
     llm_internal_monologue  the step-by-step reasoning (a training target)
     llm_persona_response    what the persona says back
-    autopoietic_act         the compiled intent: a list of acts in uvm.acts' schema ([] = no change)
+    autopoietic_act         the compiled intent: a list of acts in lexicon.acts' schema ([] = no change)
     metadata                act (I|II|III), chapter (1-8), chapter_title, task, persona,
                             source (image record id or template id), timestamp (None for templates)
 
@@ -18,11 +18,12 @@ sorts turns by act, chapter, then time. ``to_chatml`` turns a record into the
 keys of ``ASSISTANT_KEYS`` in that order, which ``parse_assistant`` reads back (the
 evaluation's task check).
 
-``AutopoieticAct`` mirrors the act kinds of ``uvm/acts.py`` (same fields, same
-constraints) because the weaver may not import the UVM; ``tests/unit/test_narrative.py``
-checks the mirror against the real schema so the two cannot drift apart silently.
+The acts are read through the shared floor's schema (``lexicon.acts``), the one
+the UVM applies: a turn's acts are valid here exactly when the image would take
+them (the weaver may not import the UVM, and keeps no copy of the schema).
 
-Boundary: pure data (pydantic, stdlib); no I/O, no image, no ML libraries.
+Boundary: pure data (pydantic, stdlib, ``lexicon``); no I/O, no image, no ML
+libraries.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lexicon import acts as _schema
+from lexicon.acts import MAX_ACTS, Act
 from weaver.errors import WeaverError
 
 __all__ = [
@@ -103,75 +106,25 @@ def chapter(number: int) -> Chapter:
     return CURRICULUM[number - 1]
 
 
-# --- a mirror of uvm.acts (kept equal by a test) -----------------------------------------
+# --- the acts: the shared schema (lexicon.acts) ----------------------------------------
 
-class _Act(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    target: str | None = Field(default=None, min_length=1)
-
-
-class ClonePrototype(_Act):
-    action: Literal["CLONE_PROTOTYPE"]
-    label: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    name: str | None = None
-    slots: dict[str, Any] = Field(default_factory=dict)
-
-
-class AddSlot(_Act):
-    action: Literal["ADD_SLOT"]
-    slot: str = Field(min_length=1)
-    value: Any = None
-
-
-class RemoveSlot(_Act):
-    action: Literal["REMOVE_SLOT"]
-    slot: str = Field(min_length=1)
-
-
-class SetParent(_Act):
-    action: Literal["SET_PARENT"]
-    parents: str | list[str] = Field(min_length=1)
-
-
-class DefineMethod(_Act):
-    action: Literal["DEFINE_METHOD"]
-    selector: str = Field(min_length=1)
-    source: str = Field(min_length=1)
-    reason: str = ""
-
-
-class RollbackMethod(_Act):
-    action: Literal["ROLLBACK_METHOD"]
-    selector: str = Field(min_length=1)
-    version: int = Field(ge=1)
-    reason: str = ""
-
-
-class RegisterName(_Act):
-    action: Literal["REGISTER_NAME"]
-    name: str = Field(min_length=1)
-
-
-AutopoieticAct = Annotated[
-    ClonePrototype | AddSlot | RemoveSlot | SetParent | DefineMethod | RollbackMethod | RegisterName,
-    Field(discriminator="action"),
-]
-MAX_ACTS = 1000
-_acts = TypeAdapter(list[AutopoieticAct])
+#: one act of the shared schema (``lexicon.acts.Act``), as a training target
+AutopoieticAct = Act
 
 
 def parse_acts(raw: Any) -> list[dict[str, Any]]:
-    """Validate a list of act dicts against the mirror; plain dicts back, ``InvalidRecord`` if bad."""
+    """Validate a JSON list of act dicts against ``lexicon.acts``; plain dicts back,
+    ``InvalidRecord`` naming the first bad act and field."""
     if not isinstance(raw, list):
         raise InvalidRecord(f"autopoietic_act must be a JSON list of acts, got {type(raw).__name__}")
-    if len(raw) > MAX_ACTS:
-        raise InvalidRecord(f"autopoietic_act holds at most {MAX_ACTS} acts, got {len(raw)}")
     try:
-        acts = _acts.validate_python(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise InvalidRecord(f"autopoietic_act[{where}]: {err['msg']}") from None
+        acts = _schema.parse_acts(raw)
+    except _schema.ActError as exc:
+        if exc.index is None:  # a list-sized complaint: the list is too long
+            raise InvalidRecord(
+                f"autopoietic_act holds at most {MAX_ACTS} acts, got {len(raw)}") from None
+        where = ".".join(str(p) for p in exc.loc)
+        raise InvalidRecord(f"autopoietic_act[{where}]: {exc.reason}") from None
     return [{"action": a.action, **a.model_dump(mode="json", exclude_defaults=True)} for a in acts]
 
 
