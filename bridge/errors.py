@@ -13,7 +13,8 @@
                                  remote error carried as data
 
 ``TransientError`` marks errors where resending the same request (same id)
-may succeed; resending by id never executes a request twice.
+may succeed; resending by id never executes a request twice. It is the shared
+floor's one mixin (``lexicon.errors``, re-exported here), the same every layer uses.
 
 ``RemoteError.type`` names the other side's error: the supervisor's
 (``bridge.messages.SUPERVISOR_ERROR_TYPES``: ``Unavailable``, ``Busy``, ...,
@@ -24,6 +25,8 @@ never run again; a resend by its id gets the same answer), an incarnation's
 """
 
 from __future__ import annotations
+
+from lexicon.errors import TransientError
 
 __all__ = [
     "BridgeError",
@@ -36,10 +39,6 @@ __all__ = [
     "TransientError",
     "UnsupportedVersion",
 ]
-
-
-class TransientError(Exception):
-    """Mixin: resending the same request may succeed."""
 
 
 class BridgeError(Exception):

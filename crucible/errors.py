@@ -12,10 +12,14 @@ A proposal that fails a stage is not an error: it is a ``Verdict`` with
                                (also TransientError)
 
 ``TransientError`` marks errors where asking again may succeed, like ZODB's
-``ConflictError``. Every error has ``to_dict()``: the ``{type, message}`` pair.
+``ConflictError``: the shared floor's one mixin (``lexicon.errors``, re-exported
+here), the same every layer uses. Every error has ``to_dict()``: the
+``{type, message}`` pair.
 """
 
 from __future__ import annotations
+
+from lexicon.errors import TransientError
 
 __all__ = [
     "CrucibleError",
@@ -24,10 +28,6 @@ __all__ = [
     "TransientError",
     "TrialUnavailable",
 ]
-
-
-class TransientError(Exception):
-    """Mixin: the same request may succeed if made again."""
 
 
 class CrucibleError(Exception):

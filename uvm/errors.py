@@ -43,7 +43,9 @@ branches keep "you asked for something invalid" apart from "something broke":
                                     happening; sending again may succeed
 
 ``TransientError`` is a mixin marking errors where the same request may
-succeed if sent again, the way ZODB marks ``ConflictError``.
+succeed if sent again, the way ZODB marks ``ConflictError``. It is the shared
+floor's (``lexicon.errors``, re-exported here), so ``except TransientError``
+catches "retry later" from every layer of batos alike.
 
 Every error has ``to_dict()``: the ``{type, message}`` pair that crosses the
 process boundary (CLI output today, the bridge later). Messages are capped
@@ -56,6 +58,8 @@ interrupts a message).
 """
 
 from __future__ import annotations
+
+from lexicon.errors import TransientError
 
 __all__ = [
     "MAX_ERROR_CHARS",
@@ -95,10 +99,6 @@ def cap_message(text: str, limit: int = MAX_ERROR_CHARS) -> str:
         return text
     note = f" ... [cut: the message had {len(text)} characters]"
     return text[: max(0, limit - len(note))] + note
-
-
-class TransientError(Exception):
-    """Mixin: sending the same request again may succeed."""
 
 
 class UVMError(Exception):

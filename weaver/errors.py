@@ -22,12 +22,15 @@ and "the request was wrong" are kept apart from "the answer was bad":
     +-- ReplayMiss              a replay file has no answer for a request;
                                 the message names the file and how to record
 
-``TransientError`` marks errors where asking again later may succeed.
+``TransientError`` marks errors where asking again later may succeed: the shared
+floor's one mixin (``lexicon.errors``, re-exported here), the same every layer uses.
 Every error has ``to_dict()``: the ``{type, message}`` pair that crosses a
 process boundary.
 """
 
 from __future__ import annotations
+
+from lexicon.errors import TransientError
 
 __all__ = [
     "BadAnswer",
@@ -52,10 +55,6 @@ HOW_TO_CONFIGURE = (
     "As configuration keys: {\"backend\": \"openai\"|\"transformers\"|\"replay\"|\"record\", "
     "\"base_url\", \"model\", \"path\", \"api_key_env\", \"timeout\", \"retries\", \"structured\"}"
 )
-
-
-class TransientError(Exception):
-    """Mixin: asking again later may succeed."""
 
 
 class WeaverError(Exception):
