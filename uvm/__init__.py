@@ -7,21 +7,26 @@ Layers, bottom up (each imports only those below it):
     message_scope,             namespaces (json and re bounded, the regex guard
     capabilities, allowlist    timing patterns, decimal and random per message),
                                plus the env's packages whole
-    obj                        UvmObject and delegation lookup
+    containers                 the image's dicts and lists: every write converted
+    obj                        UvmObject and delegation lookup; slots' stored forms
     guards, method_policy      method code's run-time guards (attributes, items,
                                writes); its compile policy (what a source may say)
+    quarantine_mark            the quarantine's mark on a method, checked before it runs
     methods                    Method: versioned source, restricted compile
     registry                   uuid/name index; the current message's cycle
     values, conversion         plain data <-> image values at the boundary; an older
                                image's containers converted, stored forms checked
     protection                 Genesis slots and names only a person changes
     quarantine                 methods that killed an incarnation, kept from running
-    primitives, acts           what method code and autopoietic_acts may do
+    object_primitives,         the primitives on objects (clone, slots, names,
+    method_primitives          become:) and on their methods (define, rollback)
+    acts                       autopoietic_acts applied (their schema: lexicon.acts)
+    entropy, weaver_records,   the Composite Entropy Metric; the CognitiveWeaver's
+    facets                     persistent half (adapters, facets switched by become:)
+    primitives                 the table of what method code may call
     records, prompt,           the mind's side of doesNotUnderstand: (the chat
     synthesis                  backend and crucible come in duck-typed)
-    entropy, facets            the Composite Entropy Metric; the CognitiveWeaver's
-                               persistent half (adapters, facets switched by become:)
-    watchdog, budget           per-message CPU/wall/memory budgets; the watchdog
+    limits, watchdog, budget   per-message CPU/wall/memory budgets; the watchdog
                                thread that stops a message over its budget
     integrity                  a message commits only what its own code changed
     dispatch                   one message in the current cycle, under its budget:

@@ -7,6 +7,7 @@ thread's CPU time and ``Limits.wall`` seconds of wall-clock time, with
 (``RLIMIT_AS``, set by ``envs.confine``): a ``MemoryError`` while a message runs
 answers ``BudgetExceeded`` with limit ``"memory"``.
 
+``Limits`` (``uvm.limits``, re-exported here) is one message's budget.
 The interface: ``enter`` when a message begins, then ``leave`` when it ends or
 ``fail`` with the exception in flight (which becomes ``BudgetExceeded`` when the
 watchdog stopped the message), both inside one ``try``; ``scope`` is the same as a
@@ -20,13 +21,11 @@ few attribute stores on its own reused slot. Nothing here touches ZODB.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 from .errors import BudgetExceeded
+from .limits import Limits
 from .watchdog import KILL_EXIT_CODE, OverBudget, Watchdog
 from .watchdog import _Slot as _Slot
 
@@ -47,43 +46,6 @@ __all__ = [
 #: the largest reply a message may answer: bridge.codec.MAX_FRAME (1 MiB) less room
 #: for the reply's envelope (id, error fields)
 MAX_REPLY_BYTES = (1 << 20) - 16 * 1024
-
-
-@dataclass(frozen=True)
-class Limits:
-    """One message's budget: CPU and wall-clock seconds, and the grace after them."""
-
-    cpu: float = 5.0
-    wall: float = 30.0
-    #: how long a message over its budget may take to unwind before the process ends
-    grace: float = 2.0
-
-    def __post_init__(self) -> None:
-        for name in ("cpu", "wall", "grace"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-                raise ValueError(f"budget {name} must be a positive number of seconds, got {value!r}")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **given: float | None) -> Limits:
-        """Limits from ``given`` (e.g. command-line values), else ``BATOS_BUDGET_CPU``,
-        ``BATOS_BUDGET_WALL``, ``BATOS_BUDGET_GRACE``, else the defaults."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, float] = {}
-        for name in ("cpu", "wall", "grace"):
-            value = given.get(name)
-            if value is None:
-                text = environ.get(f"BATOS_BUDGET_{name.upper()}", "").strip()
-                if not text:
-                    continue
-                try:
-                    value = float(text)
-                except ValueError:
-                    raise ValueError(
-                        f"BATOS_BUDGET_{name.upper()}={text!r} is not a number of seconds"
-                    ) from None
-            values[name] = float(value)
-        return cls(**values)
 
 
 _WATCHDOG = Watchdog()

@@ -32,28 +32,38 @@ facet objects the weaver holds are its members (each slot protected,
 ``become:`` with one refused).
 
 This module holds the weaver's Genesis slots (``WEAVER_SLOTS``, planted by
-``uvm.genesis``) and the functions behind its primitives (``uvm.primitives``
-wraps them, so method code reaches them as ``weaver_*``). They run on the
-message's worker thread, inside its transaction (``registry.current()``).
+``uvm.genesis``) and the facet objects; its records (adapters, the inquiry
+settings and cycles) are ``uvm.weaver_records``', re-exported here. Method
+code reaches both through the ``weaver_*`` primitives (``uvm.primitives``).
+They run on the message's worker thread, inside its transaction
+(``registry.current()``).
 """
 
 from __future__ import annotations
 
-import math
-import re
 import time
-from datetime import UTC, datetime
 from typing import Any
 
-from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
 from .errors import BadArguments
-from .obj import UvmObject, label, storable, write_slot
-from .primitives import clone_object
+from .obj import UvmObject, label, write_slot
+from .object_primitives import clone_object
 from .protection import check_member, is_member
 from .registry import current
 from .selectors import PARENT_SLOT
+from .weaver_records import (
+    ADAPTER_FIELDS,
+    DEFAULT_INQUIRY,
+    MAX_CYCLES,
+    facet_name,
+    inquiry_config,
+    own_container,
+    record_cycle,
+    register_adapter,
+    set_inquiry,
+    weaver_object,
+)
 
 __all__ = [
     "ADAPTER_FIELDS",
@@ -70,19 +80,6 @@ __all__ = [
     "set_inquiry",
     "switch_facet",
 ]
-
-MAX_CYCLES = 200
-DEFAULT_INQUIRY: dict[str, Any] = {
-    "enabled": False,       # the off switch: the loop runs only when this is True
-    "idle_seconds": 300,    # no client request for this long = idle
-    "threshold": 0.35,      # a cycle starts only while the CEM is below this
-    "min_interval": 3600,   # seconds between the starts of two cycles
-    "max_steps": 20,        # training steps of one cycle
-    "budget_seconds": 1800,  # wall-clock budget of one cycle
-}
-REQUIRED_FIELDS = ("name", "path", "base_model", "rank", "size_bytes", "facet")
-ADAPTER_FIELDS = (*REQUIRED_FIELDS, "data_digest", "eval_scores", "created", "digest")
-_ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
 #: the weaver's data slots that only its Genesis methods change, on a person's request
@@ -147,134 +144,14 @@ def setInquiry_to(self, key, value):
 }
 
 
-# --- helpers ----------------------------------------------------------------------------
-
-
-def _weaver(obj: Any) -> UvmObject:
-    if not isinstance(obj, UvmObject):
-        raise BadArguments(f"the receiver must be an image object, got {type(obj).__name__}")
-    return obj
-
-
-def _own(obj: UvmObject, slot: str, kind: type) -> Any:
-    """The receiver's own container slot, created empty when missing or of another kind."""
-    value = obj._slots.get(slot)
-    if not isinstance(value, kind):
-        write_slot(obj, slot, {} if kind is PersistentMapping else [])
-        value = obj._slots[slot]
-    return value
-
-
-def _facet_name(facet: Any) -> str:
-    if not isinstance(facet, str) or not facet.strip() or len(facet) > 128:
-        raise BadArguments(
-            f"a facet is named by a non-empty string of at most 128 characters, got {facet!r}"
-        )
-    return facet
-
-
-def _number(key: str, value: Any, *, low: float, high: float = math.inf,
-            open_low: bool = False, integer: bool = False) -> float | int:
-    kind = int if integer else int | float
-    ok = not isinstance(value, bool) and isinstance(value, kind)
-    if ok and isinstance(value, float):
-        ok = math.isfinite(value)
-    if ok:
-        ok = (value > low if open_low else value >= low) and value <= high
-    if not ok:
-        what = "an integer" if integer else "a number"
-        bound = f"> {low:g}" if open_low else f">= {low:g}"
-        upper = f" and <= {high:g}" if high != math.inf else ""
-        raise BadArguments(f"{key!r} must be {what} {bound}{upper}, got {value!r}")
-    return value
-
-
-def _string(key: str, value: Any, *, empty: bool = True) -> str:
-    if not isinstance(value, str) or (not empty and not value) or len(value) > 4096:
-        need = "a string" if empty else "a non-empty string"
-        raise BadArguments(f"adapter field {key!r} must be {need} (at most 4096), got {value!r}")
-    return value
-
-
-# --- adapters ---------------------------------------------------------------------------
-
-
-def _adapter_entry(info: Any) -> dict[str, Any]:
-    if not isinstance(info, dict | PersistentMapping):
-        raise BadArguments(
-            "registerAdapter: takes the adapter's info as a dict with "
-            f"{', '.join(REQUIRED_FIELDS)} (and optionally data_digest, eval_scores, created, "
-            f"digest), got {type(info).__name__}"
-        )
-    missing = [key for key in REQUIRED_FIELDS if key not in info]
-    unknown = sorted(set(info) - set(ADAPTER_FIELDS))
-    if missing or unknown:
-        raise BadArguments(
-            "adapter info: " + "; ".join(
-                ([f"missing {', '.join(missing)}"] if missing else [])
-                + ([f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
-            ) + f" (the fields are {', '.join(ADAPTER_FIELDS)})"
-        )
-    name = info["name"]
-    if not isinstance(name, str) or not _ADAPTER_NAME.match(name):
-        raise BadArguments(
-            f"adapter name {name!r} must be 1-128 letters, digits, '_', '.', ':' or '-', "
-            "starting with a letter or digit (weaver.adapters names them <facet>-<hash>)"
-        )
-    scores = info.get("eval_scores", {})
-    if not isinstance(scores, dict | PersistentMapping) or not all(
-        isinstance(k, str) and not isinstance(v, bool) and isinstance(v, int | float)
-        for k, v in scores.items()
-    ):
-        raise BadArguments(f"adapter field 'eval_scores' maps names to numbers, got {scores!r}")
-    created = info.get("created") or datetime.now(UTC).isoformat()
-    if isinstance(created, bool) or not isinstance(created, str | int | float):
-        raise BadArguments(f"adapter field 'created' is an ISO time or Unix seconds, got {created!r}")
-    return {
-        "name": name,
-        "path": _string("path", info["path"], empty=False),
-        "base_model": _string("base_model", info["base_model"]),
-        "rank": _number("rank", info["rank"], low=1, integer=True),
-        "size_bytes": _number("size_bytes", info["size_bytes"], low=0, integer=True),
-        "facet": _facet_name(info["facet"]),
-        "data_digest": _string("data_digest", info.get("data_digest", "")),
-        "eval_scores": {k: float(v) for k, v in scores.items()},
-        "created": created,
-        "digest": _string("digest", info.get("digest", "")),
-    }
-
-
-def register_adapter(weaver: Any, info: Any) -> str:
-    """Validate ``info`` and record it under its name; answers the name.
-
-    Registering the same weights again (same name, path and digest) changes
-    nothing; a name already registered for another path or digest is refused.
-    """
-    w = _weaver(weaver)
-    entry = _adapter_entry(info)
-    adapters = _own(w, "adapters", PersistentMapping)
-    old = adapters.get(entry["name"])
-    if old is not None:
-        if old.get("path") == entry["path"] and old.get("digest", "") == entry["digest"]:
-            return entry["name"]
-        raise BadArguments(
-            f"adapter name {entry['name']!r} is already registered for {old.get('path')!r} "
-            f"(digest {old.get('digest', '')[:12] or 'none'}); a name is never reused for "
-            "other weights: register these under their own content-hash name "
-            "(weaver.adapters.describe_adapter)"
-        )
-    adapters[entry["name"]] = storable(entry)
-    return entry["name"]
-
-
 # --- facets -----------------------------------------------------------------------------
 
 
 def facet_for(weaver: Any, facet: Any) -> str | None:
     """The adapter serving ``facet``, None for the base model (read-only: creates nothing)."""
-    w = _weaver(weaver)
+    w = weaver_object(weaver)
     facets = w._slots.get("facets")
-    holder = facets.get(_facet_name(facet)) if isinstance(facets, PersistentMapping) else None
+    holder = facets.get(facet_name(facet)) if isinstance(facets, PersistentMapping) else None
     if not isinstance(holder, UvmObject):
         return None
     adapter = holder._slots.get("adapter")
@@ -283,9 +160,9 @@ def facet_for(weaver: Any, facet: Any) -> str | None:
 
 def facet_object(weaver: Any, facet: Any) -> UvmObject:
     """The facet object of ``facet``, created (serving the base model) when missing."""
-    w = _weaver(weaver)
-    name = _facet_name(facet)
-    facets = _own(w, "facets", PersistentMapping)
+    w = weaver_object(weaver)
+    name = facet_name(facet)
+    facets = own_container(w, "facets", PersistentMapping)
     holder = facets.get(name)
     if isinstance(holder, UvmObject):
         return holder
@@ -307,8 +184,8 @@ def facet_object(weaver: Any, facet: Any) -> UvmObject:
 def switch_facet(weaver: Any, facet: Any, adapter: Any) -> str | None:
     """Make ``adapter`` (registered, or None for the base model) serve ``facet``, by
     ``become:``; answers the adapter that served it before."""
-    w = _weaver(weaver)
-    name = _facet_name(facet)
+    w = weaver_object(weaver)
+    name = facet_name(facet)
     facets = w._slots.get("facets")
     existing = facets.get(name) if isinstance(facets, PersistentMapping) else None
     # the Genesis weaver's facets, or one of its facet objects a clone still shares
@@ -343,61 +220,3 @@ def switch_facet(weaver: Any, facet: Any, adapter: Any) -> str | None:
     fresh._p_changed = True
     write_slot(fresh, "until", now)
     return previous if isinstance(previous, str) else None
-
-
-# --- the inquiry loop's record and settings ---------------------------------------------
-
-
-def record_cycle(weaver: Any, summary: Any) -> Any:
-    """Append one cycle's summary (newest last, at most ``MAX_CYCLES``); answers it as kept."""
-    w = _weaver(weaver)
-    if not isinstance(summary, dict | PersistentMapping):
-        raise BadArguments(f"recordCycle: takes a dict summary, got {type(summary).__name__}")
-    entry = dict(summary)
-    entry.setdefault("recorded", time.time())
-    cycles = _own(w, "cycles", PersistentList)
-    stored = storable(entry)
-    cycles.append(stored)
-    excess = len(cycles) - MAX_CYCLES
-    if excess > 0:
-        del cycles[:excess]
-    return stored
-
-
-def _check_setting(key: str, value: Any) -> Any:
-    if key == "enabled":
-        if not isinstance(value, bool):
-            raise BadArguments(f"'enabled' is true or false, got {value!r}")
-        return value
-    if key == "threshold":
-        return _number(key, value, low=0, high=1)
-    if key == "max_steps":
-        return _number(key, value, low=1, integer=True)
-    if key == "min_interval":
-        return _number(key, value, low=0)
-    return _number(key, value, low=0, open_low=True)  # idle_seconds, budget_seconds
-
-
-def inquiry_config(weaver: Any) -> dict[str, Any]:
-    """The loop's settings: ``DEFAULT_INQUIRY`` overlaid with what the image holds."""
-    w = _weaver(weaver)
-    stored = w._slots.get("inquiry")
-    config = dict(DEFAULT_INQUIRY)
-    if isinstance(stored, PersistentMapping):
-        config.update({k: v for k, v in stored.items() if k in DEFAULT_INQUIRY})
-    return config
-
-
-def set_inquiry(weaver: Any, key: Any, value: Any) -> dict[str, Any]:
-    """Validate and set one setting; answers the whole configuration."""
-    w = _weaver(weaver)
-    if key not in DEFAULT_INQUIRY:
-        raise BadArguments(
-            f"{key!r} is not an inquiry setting; the settings are {', '.join(DEFAULT_INQUIRY)}"
-        )
-    checked = _check_setting(key, value)
-    check_member(w, "weaver.inquiry", f"set the inquiry setting {key!r} of")
-    inquiry = _own(w, "inquiry", PersistentMapping)
-    inquiry.data[key] = checked  # a scalar; permitted (and logged) once, just above
-    inquiry._p_changed = True
-    return inquiry_config(w)

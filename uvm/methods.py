@@ -37,7 +37,7 @@ thread; they reach the image only through the primitives (``uvm.primitives``)
 that the kernel makes available in their globals. ``obj.selector`` inside a
 method answers a ``BoundMethod``, which can be called and nothing else: method
 code never holds a ``Method``, its versions, ``define`` or ``rollback``. Calling
-it refuses a quarantined method (``uvm.quarantine.check``) as a message does.
+it refuses a quarantined method (``uvm.quarantine_mark.check``) as a message does.
 
 Test-only switch: with ``BATOS_UNSAFE_TEST_EXPOSE_OS=1`` in the environment
 when this module is imported, every method's globals also hold the real
@@ -67,7 +67,8 @@ from persistent.list import PersistentList
 from . import allowlist, capabilities, guards
 from .errors import BadArguments, MethodSourceError
 from .method_policy import SCOPE_NAMES, restricted_code
-from .obj import UvmObject
+from .obj import UvmObject, register_method_type
+from .quarantine_mark import check as check_quarantine
 
 __all__ = [
     "CACHE_BYTES", "CACHE_ENTRIES", "CACHE_ENTRY_BYTES", "BoundMethod", "Method",
@@ -351,7 +352,7 @@ class BoundMethod:
     def __call__(self, *args: Any) -> Any:
         # a quarantined method runs nothing, called as a message (``uvm.dispatch``) or
         # from another method's code (here)
-        (_quarantine_check or _load_quarantine_check())(self._method)
+        check_quarantine(self._method)
         return self._method.function()(self._receiver, *args)
 
     def __reduce__(self) -> Any:
@@ -361,16 +362,5 @@ class BoundMethod:
         return "<BoundMethod>"
 
 
-_quarantine_check: Callable[[Method], None] | None = None
-
-
-def _load_quarantine_check() -> Callable[[Method], None]:
-    # uvm.quarantine imports this module: its check is looked up at the first call
-    global _quarantine_check
-    from .quarantine import check
-
-    _quarantine_check = check
-    return check
-
-
 guards.register_method_types(Method, BoundMethod)
+register_method_type(Method)

@@ -15,8 +15,9 @@ and marks the object changed; ``obj.x`` looks ``x`` up through delegation and
 raises ``DoesNotUnderstand`` (an ``AttributeError``) when the chain is
 exhausted. Names starting with ``_`` are never slots: they are the object's
 own machinery (``_slots``, ``_uuid``, persistence's ``_p_`` and ``_v_``). A slot
-written anew must have its name in NFKC form (``check_slot_name``), so no slot
-is spelled like machinery (``\uff3fslots``) or like another slot.
+written anew must have its name in NFKC form (``check_slot_name``, the rule of
+``lexicon.names``), so no slot is spelled like machinery (``\uff3fslots``) or
+like another slot.
 
 This module knows nothing of transactions or of the registry; callers that
 need those (the kernel, the primitives) bring them.
@@ -24,8 +25,6 @@ need those (the kernel, the primitives) bring them.
 
 from __future__ import annotations
 
-import sys
-import unicodedata
 import uuid as _uuidlib
 from collections.abc import Callable
 from typing import Any
@@ -34,11 +33,22 @@ from persistent import Persistent
 from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
+from lexicon.names import slot_name_problem
+
+from .containers import (
+    SCALAR_TYPES,
+    ConvertingList,
+    ConvertingMapping,
+    check_key,
+    set_container_guard,
+    type_name,
+)
 from .errors import DoesNotUnderstand, InvalidValue
 from .selectors import PARENT_SLOT, slot_name
 
 __all__ = ["IMAGE_CONTAINERS", "ImageList", "ImageMapping", "UvmObject", "check_slot_name", "find_slot",
-           "label", "set_slot_guard", "storable", "storable_item", "write_slot"]
+           "label", "register_method_type", "set_slot_guard", "storable", "storable_item",
+           "write_slot"]
 
 _MISSING = object()
 # Single-parent chains are followed without bookkeeping up to this depth;
@@ -105,23 +115,16 @@ _slot_guard: Callable[[UvmObject, str, str], None] | None = None
 _on_dropped: Callable[[UvmObject, str, Any], None] | None = None
 
 
-#: Called as ``guard(container)`` before an image container changes in place; raises to
-#: refuse (``uvm.protection``: a container a Genesis object's protected slot holds).
-_container_guard: Callable[[Any], None] | None = None
-
-
 def set_slot_guard(
     guard: Callable[[UvmObject, str, str], None] | None,
     dropped: Callable[[UvmObject, str, Any], None] | None = None,
     container: Callable[[Any], None] | None = None,
 ) -> None:
-    global _slot_guard, _on_dropped, _container_guard
-    _slot_guard, _on_dropped, _container_guard = guard, dropped, container
-
-
-def _changing(container: Any) -> None:
-    if _container_guard is not None:
-        _container_guard(container)
+    """Install ``uvm.protection``'s guards: of slots, of dropped methods, and of the image
+    containers (``uvm.containers.set_container_guard``)."""
+    global _slot_guard, _on_dropped
+    _slot_guard, _on_dropped = guard, dropped
+    set_container_guard(container)
 
 
 def label(obj: UvmObject) -> str:
@@ -178,32 +181,19 @@ def _search(start: UvmObject, name: str) -> tuple[UvmObject, Any] | None:
 
 
 def check_slot_name(name: Any) -> str:
-    """``name`` if it may name a new slot, else ``InvalidValue`` saying why.
-
-    A slot name is a non-empty ``str`` in NFKC form that does not start with ``_``.
-    NFKC because Python normalises the identifiers it parses: ``self.\uff3fslots``
-    in a method's source *is* ``self._slots``, so a slot spelled that way would be
-    one no source can name, and a text check for ``_`` would miss it. A name that
-    is not in NFKC form is refused rather than normalised (as the guards refuse
-    such attribute names), so a slot is always reachable by the name it shows.
-    """
-    if type(name) is not str or not name or name.startswith("_"):
-        raise InvalidValue(
-            f"slot name {name!r} is not allowed: a slot name is a non-empty string "
-            "that does not start with '_'"
-        )
-    if not name.isascii() and unicodedata.normalize("NFKC", name) != name:
-        raise InvalidValue(
-            f"slot name {name!r} is not allowed: it is not in NFKC form (it normalises "
-            f"to {unicodedata.normalize('NFKC', name)!r}, the name Python would read "
-            "in a method's source); spell it in NFKC form"
-        )
+    """``name`` if it may name a new slot, else ``InvalidValue`` saying why: the rule of
+    ``lexicon.names`` (a non-empty ``str`` in NFKC form, no leading ``_``)."""
+    problem = slot_name_problem(name)
+    if problem is not None:
+        raise InvalidValue(problem)
     return name
 
 
 def write_slot(obj: UvmObject, name: str, value: Any) -> None:
     """Write one slot, converting the value to its stored form, and mark ``obj`` changed."""
-    check_slot_name(name)
+    problem = slot_name_problem(name)
+    if problem is not None:
+        raise InvalidValue(problem)
     if _slot_guard is not None:
         _slot_guard(obj, name, "write")
     stored = storable(value)
@@ -246,7 +236,7 @@ def storable(value: Any, _depth: int = 0) -> Any:
     and a method that already lives in another slot.
     """
     kind = type(value)
-    if kind in _SCALAR_TYPES:
+    if kind in SCALAR_TYPES:
         return value
     if kind is UvmObject or kind is ImageMapping or kind is ImageList:
         return value
@@ -272,9 +262,9 @@ def storable(value: Any, _depth: int = 0) -> Any:
     if kind is tuple:
         return tuple(storable(v, _depth + 1) for v in value)
     if kind is dict:
-        return ImageMapping._adopt({_key(k): storable(v, _depth + 1) for k, v in value.items()})
+        return ImageMapping._adopt({check_key(k): storable(v, _depth + 1) for k, v in value.items()})
     raise InvalidValue(
-        f"a value of type {_type_name(value)} cannot be stored in a slot: use None, "
+        f"a value of type {type_name(value)} cannot be stored in a slot: use None, "
         "bool, int, float, str, bytes, lists, dicts with string keys, or objects "
         "(exactly those types, not subclasses of them)"
     )
@@ -285,163 +275,34 @@ def storable_item(value: Any) -> Any:
     return storable(value, 1)
 
 
-def _key(key: Any) -> str:
-    if type(key) is not str:
-        raise InvalidValue(f"mapping keys must be strings (exactly str), got {_type_name(key)}")
-    return key
+class ImageMapping(ConvertingMapping):
+    """A dict in the image (``uvm.containers.ConvertingMapping``): each value written is
+    ``storable``, each key exactly a ``str``, whoever writes."""
+
+    _store = staticmethod(storable)
 
 
-def _items(values: Any) -> list[Any]:
-    return [storable(v, 1) for v in values]
+class ImageList(ConvertingList):
+    """A list in the image (``uvm.containers.ConvertingList``): each item written is
+    ``storable``, whoever writes."""
+
+    _store = staticmethod(storable)
 
 
-class ImageMapping(PersistentMapping):
-    """A dict in the image. Every way in converts: each value written is ``storable``
-    (a nested dict or list becomes an ``ImageMapping``/``ImageList``, whose own
-    changes the transaction then tracks) and each key is exactly a ``str``, whoever
-    writes (method code through the guards, a stdlib function calling ``update``
-    or ``c[k] = v``, kernel code). ``UserDict``'s writers that skip
-    ``__setitem__`` (``|=``, ``copy``) are replaced. A bad key or value raises
-    ``InvalidValue`` before anything is written."""
-
-    @classmethod
-    def _adopt(cls, data: dict[str, Any]) -> ImageMapping:
-        # ``data`` already holds stored forms (``storable`` made it)
-        new = cls.__new__(cls)
-        new.data = data
-        return new
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        _changing(self)
-        self.data[_key(key)] = storable(value, 1)
-        self._p_changed = True
-
-    def update(self, /, *args: Any, **kwargs: Any) -> None:
-        if len(args) > 1:
-            raise TypeError(f"update expected at most 1 argument, got {len(args)}")
-        new = dict(*args, **kwargs)
-        if new:
-            _changing(self)
-            self.data.update({_key(k): storable(v, 1) for k, v in new.items()})
-            self._p_changed = True
-
-    def setdefault(self, key: Any, default: Any = None) -> Any:
-        data = self.data
-        if key in data:
-            return data[key]
-        _changing(self)
-        stored = data[_key(key)] = storable(default, 1)
-        self._p_changed = True
-        return stored  # the stored form: writing into it changes the image
-
-    def __delitem__(self, key: Any) -> None:
-        _changing(self)
-        super().__delitem__(key)
-
-    def pop(self, key: Any, *default: Any) -> Any:
-        _changing(self)
-        return super().pop(key, *default)
-
-    def popitem(self) -> Any:
-        _changing(self)
-        return super().popitem()
-
-    def clear(self) -> None:
-        _changing(self)
-        super().clear()
-
-    def __ior__(self, other: Any) -> ImageMapping:
-        self.update(other)
-        return self
-
-    def copy(self) -> ImageMapping:
-        return self._adopt(dict(self.data))
-
-
-class ImageList(PersistentList):
-    """A list in the image: every item written is ``storable`` (see ``ImageMapping``),
-    whoever writes. ``UserList``'s writers that skip ``__setitem__`` (the
-    constructor, ``+=``, ``append``, ``insert``, ``extend``) are replaced; every new
-    list it makes (``+``, ``*``, slices, ``copy``) goes through the constructor."""
-
-    def __init__(self, initlist: Any = None) -> None:
-        self.data = [] if initlist is None else _items(initlist)
-
-    @classmethod
-    def _adopt(cls, data: list[Any]) -> ImageList:
-        new = cls.__new__(cls)
-        new.data = data
-        return new
-
-    def __setitem__(self, index: Any, item: Any) -> None:
-        _changing(self)
-        self.data[index] = _items(item) if type(index) is slice else storable(item, 1)
-        self._p_changed = True
-
-    def __iadd__(self, other: Any) -> ImageList:
-        self.extend(other)
-        return self
-
-    def append(self, item: Any) -> None:
-        _changing(self)
-        self.data.append(storable(item, 1))
-        self._p_changed = True
-
-    def insert(self, index: Any, item: Any) -> None:
-        _changing(self)
-        self.data.insert(index, storable(item, 1))
-        self._p_changed = True
-
-    def extend(self, other: Any) -> None:
-        items = _items(other)
-        if items:
-            _changing(self)
-            self.data.extend(items)
-            self._p_changed = True
-
-    def __delitem__(self, index: Any) -> None:
-        _changing(self)
-        super().__delitem__(index)
-
-    def __imul__(self, n: Any) -> ImageList:
-        _changing(self)
-        return super().__imul__(n)
-
-    def pop(self, *index: Any) -> Any:
-        _changing(self)
-        return super().pop(*index)
-
-    def remove(self, item: Any) -> None:
-        _changing(self)
-        super().remove(item)
-
-    def clear(self) -> None:
-        _changing(self)
-        super().clear()
-
-    def reverse(self) -> None:
-        _changing(self)
-        super().reverse()
-
-    def sort(self, /, *args: Any, **kwargs: Any) -> None:
-        _changing(self)
-        super().sort(*args, **kwargs)
-
-
-_SCALAR_TYPES = frozenset({type(None), bool, int, float, str, bytes})
 #: the classes of the image's containers (``PersistentMapping`` is also ZODB's root)
 IMAGE_CONTAINERS = (ImageMapping, ImageList)
 
 
+#: ``uvm.methods.Method``, registered by that module (it builds on this one): a slot's
+#: own value may be one, nothing inside a container may
+_method_type: type | None = None
+
+
+def register_method_type(kind: type) -> None:
+    """Make ``kind`` (``uvm.methods.Method``) the one persistent class a slot may hold."""
+    global _method_type
+    _method_type = kind
+
+
 def _is_method(kind: type) -> bool:
-    # uvm.methods imports this module, so Method is looked up, not imported
-    methods = sys.modules.get("uvm.methods")
-    return methods is not None and kind is getattr(methods, "Method", None)
-
-
-def _type_name(value: Any) -> str:
-    kind = type(value)
-    base = next((b.__name__ for b in kind.__mro__[1:] if b in _SCALAR_TYPES or b in
-                 (list, tuple, dict)), None)
-    name = f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__name__
-    return f"{name} (a subclass of {base})" if base and kind.__module__ != "builtins" else name
+    return kind is _method_type

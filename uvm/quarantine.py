@@ -20,11 +20,13 @@ The image keeps:
   quarantine, apart from the method's own version history, which only the
   method's definitions write;
 * the mark itself on the ``Method`` (``MARK``, a copy of the record), so
-  dispatch checks it without reading the root.
+  dispatch checks it without reading the root (``check``: both live in
+  ``uvm.quarantine_mark``, below ``uvm.methods``, whose bound methods check it
+  too; this module re-exports them).
 
 Marking is idempotent: a method already quarantined keeps its first record.
 
-A clone holds its own copy of each method (``uvm.primitives.clone_object``), so
+A clone holds its own copy of each method (``uvm.object_primitives.clone_object``), so
 the quarantine follows the code into clones: ``carry`` gives the copy of a marked
 method the mark and an active record of its own (holder: the clone; the reason
 names the original), so the clone is listed, refuses the message, and is
@@ -43,37 +45,17 @@ from typing import Any
 from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
-from .errors import BadArguments, Quarantined
+from .errors import BadArguments
 from .methods import Method
 from .obj import UvmObject, find_slot
+from .quarantine_mark import HOW_TO_RELEASE, MARK, check
 from .registry import Cycle
 from .selectors import slot_name
 
-__all__ = ["KEY", "MARK", "carry", "check", "listing", "quarantine", "release"]
+__all__ = ["HOW_TO_RELEASE", "KEY", "MARK", "carry", "check", "history", "listing", "quarantine",
+           "release"]
 
 KEY = "batos.quarantine"
-#: the attribute on a quarantined ``Method`` holding its record
-MARK = "_batos_quarantine"
-#: how a person releases one (named in every ``Quarantined`` error)
-HOW_TO_RELEASE = "batos quarantine release {holder} {selector} --by NAME [--zeo SOCKET]"
-
-
-def check(method: Method, holder: UvmObject | None = None, selector: str | None = None) -> None:
-    """Raise ``Quarantined`` if ``method`` is marked. Called by dispatch for every method
-    (and meant for every other way a method is called: without ``holder`` and
-    ``selector`` the mark's own are named)."""
-    method._p_activate()  # a ghost's __dict__ is empty; the cached function needs no load
-    mark = method.__dict__.get(MARK)
-    if mark is None:
-        return
-    uuid = holder._uuid if holder is not None else str(mark.get("holder", "?"))
-    selector = selector or str(mark.get("selector", "?"))
-    how = HOW_TO_RELEASE.format(holder=uuid, selector=selector)
-    raise Quarantined(
-        f"{selector!r} of {uuid} is quarantined: {mark.get('reason') or 'no reason given'}"
-        f" (request {mark.get('request') or '-'}, by {mark.get('by') or '?'}); nothing ran. "
-        f"A person releases it with `{how}`", holder=uuid, selector=selector,
-    )
 
 
 def _store(root: Any) -> Any:

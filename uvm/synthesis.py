@@ -21,7 +21,8 @@ When a message sent from outside finds no slot, the genesis
    effects, the method and the record commit together, or nothing does.
 
 The chat backend and the crucible are given, duck-typed: this module imports
-neither ``weaver`` nor ``crucible`` (``uvm.mindkit`` assembles them).
+neither ``weaver`` nor ``crucible`` (the composition root, ``batos.root.mind``,
+assembles them).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 from . import prompt
 from .acts import apply_acts
 from .errors import DoesNotUnderstand, NeedsSynthesis, SynthesisFailed, UVMError
+from .facets import facet_for
 from .methods import Method
 from .obj import UvmObject, find_slot, write_slot
 from .protection import MIND_AUTHOR, check_slot
@@ -272,8 +274,6 @@ class Synthesizer:
             return None, ""
 
         def lookup(cycle: Cycle) -> dict[str, Any] | None:
-            from .facets import facet_for  # the weaver object's half, in the image
-
             try:
                 weaver = cycle.registry.resolve("weaver")
             except UVMError:

@@ -55,10 +55,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .budget import Limits
+from .limits import Limits
 
 __all__ = ["GC_LIMIT", "KILL_EXIT_CODE", "RESIGNAL", "TICK", "OverBudget", "Watchdog"]
 
