@@ -11,7 +11,9 @@ what an incarnation is made of is decided here, on the top floor, and handed dow
 
 Unlike the command line beside it (``batos/*.py``, which loads a layer only when a
 command runs), these modules import their layers at the top; they are imported only
-by the incarnation process and by the commands that assemble a mind. This package's
-``__init__`` stays empty of imports, so ``import batos.root.incarnation`` loads only
-what the incarnation needs.
+by the incarnation process and by the commands that assemble a mind (the incarnation
+still loads the crucible and the training stack only when a mind or an inquiry loop
+is configured: what it imports before its lock it holds for life). This package's
+``__init__`` (and ``batos/__init__``) stays empty of imports, so
+``python -m batos.root.incarnation`` loads only what the incarnation needs.
 """
