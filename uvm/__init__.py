@@ -32,6 +32,8 @@ Layers, bottom up (each imports only those below it):
     dispatch                   one message in the current cycle, under its budget:
                                the one path of live messages and trials
     replies                    exactly-once replies kept in the image
+    attempts, flights          the kernel's tries (transaction's attempts, only conflicts
+                               retried); one synthesis per receiver and selector at a time
     kernel, front              one message = one transaction; asyncio front
     pickles, image, genesis    the class allowlist of records; opening storages;
                                bootstrap, verify, self-checks

@@ -21,7 +21,11 @@
    ``uvm.budget.OverBudget``) pass.
    A ``ConflictError`` (another message committed a change to the same
    object first) aborts and retries with jittered exponential backoff, up to
-   ``retries`` times, then raises ``RetriesExhausted``.
+   ``retries`` times, then raises ``RetriesExhausted``. The tries are the
+   ``transaction`` package's ``attempts()`` (``uvm.attempts``: only write
+   conflicts are retried there). With a request id, an outage of the ZEO
+   server is waited out for up to ``outage_wait`` seconds: the reply record
+   makes running the message again safe.
 
 A message that changes nothing is aborted instead of committed: it wrote
 nothing, so there is nothing to make durable, and read-only messages cost no
@@ -42,31 +46,29 @@ with that message; a ``begin`` that fails drops the thread's transaction
 manager, so the next message starts clean.
 
 Threading: ``send`` is synchronous and may be called from any number of
-threads at once; each call uses its own transaction manager and connection.
+threads at once; each thread has its own transaction manager (reused), each
+call its own connection.
 The asyncio front (``uvm.front``) calls it from worker threads.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import transaction
-from ZEO.Exceptions import ClientDisconnected
-from ZODB.POSException import ConflictError, POSError
+from ZODB.POSException import ConflictError
 
 from . import primitives as _primitives  # noqa: F401 - installs method globals
 from . import quarantine as _quarantine
+from .attempts import Manager, pause, storage_error
 from .budget import MAX_REPLY_BYTES, Limits
 from .dispatch import DNU, dispatch, run_message
 from .errors import (
     MAX_ERROR_CHARS,
     BadArguments,
-    ImageError,
     NeedsSynthesis,
     NoMind,
     RetriesExhausted,
@@ -75,6 +77,7 @@ from .errors import (
     UVMError,
     cap_message,
 )
+from .flights import Flights
 from .integrity import discard_pending, guard
 from .registry import Cycle, Registry, using_cycle
 from .replies import ReplyStore
@@ -85,16 +88,6 @@ __all__ = ["DNU", "Kernel", "dispatch", "run_message"]
 log = logging.getLogger("batos.kernel")
 
 _AGAIN = object()
-
-
-class _Flight:
-    """One synthesis in progress; others asking for the same thing wait on it."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: UVMError | None = None
-        self.waiters = 0  # how many other sends wait on this one (read by tests and status)
-
 
 def _changed(conn: Any) -> bool:
     # ZODB has no public "did this transaction modify anything" query; the
@@ -123,9 +116,10 @@ class Kernel:
         self.max_reply_bytes = max_reply_bytes
         #: ``uvm.synthesis.Synthesizer`` or None; doesNotUnderstand: asks it for what is missing
         self.mind = mind
-        self._flights: dict[tuple[str, str], _Flight] = {}
-        self._flights_lock = threading.Lock()
+        self._flights = Flights()
+        #: a conflicting transaction is tried again this many times (``retries + 1`` tries)
         self.retries = retries
+        #: the first pause after a conflict (seconds; doubling, ``uvm.attempts.pause``)
         self.backoff = backoff
         self.author = author
         self._local = threading.local()
@@ -172,61 +166,64 @@ class Kernel:
             "its method may have been removed meanwhile: send it again"
         )
 
-    def _retrying(
-        self,
-        target: Any,
-        selector: str,
-        args: Sequence[Any],
-        who: str,
-        request_id: str | None,
-        install: Any = None,
-    ) -> Any:
+    def _retrying(self, target: Any, selector: str, args: Sequence[Any], who: str,
+                  request_id: str | None, install: Any = None) -> Any:
+        """The message in ``retries + 1`` attempts of this thread's transaction manager: a
+        conflict pauses (jittered) and tries again; the last one raises RetriesExhausted.
+        With a request id, an outage of the ZEO server is waited out, attempts anew (if a
+        try committed before it, the reply record answers)."""
         outage_deadline = time.monotonic() + self.outage_wait
-        for attempt in range(self.retries + 1):
+        while True:
+            tm = getattr(self._local, "tm", None)
+            if tm is None:  # one per thread, reused: it always ends committed or aborted
+                tm = self._local.tm = Manager()
+            result = None
             try:
-                return self._once(target, selector, args, who, request_id, install)
+                for number, attempt in enumerate(tm.attempts(self.retries + 1)):
+                    if number:
+                        delay = pause(self.backoff, number - 1, jitter=True)
+                        log.debug("conflict on %s %s, retry %d in %.4fs",
+                                  target, selector, number, delay)
+                        time.sleep(delay)
+                    result = self._once(tm, attempt, target, selector, args, who, request_id,
+                                        install)
+                return result
             except StorageUnavailable:
-                # With an id the retry is safe: if the first try committed, the reply
-                # record answers. Without one, the caller must decide.
                 if request_id is None or time.monotonic() > outage_deadline:
                     raise
                 time.sleep(0.1)
-                continue
             except ConflictError as exc:
-                if attempt == self.retries:
-                    raise RetriesExhausted(
-                        f"{selector!r} to {target!r} conflicted with other messages "
-                        f"{attempt + 1} times; nothing was committed, send it again"
-                    ) from exc
-                delay = min(self.backoff * (2**attempt), 0.1) * (0.5 + random.random())
-                log.debug("conflict on %s %s, retry %d in %.4fs", target, selector, attempt + 1, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+                raise RetriesExhausted(
+                    f"{selector!r} to {target!r} conflicted with other messages "
+                    f"{self.retries + 1} times; nothing was committed, send it again"
+                ) from exc
+            finally:
+                if tm.spoiled:  # the thread starts over with a fresh manager
+                    self._local.tm = None
 
     def maintain(self, *, keep: int = 100_000, max_age: float = 7 * 86400) -> int:
-        """Prune the exactly-once reply record, in a transaction of its own; answers how many."""
-        tm = transaction.TransactionManager(explicit=True)
-        for attempt in range(self.retries + 1):
-            tm.begin()
-            conn = self.db.open(transaction_manager=tm)
-            try:
-                root = conn.root()
-                if not ReplyStore.exists(root):
-                    tm.abort()
-                    return 0
-                dropped = ReplyStore(root, keep=keep, max_age=max_age).prune()
-                tm.get().note("prune reply record")
-                tm.commit()
-                return dropped
-            except ConflictError:
-                tm.abort()
-                time.sleep(self.backoff * (2**attempt))
-            except BaseException:
-                tm.abort()
-                raise
-            finally:
-                conn.close()
-        return 0
+        """Prune the exactly-once reply record, in a transaction of its own; answers how
+        many. Conflicting on every try, it prunes nothing this time and answers 0."""
+        tm = Manager()
+        dropped = 0
+        try:
+            for number, attempt in enumerate(tm.attempts(self.retries + 1)):
+                if number:
+                    time.sleep(pause(self.backoff, number - 1))
+                conn = self.db.open(transaction_manager=tm)
+                try:
+                    with attempt as txn:
+                        root = conn.root()
+                        if not ReplyStore.exists(root):
+                            tm.skip_commit()
+                            return 0
+                        dropped = ReplyStore(root, keep=keep, max_age=max_age).prune()
+                        txn.note("prune reply record")
+                finally:
+                    conn.close()
+        except ConflictError:
+            return 0
+        return dropped
 
     def quarantine(self, target: Any, selector: str, reason: str = "", request_id: str = "",
                    *, by: str = "supervisor") -> dict[str, Any]:
@@ -247,39 +244,21 @@ class Kernel:
         """The quarantined methods, oldest first (for Ready, Heartbeat and status)."""
         return self.read(lambda cycle: _quarantine.listing(cycle.connection.root()))
 
-    def _synthesized(
-        self,
-        need: NeedsSynthesis,
-        target: Any,
-        selector: str,
-        args: Sequence[Any],
-        who: str,
-        request_id: str | None,
-    ) -> Any:
-        """Ask the mind for what ``need`` names (once per receiver and selector at a time),
-        then run the message again with the approved proposal installed, in one
-        transaction. Answers the message's result, or ``_AGAIN`` when another
+    def _synthesized(self, need: NeedsSynthesis, target: Any, selector: str,
+                     args: Sequence[Any], who: str, request_id: str | None) -> Any:
+        """Ask the mind for what ``need`` names (once per receiver and selector at a time,
+        ``uvm.flights``), then run the message again with the approved proposal installed,
+        in one transaction. Answers the message's result, or ``_AGAIN`` when another
         thread synthesized it and the message should simply be sent again."""
         if self.mind is None:  # the primitive raises NoMind itself; belt and braces
             raise NoMind(f"{selector!r} is not understood and no mind is configured",
                          selector=selector, receiver=need.receiver)
         key = (need.receiver, need.selector)
-        with self._flights_lock:
-            flight = self._flights.get(key)
-            leader = flight is None
-            if leader:
-                flight = self._flights[key] = _Flight()
+        flight, leader = self._flights.board(key)
         if not leader:
-            with self._flights_lock:
-                flight.waiters += 1
-            if not flight.done.wait(self.mind.deadline):
-                raise SynthesisFailed(
-                    f"a synthesis of {need.selector!r} already running did not finish within "
-                    f"{self.mind.deadline:.0f}s; send the message again later"
-                )
-            if flight.error is not None:
-                raise type(flight.error)(*flight.error.args) from flight.error
+            self._flights.wait(flight, self.mind.deadline, need.selector)
             return _AGAIN
+        error: UVMError | None = None
         try:
             plan = self.mind.plan(self, need, author=who)
             try:
@@ -295,19 +274,17 @@ class Kernel:
                 self.mind.failed(self, plan, exc)
                 raise
         except UVMError as exc:
-            flight.error = exc
+            error = exc
             raise
         finally:
-            flight.done.set()
-            with self._flights_lock:
-                self._flights.pop(key, None)
+            self._flights.land(key, flight, error)
 
     def read(self, fn: Any, *, author: str | None = None) -> Any:
         """Run ``fn(cycle)`` in a transaction that is always aborted; answers what it answers.
 
         For work that must see the image but never change it (the mind's prompt).
         """
-        tm = transaction.TransactionManager(explicit=True)
+        tm = Manager()
         tm.begin()
         conn = self.db.open(transaction_manager=tm)
         try:
@@ -320,124 +297,84 @@ class Kernel:
 
     def write(self, fn: Any, *, author: str | None = None, note: str = "") -> Any:
         """Run ``fn(cycle)`` in a transaction of its own and commit it, retrying conflicts."""
-        for attempt in range(self.retries + 1):
-            tm = transaction.TransactionManager(explicit=True)
-            txn = tm.begin()
-            conn = self.db.open(transaction_manager=tm)
-            try:
-                cycle = Cycle(conn, Registry(conn.root()), author or self.author, mind=self.mind)
-                with using_cycle(cycle):
-                    result = fn(cycle)
-                txn.setUser(author or self.author)
-                txn.note(note[:200])
-                tm.commit()
-                return result
-            except ConflictError:
-                tm.abort()
-                if attempt == self.retries:
-                    raise RetriesExhausted(f"{note or 'a write'} kept conflicting") from None
-                time.sleep(min(self.backoff * (2**attempt), 0.1))
-            except BaseException:
-                tm.abort()
-                raise
-            finally:
-                conn.close()
-        raise AssertionError("unreachable")
-
-    def _once(
-        self,
-        target: Any,
-        selector: str,
-        args: Sequence[Any],
-        author: str,
-        request_id: str | None,
-        install: Any = None,
-    ) -> Any:
-        tm = getattr(self._local, "tm", None)
-        if tm is None:  # one per thread, reused: it always ends committed or aborted
-            tm = self._local.tm = transaction.TransactionManager(explicit=True)
+        tm = Manager()
+        who = author or self.author
+        result = None
         try:
-            txn = tm.begin()
-        except BaseException as exc:
-            # begin() may fail half-way (a synchronizer's ClientDisconnected) with its
-            # transaction already set: this manager would answer AlreadyInTransaction
-            # forever, so the thread gets a fresh one next time.
-            self._local.tm = None
-            if isinstance(exc, ClientDisconnected):
-                raise StorageUnavailable(
-                    f"the ZEO server is away; {selector!r} did not run: send it again") from exc
-            if isinstance(exc, POSError):
-                raise ImageError(f"cannot begin a transaction on the image: {exc}") from exc
-            raise
-        try:
-            conn = self.db.open(transaction_manager=tm)
-        except BaseException as exc:
-            self._abort(tm)
-            if isinstance(exc, ClientDisconnected):
-                raise StorageUnavailable(
-                    f"the ZEO server is away; {selector!r} did not run: send it again") from exc
-            if isinstance(exc, POSError):
-                raise ImageError(f"cannot open a connection to the image: {exc}") from exc
-            raise
-        try:
-            if discard_pending(conn, tm):
-                txn = tm.get()
-            root = conn.root()
-            replies = None
-            if request_id is not None and ReplyStore.exists(root):
-                replies = ReplyStore(root)
-                stored = replies.get(request_id)
-                if stored is not ReplyStore.MISSING:
-                    tm.abort()
-                    return stored
-            cycle = Cycle(conn, Registry(root), author, mind=self.mind)
-            with using_cycle(cycle):
-                receiver = cycle.registry.resolve(target)
-                if install is not None:
-                    install.install(cycle, receiver)
-                result = run_message(receiver, selector, from_plain(args, cycle.registry),
-                                     limits=self.limits, request_id=request_id,
-                                     max_reply_bytes=self.max_reply_bytes)
-                if install is not None:
-                    install.installed(cycle, result)
-            if not _changed(conn):
-                tm.abort()  # read-only: nothing to write, and no commit machinery to run
-                return result
-            if request_id is not None:
-                if replies is None:  # (not `or`: a BTree's truth value counts its buckets)
-                    replies = ReplyStore(root)
-                replies.record(request_id, result)
-            txn.setUser(author)
-            txn.note(f"{target} {selector}"[:200])
-            tm.commit()
-            return result
+            for number, attempt in enumerate(tm.attempts(self.retries + 1)):
+                if number:
+                    time.sleep(pause(self.backoff, number - 1))
+                conn = self.db.open(transaction_manager=tm)
+                try:
+                    with attempt as txn:
+                        cycle = Cycle(conn, Registry(conn.root()), who, mind=self.mind)
+                        with using_cycle(cycle):
+                            result = fn(cycle)
+                        txn.setUser(who)
+                        txn.note(note[:200])
+                finally:
+                    conn.close()
         except ConflictError:
-            self._abort(tm)
-            raise
-        except ClientDisconnected as exc:
-            self._abort(tm)
-            raise StorageUnavailable(
-                f"the ZEO server went away while running {selector!r}; the message may or may "
-                "not have committed: send it again with the same request id"
-            ) from exc
-        except POSError as exc:
-            self._abort(tm)
-            raise ImageError(f"the storage failed while committing {selector!r}: {exc}") from exc
-        except BaseException:
-            self._abort(tm)
-            raise
-        finally:
-            try:
-                conn.close()
-            except Exception:  # still joined (an abort that failed): never reuse its manager
-                self._local.tm = None
-                log.exception("closing a connection after %r failed", selector)
+            raise RetriesExhausted(f"{note or 'a write'} kept conflicting") from None
+        return result
 
-    def _abort(self, tm: Any) -> None:
-        """Abort ``tm``'s transaction; if even that fails, the thread gets a fresh manager."""
+    def _once(self, tm: Manager, attempt: Any, target: Any, selector: str, args: Sequence[Any],
+              author: str, request_id: str | None, install: Any) -> Any:
+        """One try of the message, in ``attempt`` of ``tm``: it begins the transaction and
+        commits it at the end (a read-only message, or one whose reply is recorded, skips
+        the commit: aborted). Storage failures become the kernel's errors."""
+        stage, conn, result = "begin", None, None
         try:
-            tm.abort()
-        except BaseException:
-            self._local.tm = None
-            log.exception("aborting a transaction failed; this thread starts over with a "
-                          "fresh transaction manager")
+            with attempt:
+                stage = "open"
+                conn = self.db.open(transaction_manager=tm)
+                stage = "run"
+                discard_pending(conn, tm)
+                root = conn.root()
+                replies = None
+                if request_id is not None and ReplyStore.exists(root):
+                    replies = ReplyStore(root)
+                    stored = replies.get(request_id)
+                    if stored is not ReplyStore.MISSING:
+                        tm.skip_commit()
+                        return stored
+                cycle = Cycle(conn, Registry(root), author, mind=self.mind)
+                with using_cycle(cycle):
+                    receiver = cycle.registry.resolve(target)
+                    if install is not None:
+                        install.install(cycle, receiver)
+                    result = run_message(receiver, selector, from_plain(args, cycle.registry),
+                                         limits=self.limits, request_id=request_id,
+                                         max_reply_bytes=self.max_reply_bytes)
+                    if install is not None:
+                        install.installed(cycle, result)
+                if not _changed(conn):
+                    tm.skip_commit()  # read-only: nothing to write, no commit machinery
+                    return result
+                if request_id is not None:
+                    if replies is None:  # (not `or`: a BTree's truth value counts its buckets)
+                        replies = ReplyStore(root)
+                    replies.record(request_id, result)
+                txn = tm.get()  # (discard_pending may have begun a fresh one)
+                txn.setUser(author)
+                txn.note(f"{target} {selector}"[:200])
+            return result  # committed, or a conflict the next attempt retries
+        except BaseException as exc:
+            if stage == "begin":
+                # begin() may fail half-way (a synchronizer's ClientDisconnected) with its
+                # transaction already set: this manager would answer AlreadyInTransaction
+                # forever, so the thread gets a fresh one next time.
+                tm.spoiled = True
+            elif stage == "run" and isinstance(exc, ConflictError):
+                raise
+            error = storage_error(exc, stage, selector)
+            if error is None:
+                raise
+            raise error from exc
+        finally:
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # still joined (an abort that failed): never reuse its manager
+                    tm.spoiled = True
+                    log.exception("closing a connection after %r failed", selector)
