@@ -1,7 +1,10 @@
 """The routing table: which incarnation serves new requests, and what is in flight where.
 
 Pure bookkeeping, no sockets and no clock of its own (the loop passes
-``now``), so every rule here is unit-tested without processes.
+``now``), so every rule here is unit-tested without processes. It is the
+supervisor's one record of what is in flight and pending: the request
+handlers, the backend, the pool and the handover desk all ask and change it
+here, none keeps a copy.
 
 * ``active`` is the incarnation that receives new requests. Changing it is
   one assignment (``switch``): that is the atomic reroute a handover needs.
