@@ -35,6 +35,8 @@ Layers, bottom up (each imports only those below it):
     attempts, flights          the kernel's tries (transaction's attempts, only conflicts
                                retried); one synthesis per receiver and selector at a time
     kernel, front              one message = one transaction; asyncio front
+    genesis_checks,            the Genesis table (objects, parents, slots, what only a
+    genesis_table              person changes) and its self-checks, as method sources
     pickles, image, genesis    the class allowlist of records; opening storages;
                                bootstrap, verify, self-checks
     validation                 a candidate incarnation proving itself on the image
