@@ -1,21 +1,32 @@
-"""Environments for UVM incarnations, built with uv: one folder per spec id.
+"""The toolkit for children and environments: uv envs, the OS walls, stopping a child.
 
-An ``EnvSpec`` says what an env holds (interpreter, PEP 508 requirements, the
-batos source installed editable, find-links folders); its ``id`` is a content
-hash, so ``evolve`` (same spec plus changes, ``spec.with_changes``) names a new
-env and building an unchanged spec again reuses the old one. ``build_env``
-makes the env with the ``uv`` binary (a subprocess), records what uv resolved
-in ``batos-env.json`` and returns an ``Env``; ``list_envs``/``remove_env`` let
-the supervisor keep the last N generations.
+Environments: an ``EnvSpec`` says what an env holds (interpreter, PEP 508
+requirements, the batos source installed editable, find-links folders, and for a
+spec that follows pip, its indexes, constraints and folders used in place); its
+``id`` is a content hash, so ``evolve`` (same spec plus changes,
+``spec.with_changes``) names a new env and building an unchanged spec again reuses
+the old one. ``build_env`` makes the env with the ``uv`` binary (a subprocess,
+``envs.uv_run``), records what uv resolved in ``batos-env.json`` and returns an
+``Env``; ``list_envs``/``remove_env`` let the supervisor keep the last N
+generations. ``envs.sources`` reads pip's sources for a spec.
 
-Boundary: this package sits beside ``supervisor`` and ``bridge`` and must import
-nothing of ``uvm``, ``weaver``, ``crucible``, ``ui_seed``, ``supervisor`` or
-``batos`` (``tests/unit/test_layering.py``): the standard library, pydantic,
-``packaging`` when present, and the ``uv`` package only to locate its binary.
-It builds and records; it never starts an incarnation, never imports what it
-installs, and never decides which env is current or which to delete.
+Children: ``envs.children`` stops any child with escalation (SIGTERM to its group,
+a grace, SIGKILL, reap), for every layer; ``envs.vllm`` describes how a vLLM server
+is launched (the supervisor's and the weaver's); ``envs.sandbox`` wraps a command in
+bubblewrap, ``envs.confine`` locks a process (seccomp, rlimits), and
+``envs.spawner``/``envs.forkserver`` let a locked process start children from a
+fixed table.
 
-    errors -> spec -> build
+Boundary: this package sits beside ``bridge`` on the floor above ``lexicon`` and must
+import nothing of ``uvm``, ``weaver``, ``crucible``, ``ui_seed``, ``supervisor`` or
+``batos`` (``tests/unit/test_layering.py``): the standard library, pydantic, psutil,
+ormsgpack (the fork-server's messages), ``packaging`` when present, and the ``uv``
+package only to locate its binary. It builds, describes and stops; it never starts
+an incarnation, never imports what it installs, and never decides which env is
+current or which to delete.
+
+    errors -> spec -> uv_run -> build        sources, children, vllm
+    errors -> forkserver -> spawner (-> children)        errors -> sandbox, confine
 """
 
 from __future__ import annotations

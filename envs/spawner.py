@@ -38,7 +38,8 @@ from typing import Any
 
 import ormsgpack
 
-from envs import children
+from envs.children import REAP_TIMEOUT
+from envs.children import kill as kill_child
 from envs.errors import SpawnerUnavailable, SpawnRefused
 from envs.forkserver import MAX_MESSAGE, Command, check_argv
 
@@ -142,7 +143,7 @@ class Spawner:
                                        "max_children": int(max_children)}))
         except OSError as exc:
             ours.close()
-            children.kill(server, "the fork-server", group=False, wait=children.REAP_TIMEOUT)
+            kill_child(server, "the fork-server", group=False, wait=REAP_TIMEOUT)
             raise SpawnerUnavailable(f"the fork-server did not start: {exc}") from exc
         # the server's interpreter boots while the caller goes on; the first spawn waits
         spawner = cls(ours, server, table)
@@ -262,8 +263,7 @@ class Spawner:
         try:
             self._server.wait(timeout)
         except subprocess.TimeoutExpired:  # it ignores SIGTERM: end of file was the ask
-            children.kill(self._server, "the fork-server", group=False,
-                          wait=children.REAP_TIMEOUT)
+            kill_child(self._server, "the fork-server", group=False, wait=REAP_TIMEOUT)
         self._reader.join(timeout)
 
     def __enter__(self) -> Spawner:

@@ -2,8 +2,14 @@
 
 An ``EnvSpec`` is an interpreter, a set of PEP 508 requirements, optionally a
 source tree installed editable (the batos source, so an incarnation can
-``import uvm``) and find-links folders. ``spec.id`` hashes all of it, so the
-same spec always names the same env folder and any change names a new one.
+``import uvm``) and find-links folders. A spec that follows pip's configuration
+(the training env: ``envs.sources`` reads it) also names index URLs, constraint
+files, uv's index strategy and torch backend, and folders put on the env's path
+by a ``.pth`` file (code used in place, without its dependencies). ``spec.id``
+hashes all of it (a constraint file by its content), so the same spec always
+names the same env folder and any change names a new one; the fields a spec
+leaves at their defaults are not in the hash, so adding fields never renames
+an existing env.
 
 Requirements are normalized (canonical names, sorted extras and specifiers)
 and sorted, so order, whitespace and name case never change the id. Parsing
@@ -41,6 +47,11 @@ __all__ = ["EnvSpec", "canonical_name", "normalize_requirement"]
 
 _ID_FORMAT = 1  # bump when the id's payload changes, so old and new ids never collide
 _BUILD_FILES = ("pyproject.toml", "setup.cfg", "setup.py")
+#: the fields hashed (and recorded) only when set: a spec without them keeps its id
+_SOURCE_FIELDS = ("index_url", "extra_index_urls", "constraints", "index_strategy",
+                  "torch_backend", "paths")
+_INDEX_STRATEGIES = ("first-index", "unsafe-first-match", "unsafe-best-match")
+_TORCH_BACKEND_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 _NAME_RE = re.compile(rf"^{_NAME}$")
 _HEAD_RE = re.compile(
@@ -124,6 +135,13 @@ def _by_name(requirements: Iterable[str]) -> dict[str, str]:
     return found
 
 
+def _file_digest(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None  # uv says so at the build
+
+
 def _project_digest(project: str) -> str:
     digest = hashlib.sha256()
     for name in _BUILD_FILES:
@@ -150,6 +168,17 @@ class EnvSpec(BaseModel):
     requirements: tuple[str, ...] = ()
     project: str | None = None
     find_links: tuple[str, ...] = ()
+    #: pip's ``--index-url`` / ``--extra-index-url`` (None, (): uv's default index)
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    #: constraint files (``--constraint``); their content counts in the id
+    constraints: tuple[str, ...] = ()
+    #: uv's ``--index-strategy``; ``unsafe-best-match`` is pip's (the best version of any index)
+    index_strategy: str | None = None
+    #: uv's ``--torch-backend`` (``cpu``: a torch without CUDA libraries)
+    torch_backend: str | None = None
+    #: folders the env's ``.pth`` file puts on its path (used in place, not installed)
+    paths: tuple[str, ...] = ()
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -196,6 +225,42 @@ class EnvSpec(BaseModel):
         links = [v if "://" in v else os.path.abspath(os.path.expanduser(v)) for v in value]
         return tuple(dict.fromkeys(links))
 
+    @field_validator("index_url", "extra_index_urls")
+    @classmethod
+    def _check_urls(cls, value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        for url in (value,) if isinstance(value, str) else value or ():
+            if not url.strip() or any(c.isspace() for c in url):
+                raise InvalidSpec(f"index URL {url!r}: expected one URL without spaces")
+        return tuple(dict.fromkeys(value)) if isinstance(value, tuple) else value
+
+    @field_validator("constraints")
+    @classmethod
+    def _check_constraints(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(os.path.abspath(os.path.expanduser(v)) for v in value))
+
+    @field_validator("index_strategy")
+    @classmethod
+    def _check_index_strategy(cls, value: str | None) -> str | None:
+        if value is not None and value not in _INDEX_STRATEGIES:
+            raise InvalidSpec(f"index strategy {value!r}: one of {', '.join(_INDEX_STRATEGIES)}")
+        return value
+
+    @field_validator("torch_backend")
+    @classmethod
+    def _check_torch_backend(cls, value: str | None) -> str | None:
+        if value is not None and not _TORCH_BACKEND_RE.match(value):
+            raise InvalidSpec(f"torch backend {value!r}: a uv backend name such as 'cpu'")
+        return value
+
+    @field_validator("paths")
+    @classmethod
+    def _check_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        paths = [os.path.abspath(os.path.expanduser(v)) for v in value]
+        missing = [p for p in paths if not os.path.isdir(p)]
+        if missing:
+            raise InvalidSpec(f"paths {', '.join(missing)}: not a folder")
+        return tuple(dict.fromkeys(paths))
+
     @property
     def id(self) -> str:
         """First 16 hex digits of sha256 over the canonical spec (read now: edits to the
@@ -216,6 +281,12 @@ class EnvSpec(BaseModel):
             "project_digest": _project_digest(self.project) if self.project else None,
             "find_links": list(self.find_links),
         }
+        for name in _SOURCE_FIELDS:
+            value = getattr(self, name)
+            if name == "constraints":
+                value = [[path, _file_digest(path)] for path in value]
+            if value:
+                payload[name] = list(value) if isinstance(value, tuple) else value
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -242,8 +313,15 @@ class EnvSpec(BaseModel):
         return EnvSpec(**{**self.to_dict(), "requirements": list(current.values())})
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready fields, for recording; ``from_dict`` reads them back."""
-        return self.model_dump(mode="json")
+        """Plain JSON-ready fields, for recording; ``from_dict`` reads them back.
+
+        The pip-style source fields appear only when set (a record written before
+        they existed reads back as the same spec)."""
+        data = self.model_dump(mode="json")
+        for name in _SOURCE_FIELDS:
+            if not data[name]:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EnvSpec:

@@ -12,7 +12,7 @@ import pytest
 
 import envs
 from envs import EnvError, EnvSpec, InvalidSpec, OfflineMissing
-from envs.build import _translate
+from envs.uv_run import _translate
 from envs.spec import _parse_fallback, normalize_requirement
 
 
@@ -107,10 +107,39 @@ def test_a_name_may_appear_once():
     ({"python": "/no/such/python"}, "no executable interpreter"),
     ({"requirements": "six"}, "requirements"),
     ({"colour": "blue"}, "colour"),
+    ({"index_strategy": "best"}, "one of first-index"),
+    ({"torch_backend": "CUDA 12"}, "a uv backend name"),
+    ({"paths": ["/no/such/folder"]}, "not a folder"),
+    ({"extra_index_urls": ["https://a https://b"]}, "one URL without spaces"),
 ])
 def test_invalid_fields_raise_invalid_spec(fields, fragment):
     with pytest.raises(InvalidSpec, match=fragment):
         EnvSpec(**fields)
+
+
+def test_source_fields_left_unset_keep_the_id_and_the_record(tmp_path):
+    plain = EnvSpec(python="3.12", requirements=["six==1.16.0"], find_links=["/opt/wheels"])
+    # the id of this spec before the source fields existed (a recorded env keeps its name)
+    assert plain.id == "71d79d12e9a1baec"
+    assert sorted(plain.to_dict()) == ["find_links", "project", "python", "requirements"]
+    constraint = tmp_path / "constraints.txt"
+    constraint.write_text("six<2\n")
+    sourced = EnvSpec(python="3.12", requirements=["six==1.16.0"], find_links=["/opt/wheels"],
+                      index_url="https://pypi.org/simple",
+                      extra_index_urls=["file:///opt/pypi/simple"], constraints=[str(constraint)],
+                      index_strategy="unsafe-best-match", torch_backend="cpu",
+                      paths=[str(tmp_path)])
+    ids = {plain.id, sourced.id}
+    for field, value in [("index_url", None), ("extra_index_urls", []), ("constraints", []),
+                         ("index_strategy", None), ("torch_backend", None), ("paths", [])]:
+        ids.add(EnvSpec(**{**sourced.to_dict(), field: value}).id)
+    assert len(ids) == 8  # each field counts
+    again = EnvSpec.from_dict(sourced.to_dict())
+    assert again == sourced
+    assert again.id == sourced.id
+    before = sourced.id
+    constraint.write_text("six<1.17\n")  # a constraint file counts by its content
+    assert sourced.id != before
 
 
 @pytest.mark.parametrize("python", ["3.11", "3.12.1", "cpython@3.11", "pypy3.10"])

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from envs import confine
+from envs import EnvSpec, confine
 from envs.errors import EnvError, SpawnerUnavailable, SpawnRefused
 from envs.spawner import Command, Spawner, check_argv
 from tests.conftest import wait_until
@@ -182,8 +182,8 @@ def train_routed(tmp_path):
 
     root = tmp_path / "train-envs"
     env_dir = root / "0123456789abcdef"
-    (env_dir / "venv" / "bin").mkdir(parents=True)
-    (env_dir / "venv" / "bin" / "python").symlink_to(sys.executable)
+    (env_dir / "bin").mkdir(parents=True)
+    (env_dir / "bin" / "python").symlink_to(sys.executable)
     (env_dir / train_env.MARKER).write_text("{}")
     base = tmp_path / "base-model"
     base.mkdir()
@@ -192,9 +192,8 @@ def train_routed(tmp_path):
     sp = Spawner.start([train_env.spawner_command(root, base=base, work=tmp_path)])
     train_env.route_through(sp)
     try:
-        yield train_env, train_env.TrainEnv(env_dir, env_dir / "venv" / "bin" / "python",
-                                            train_env.TrainEnvSpec(python=sys.executable,
-                                                                   requirements=[]), built=False)
+        yield train_env, train_env.TrainEnv(env_dir, env_dir / "bin" / "python",
+                                            EnvSpec(python=sys.executable), built=False)
     finally:
         train_env.route_through(None)
         sp.close()
@@ -262,8 +261,8 @@ def test_a_training_run_writes_only_under_its_work_folder_and_runs_locked(train_
     # inside the folders it runs, locked: a probe env whose "python" reports its own
     # seccomp mode to stderr, which is the log
     probe = env.path.parent / "fedcba9876543210"
-    (probe / "venv" / "bin").mkdir(parents=True)
-    script = probe / "venv" / "bin" / "python"
+    (probe / "bin").mkdir(parents=True)
+    script = probe / "bin" / "python"
     script.write_text("#!/bin/sh\ngrep '^Seccomp:' /proc/self/status >&2\n"
                       "echo \"$@\" >&2\nexit 3\n")
     script.chmod(0o755)
@@ -285,15 +284,14 @@ def test_a_table_without_a_work_folder_runs_no_training(tmp_path):
 
     root = tmp_path / "train-envs"
     env_dir = root / "0123456789abcdef"
-    (env_dir / "venv" / "bin").mkdir(parents=True)
-    (env_dir / "venv" / "bin" / "python").symlink_to(sys.executable)
+    (env_dir / "bin").mkdir(parents=True)
+    (env_dir / "bin" / "python").symlink_to(sys.executable)
     (env_dir / train_env.MARKER).write_text("{}")
     sp = Spawner.start([train_env.spawner_command(root)])
     train_env.route_through(sp)
     try:
-        env = train_env.TrainEnv(env_dir, env_dir / "venv" / "bin" / "python",
-                                 train_env.TrainEnvSpec(python=sys.executable, requirements=[]),
-                                 built=False)
+        env = train_env.TrainEnv(env_dir, env_dir / "bin" / "python",
+                                 EnvSpec(python=sys.executable), built=False)
         with pytest.raises(train_env.TrainingFailed, match="names no work folder"):
             train_env.run_module(env, "weaver.training", [], timeout=60)
     finally:
@@ -311,9 +309,9 @@ def test_a_training_run_that_cannot_lock_itself_does_not_run(tmp_path, monkeypat
     monkeypatch.setenv("PYTHONPATH", f"{shadow}{os.pathsep}{ROOT}")
     root = tmp_path / "train-envs"
     env_dir = root / "0123456789abcdef"
-    (env_dir / "venv" / "bin").mkdir(parents=True)
+    (env_dir / "bin").mkdir(parents=True)
     ran = tmp_path / "ran"
-    script = env_dir / "venv" / "bin" / "python"
+    script = env_dir / "bin" / "python"
     script.write_text(f"#!/bin/sh\ntouch {ran}\nexit 0\n")
     script.chmod(0o755)
     (env_dir / train_env.MARKER).write_text("{}")
@@ -321,8 +319,7 @@ def test_a_training_run_that_cannot_lock_itself_does_not_run(tmp_path, monkeypat
     sp = Spawner.start([train_env.spawner_command(root, work=tmp_path)])
     train_env.route_through(sp)
     try:
-        env = train_env.TrainEnv(env_dir, script, train_env.TrainEnvSpec(
-            python=sys.executable, requirements=[]), built=False)
+        env = train_env.TrainEnv(env_dir, script, EnvSpec(python=sys.executable), built=False)
         with pytest.raises(train_env.TrainingFailed, match="cannot lock itself, so it does not run"):
             train_env.run_module(env, "weaver.training", ["--steps", "1"], timeout=60)
     finally:
