@@ -9,6 +9,8 @@ Layers, bottom up (each imports only those below it):
                                plus the env's packages whole
     containers                 the image's dicts and lists: every write converted
     obj                        UvmObject and delegation lookup; slots' stored forms
+    guard_values,              what method code may hold (every guard's last check);
+    guard_writes               what its writes may reach, converting into containers
     guards, method_policy      method code's run-time guards (attributes, items,
                                writes); its compile policy (what a source may say)
     quarantine_mark            the quarantine's mark on a method, checked before it runs

@@ -1,10 +1,10 @@
-"""The run-time guards of method code: what an attribute, an item or a write may reach.
+"""The run-time guards of method code: what an attribute or an item may reach.
 
 RestrictedPython rewrites ``a.b`` into ``_getattr_(a, "b")``, ``a[k]`` into
 ``_getitem_(a, k)`` and ``a.b = v`` / ``a[k] = v`` into writes through
-``_write_(a)``; this module is what those names are bound to (``GUARDS``,
-with the builtins methods get). The rules are structural, decided by what an
-object *is*, never by spelling:
+``_write_(a)``; ``GUARDS`` is what those names are bound to, with the
+builtins methods get (``BUILTINS``, never a ``SIGNALS`` exception). The rules
+are structural, decided by what an object *is*, never by spelling:
 
 * attribute names: a ``str`` and nothing else, not private (``_x``), and equal
   to their NFKC form (Python normalises identifiers it parses, so a name that
@@ -12,52 +12,37 @@ object *is*, never by spelling:
 * image objects answer their slots by delegation; a ``Method`` slot answers a
   ``BoundMethod`` (which exposes calling and nothing else);
 * capability namespaces answer their grants; a module answers only if it
-  belongs to a package of the env (the operator trusted it), and a module found
-  as a value must be one of those too;
+  belongs to a package of the env (the operator trusted it);
 * a class answers only what it defines for its instances, found in its own
   MRO's dicts, never what its metaclass adds (``register``, ``mro``): ABC
   registries are out of reach; a class-level list, dict or set is refused;
 * persistent containers answer their ``dict``/``list`` API only (``data``,
-  the unguarded inner container, is not part of it). The image's containers
-  (``uvm.obj.ImageMapping``/``ImageList``) convert every value written into
-  them in place with ``uvm.obj.storable`` themselves, as a slot value is, so a
-  nested list or dict is itself persistent: its changes are tracked by the
-  message's transaction and undone by its abort. The guards convert too, for an
-  older image's ``PersistentMapping``/``PersistentList`` (``c[k] = v``,
-  ``append``, ``extend``, ``insert``, ``update``, ``setdefault``, ``+=``,
-  ``|=``). Their attributes cannot be assigned, and the methods of their classes
-  (``UserList.append``, an ABC's mixins) are not taken from the class to be
-  called on one;
+  the unguarded inner container, is not part of it), and the methods of their
+  classes (``UserList.append``, an ABC's mixins) are not taken from the class
+  to be called on one; an older image's containers answer converting writers;
 * ``format`` and ``format_map`` exist only on a plain ``str``, and are
   ``str.format`` whose fields walk through these same guards;
-* what any guard answers is checked last: never a frame, traceback, code object,
-  raw ``re.Pattern``, a module of no env package, a ``Method``, or any object of
-  the kernel's machinery (ZODB, ZEO, transaction, BTrees, persistence, the
-  ``uvm`` kernel), exceptions excepted (they are data).
+* what any guard answers is checked last (``uvm.guard_values``: what method
+  code may hold); writes are ``uvm.guard_writes``'s.
 
 The ``getattr`` and ``hasattr`` builtins of methods are these same guards
 (a name built at run time meets the same checks as one in the source).
-Writes reach only image objects, plain containers and what a method makes for
-its own call (a decimal ``Context``, a ``deque``). Every guard runs on the
-calling worker thread and keeps no state. This module must not import
-``uvm.methods`` (which installs it); it knows ``Method`` through ``Persistent``.
+Every guard runs on the calling worker thread and keeps no state. This module
+must not import ``uvm.methods`` (which installs it); it knows ``Method``
+through ``register_method_types``. ``permit_modules``, ``refused`` and
+``guarded_write`` stay importable from here.
 """
 
 from __future__ import annotations
 
 import _string  # the C parser behind str.format's field names
 import builtins
-import collections
-import decimal
-import operator
-import re
 import string
 import unicodedata
 from collections.abc import Callable
-from types import CodeType, FrameType, FunctionType, ModuleType, TracebackType
+from types import FunctionType, ModuleType
 from typing import Any
 
-from persistent import Persistent
 from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 from RestrictedPython import safe_builtins
@@ -69,12 +54,23 @@ from RestrictedPython.Guards import (
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from . import allowlist
-from .bounded import Pattern
-from .capabilities import ChainMap, Namespace
-from .errors import InvalidValue
+from .capabilities import Namespace
+from .guard_values import CONTAINER as _CONTAINER
+from .guard_values import FINE as _FINE
+from .guard_values import MUTABLE as _MUTABLE
+from .guard_values import PLAIN as _PLAIN
+from .guard_values import SCALARS as _SCALARS
+from .guard_values import checked as _checked
+from .guard_values import module_ok as _module_ok
+from .guard_values import permit_modules, refused, share
+from .guard_values import refuse as _refuse
+from .guard_values import value_verdict as _value_verdict
+from .guard_values import value_verdicts as _value_verdicts
+from .guard_writes import STORING as _STORING
+from .guard_writes import Storing as _Storing
+from .guard_writes import guarded_write, inplacevar
 from .message_scope import _COLLECTOR, LEFTOVER, collecting
 from .obj import ImageList, ImageMapping, UvmObject, find_slot
-from .obj import storable_item as storable
 from .selectors import slot_name
 
 __all__ = [
@@ -101,103 +97,18 @@ BUILTINS.update({
 })
 BUILTINS["__import__"] = allowlist.guarded_import
 
-_PLAIN = frozenset({int, float, bool, str, bytes, type(None), tuple, list, dict, set,
-                    frozenset, complex, UvmObject, PersistentMapping, PersistentList,
-                    ImageMapping, ImageList})
-_OPAQUE = (FrameType, TracebackType, CodeType, re.Pattern)
-_MACHINERY = frozenset({"ZODB", "ZEO", "transaction", "BTrees", "persistent", "zodbpickle",
-                        "zmq", "uvm", "supervisor", "bridge", "weaver", "crucible", "envs"})
-_SHAREABLE = (UvmObject, PersistentMapping, PersistentList, Namespace, Pattern, ChainMap)
 _MAPPING_API = frozenset(n for n in dir(dict) if not n.startswith("_"))
 _LIST_API = frozenset(n for n in dir(list) if not n.startswith("_"))
-_MUTABLE = (list, dict, set, bytearray, collections.deque)
 _STR_FORMAT = frozenset({"format", "format_map"})
-_WRITABLE = (UvmObject, dict, list, set, bytearray, PersistentMapping, PersistentList,
-             collections.deque, decimal.Context, type(decimal.Context().traps), ChainMap)
-
-# modules the test-only switch of ``uvm.methods`` exposes (top-level names)
-_permitted_modules: frozenset[str] = frozenset()
 # ``uvm.methods`` registers its Method (a slot answers it bound) and BoundMethod (shareable)
 _method_type: type = type(None)
 
 
 def register_method_types(method: type, bound: type) -> None:
     """Called once by ``uvm.methods``, which sits above this module."""
-    global _method_type, _SHAREABLE
+    global _method_type
     _method_type = method
-    _SHAREABLE = (*_SHAREABLE, bound)
-    _value_verdicts.clear()
-
-
-def permit_modules(names: frozenset[str]) -> None:
-    """Let method code walk these modules (only the test-only switch calls this)."""
-    global _permitted_modules
-    _permitted_modules = frozenset(names)
-
-
-def refused(error: BaseException) -> bool:
-    """Whether an AttributeError is a guard's refusal (not a missing attribute: ``getattr``'s
-    default does not apply). Refusals stay plain ``AttributeError`` for everyone else."""
-    return getattr(error, "batos_refused", False) is True
-
-
-def _refusal(text: str) -> AttributeError:
-    error = AttributeError(text)
-    error.batos_refused = True  # type: ignore[attr-defined]
-    return error
-
-
-def _refuse(obj: Any, name: str, why: str) -> AttributeError:
-    owner = obj.__name__ if isinstance(obj, type) else type(obj).__name__
-    return _refusal(f"{owner}.{name}: {why}")
-
-
-def _module_ok(module: ModuleType) -> bool:
-    top = module.__name__.partition(".")[0]
-    if top in _permitted_modules or module.__name__ == "posixpath" and _permitted_modules:
-        return True
-    return top in allowlist.package_modules() and allowlist.is_allowed(module.__name__)
-
-
-# Per-type verdicts, computed once per type (types are few, lookups are the hot path).
-_FINE, _MODULE, _REFUSED, _CONTAINER = 0, 1, 2, 3
-_value_verdicts: dict[type, tuple[int, str]] = {}
-_SCALARS = frozenset({int, float, bool, str, bytes, type(None), tuple, frozenset, complex})
-
-
-def _value_verdict(kind: type) -> tuple[int, str]:
-    if issubclass(kind, _MUTABLE):
-        verdict = (_CONTAINER, "")
-    elif issubclass(kind, ModuleType):
-        verdict = (_MODULE, "")
-    elif issubclass(kind, _OPAQUE):
-        verdict = (_REFUSED, f"a {kind.__name__}; methods may not hold one")
-    elif issubclass(kind, Persistent) and not issubclass(kind, _SHAREABLE):
-        verdict = (_REFUSED, f"the image's {kind.__name__}; methods reach the image through "
-                             "slots and primitives only")
-    elif (getattr(kind, "__module__", None) or "").partition(".")[0] in _MACHINERY \
-            and not issubclass(kind, _SHAREABLE) and not issubclass(kind, BaseException):
-        verdict = (_REFUSED, f"the kernel's {kind.__name__}; methods may not hold it")
-    else:
-        verdict = (_FINE, "")
-    _value_verdicts[kind] = verdict
-    return verdict
-
-
-def _checked(value: Any, owner: str, name: Any) -> Any:
-    """``value`` if method code may hold it (see the module docstring), else AttributeError
-    saying it is ``owner``'s ``name`` (words built only on refusal: this is the hot path)."""
-    kind = type(value)
-    if kind in _PLAIN:
-        return value
-    code, why = _value_verdicts.get(kind) or _value_verdict(kind)
-    if code == _FINE or code == _CONTAINER:
-        return value
-    if code == _MODULE:
-        if _module_ok(value):
-            return value
-        why = f"the module {value.__name__!r}, which methods may not hold"
-    raise _refusal(f"{owner} {name!r} is {why}")
+    share(bound)
 
 
 def _class_attribute(cls: type, name: str) -> Any:
@@ -364,114 +275,6 @@ def guarded_getitem(obj: Any, key: Any) -> Any:
     return value if type(value) in _PLAIN else _checked(value, "the item", key)
 
 
-def _item(key: Any) -> Any:
-    if type(key) is not str:
-        raise InvalidValue(f"mapping keys must be strings (exactly str), got "
-                           f"{type(key).__name__}")
-    return key
-
-
-def _items(values: Any) -> list[Any]:
-    return [storable(v) for v in values]
-
-
-def _update(target: Any, *args: Any, **kwargs: Any) -> None:
-    if len(args) > 1:
-        raise TypeError(f"update expected at most 1 argument, got {len(args)}")
-    new = dict(*args, **kwargs)
-    target.update({_item(k): storable(v) for k, v in new.items()})
-
-
-# the in-place writers of persistent containers: (target, *args) -> what the method returns
-_STORING: dict[str, Callable[..., Any]] = {
-    "append": lambda target, value: target.append(storable(value)),
-    "extend": lambda target, values: target.extend(_items(values)),
-    "insert": lambda target, index, value: target.insert(index, storable(value)),
-    "update": _update,
-    "setdefault": lambda target, key, value=None: target.setdefault(_item(key), storable(value)),
-}
-
-
-class _Storing:
-    """An in-place writer of an image container, converting what it writes (``storable``)."""
-
-    __slots__ = ("_target", "_name")
-
-    def __init__(self, target: Any, name: str) -> None:
-        self._target = target
-        self._name = name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _STORING[self._name](self._target, *args, **kwargs)
-
-    def __reduce__(self) -> Any:
-        raise TypeError("a container's writer cannot be pickled or copied")
-
-
-class _ContainerWrite:
-    """What ``_write_`` answers for an image container: item writes convert their value
-    (``storable``); attribute writes are refused."""
-
-    __slots__ = ("_target",)
-
-    def __init__(self, target: Any) -> None:
-        object.__setattr__(self, "_target", target)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        target = self._target
-        kind = type(target)
-        if kind is ImageMapping or kind is ImageList:
-            target[key] = value  # the class converts (uvm.obj)
-        elif kind is PersistentMapping:
-            target[_item(key)] = storable(value)
-        elif type(key) is slice:
-            target[key] = _items(value)
-        else:
-            target[key] = storable(value)
-
-    def __delitem__(self, key: Any) -> None:
-        del self._target[key]
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise TypeError(f"a method cannot set attributes of the image's "
-                        f"{type(self._target).__name__}")
-
-    __delattr__ = __setattr__  # type: ignore[assignment]
-
-
-def guarded_write(obj: Any) -> Any:
-    if _COLLECTOR[0] is not None and collecting():
-        raise RuntimeError(LEFTOVER)
-    kind = type(obj)
-    if kind in _CONTAINERS:
-        return _ContainerWrite(obj)
-    if isinstance(obj, (PersistentMapping, PersistentList)):
-        raise TypeError(f"a method cannot modify a {kind.__name__}")
-    if isinstance(obj, _WRITABLE):
-        return obj
-    raise TypeError(f"a method cannot modify a {kind.__name__}")
-
-
-_CONTAINERS = frozenset({ImageMapping, ImageList, PersistentMapping, PersistentList})
-_INPLACE = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
-    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow,
-    "<<=": operator.ilshift, ">>=": operator.irshift, "&=": operator.iand,
-    "|=": operator.ior, "^=": operator.ixor, "@=": operator.imatmul,
-}
-
-
-def _inplacevar(op: str, target: Any, value: Any) -> Any:
-    kind = type(target)
-    if kind is PersistentList and op == "+=":
-        target.extend(_items(value))  # what list's += does, each value converted
-        return target
-    if kind is PersistentMapping and op == "|=":
-        # UserDict's |= changes ``data`` without telling the transaction: update does
-        _update(target, value)
-        return target
-    return _INPLACE[op](target, value)
-
 
 def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return func(*args, **kwargs)
@@ -488,7 +291,7 @@ GUARDS: dict[str, Any] = {
     "_getitem_": guarded_getitem,
     "_getiter_": iter,
     "_write_": guarded_write,
-    "_inplacevar_": _inplacevar,
+    "_inplacevar_": inplacevar,
     "_apply_": _apply,
     "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
     "_unpack_sequence_": guarded_unpack_sequence,
