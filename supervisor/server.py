@@ -16,7 +16,7 @@ gets the supervisor):
 * ``poisoning.Poisoning``  what an unasked death decides about poison messages;
 * ``evolution.Evolution``  the handover desk (evolve/rollback, one at a time);
 * ``frontend.Frontend``    client frames -> one handler per request kind
-  (``supervisor.requests``);
+  (the ``request_*`` modules, answering through a ``desk.Desk``);
 * ``backend.Backend``      incarnation frames -> the pool, the routing table, the
   handover desk;
 * the ZEO server, the vLLM server, ``children.json``, sd_notify.
@@ -44,6 +44,7 @@ from envs import BuildWatch
 from .backend import Backend
 from .children import ChildRecord
 from .config import Config, Home
+from .desk import Desk
 from .errors import HomeError
 from .evolution import Evolution
 from .frontend import Frontend
@@ -52,7 +53,6 @@ from .logs import configure_logging
 from .notify import Notifier
 from .poisoning import Poisoning
 from .pool import Pool
-from .requests import Desk
 from .routing import RoutingTable
 from .sockets import Sockets
 from .vllm import VllmChild

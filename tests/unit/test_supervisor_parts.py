@@ -24,15 +24,15 @@ from bridge.messages import Reply, Request
 from envs import BuildWatch
 from lexicon.frames import REQUEST
 from supervisor.config import Config, Home
+from supervisor.desk import Desk
 from supervisor.errors import RequestRefused, SupervisorError
 from supervisor.evolution import Evolution
-from supervisor.frontend import Frontend
+from supervisor.frontend import HANDLERS, Frontend
 from supervisor.handover import HandoverFailed
 from supervisor.handover_log import HandoverLog
 from supervisor.incarnations import EnvInfo, Incarnation
 from supervisor.poisoning import Poisoning
 from supervisor.pool import Pool
-from supervisor.requests import HANDLERS, Desk
 from supervisor.routing import RoutingTable
 from supervisor.sockets import Sockets
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from envs import EnvError, EnvSpec
 
-from ..errors import RequestRefused
-from .context import Asked, Desk
+from .desk import Asked, Desk
+from .errors import RequestRefused
 
 __all__ = ["KIND", "handle"]
 

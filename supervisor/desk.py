@@ -5,7 +5,8 @@ and the ROUTER's routing frames) and its raw payload (a forwarded request goes t
 the incarnation as the client's own bytes). ``Desk`` holds the collaborators the
 handlers use (the pool, the routing table, the handover desk, the sockets, ...) and
 the ways to answer; it is built once by the supervisor (``supervisor.server``) and
-is not the supervisor: a handler reaches only what the desk names.
+is not the supervisor: a handler reaches only what the desk names. The handlers are
+the ``request_*`` modules, one per request kind, dispatched from ``frontend.HANDLERS``.
 
 Runs in the loop's thread.
 """
@@ -18,14 +19,14 @@ from typing import Any
 
 from bridge.messages import ErrorInfo, Reply
 
-from ..config import Config, Home
-from ..evolution import Evolution
-from ..handover_log import HandoverLog
-from ..pool import Pool
-from ..routing import Envelope, RoutingTable
-from ..sockets import Sockets
-from ..vllm import VllmChild
-from ..zeo import ZeoServer
+from .config import Config, Home
+from .evolution import Evolution
+from .handover_log import HandoverLog
+from .pool import Pool
+from .routing import Envelope, RoutingTable
+from .sockets import Sockets
+from .vllm import VllmChild
+from .zeo import ZeoServer
 
 __all__ = ["Asked", "Desk"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from .context import Asked, Desk
+from .desk import Asked, Desk
 
 __all__ = ["KIND", "handle"]
 

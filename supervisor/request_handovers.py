@@ -9,8 +9,8 @@ Reply: ``handover_log.report``'s answer: one row per handover and the chain's st
 
 from __future__ import annotations
 
-from .. import handover_log
-from .context import Asked, Desk
+from . import handover_log
+from .desk import Asked, Desk
 
 __all__ = ["KIND", "handle"]
 

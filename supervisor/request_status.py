@@ -19,8 +19,8 @@ import os
 import time
 from typing import Any
 
-from ..incarnations import confinement
-from .context import Asked, Desk
+from .desk import Asked, Desk
+from .incarnations import confinement
 
 __all__ = ["KIND", "handle", "status"]
 

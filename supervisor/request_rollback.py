@@ -6,7 +6,7 @@ one the last completed handover left (an env that served, never one that only fa
 validation). What the target env lacks counts as removed (methods importing it block
 the handover unless ``force``).
 
-Reply and errors as for ``evolve`` (``supervisor.requests.evolve``); an unknown
+Reply and errors as for ``evolve`` (``supervisor.request_evolve``); an unknown
 ``env_id``, or no earlier env, is ``InvalidRequest`` naming the known envs.
 """
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from envs import EnvError
 
-from ..errors import RequestRefused
-from ..incarnations import EnvInfo
-from .context import Asked, Desk
+from .desk import Asked, Desk
+from .errors import RequestRefused
+from .incarnations import EnvInfo
 
 __all__ = ["KIND", "handle"]
 

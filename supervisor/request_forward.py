@@ -14,9 +14,9 @@ full, and ``PoisonMessage`` (again) for the id of a poison message.
 
 from __future__ import annotations
 
-from ..poisoning import poison_reply
-from ..routing import Route
-from .context import Asked, Desk
+from .desk import Asked, Desk
+from .poisoning import poison_reply
+from .routing import Route
 
 __all__ = ["handle"]
 
