@@ -41,6 +41,9 @@ Layers, bottom up (each imports only those below it):
     genesis_table              person changes) and its self-checks, as method sources
     pickles, image, genesis    the class allowlist of records; opening storages;
                                bootstrap, verify, self-checks
+    env_imports,               validation's parts: the env's packages import and are
+    record_reader              allowed; one record unpickled strictly (no Broken)
+    image_walk                 every reachable object unpickled, digested, methods compiled
     validation                 a candidate incarnation proving itself on the image
     budget_link                the incarnation's side of budgets and quarantine
     control                    an incarnation's control frames: Stop, Quarantine, Validate
