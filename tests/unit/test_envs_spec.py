@@ -12,8 +12,8 @@ import pytest
 
 import envs
 from envs import EnvError, EnvSpec, InvalidSpec, OfflineMissing
-from envs.uv_run import _translate
 from envs.spec import _parse_fallback, normalize_requirement
+from envs.uv_run import _translate
 
 
 def test_public_api_is_pinned():
