@@ -9,6 +9,7 @@ lists a method's versions, diffs two and rolls back to one.
 All three are ``delivery.Model``s: their bridge calls run on the session's
 worker threads and their state changes only in delivered callbacks (UI
 thread). Input they can refuse before any call becomes ``errors.invalid``.
+They know the session as a ``BrowseHost``, never import it.
 """
 
 from __future__ import annotations
@@ -17,17 +18,15 @@ import difflib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bridge import Client, RemoteError
 
-from .delivery import Model
+from .delivery import Host, Model
 from .errors import UiError, invalid
 
-if TYPE_CHECKING:
-    from .session import Session
-
 __all__ = [
+    "BrowseHost",
     "Browser",
     "Console",
     "History",
@@ -44,6 +43,14 @@ __all__ = [
 SEND_TIMEOUT = 600.0
 #: how many referenced objects ``load_object`` names (one describe each)
 MAX_REFS = 20
+
+
+class BrowseHost(Host, Protocol):
+    """The session as the browser sees it: it also hears of the first object shown."""
+
+    def first_data(self, ok: bool) -> None:
+        """The first view arrived (``ok``) or failed."""
+        ...
 
 
 def render_value(value: Any, limit: int = 160) -> str:
@@ -123,7 +130,7 @@ def load_object(client: Client, ref: str) -> ObjectView:
 class Browser(Model):
     """The object browser: one object's slots; ``open`` any uuid or name; ``back``."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: BrowseHost) -> None:
         super().__init__(session)
         self.view: ObjectView | None = None
         self.trail: list[str] = []
@@ -174,7 +181,7 @@ def parse_args(text: str) -> list[Any]:
 class Console(Model):
     """Send a message; show the result or the error, and a synthesis and its verdict."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: BrowseHost) -> None:
         super().__init__(session)
         self.receiver = "genesis"
         self.selector = ""
@@ -255,7 +262,7 @@ def diff_versions(old: dict[str, Any], new: dict[str, Any]) -> str:
 class History(Model):
     """A method's versions (author, reason), a diff between two, and rollback."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: BrowseHost) -> None:
         super().__init__(session)
         self.target = ""
         self.selector = ""

@@ -9,6 +9,10 @@ in the window, a ``Mailbox`` that the test pumps in tests.
 state only in the delivered callback, so model state is only touched on the UI
 thread, and observers (``Model.observe``) are called there too. Nothing here
 blocks the UI thread on the network, and nothing here knows Kivy.
+
+A model knows its session only as a ``Host`` (the worker, the author, how a
+failure reads); ``ui_seed.session.Session`` is one, and imports the models,
+never the other way round.
 """
 
 from __future__ import annotations
@@ -17,16 +21,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bridge import Client
 
 from .errors import UiError
 
-if TYPE_CHECKING:
-    from .session import Session
-
-__all__ = ["Deliver", "Job", "Mailbox", "Model", "Worker"]
+__all__ = ["Deliver", "Host", "Job", "Mailbox", "Model", "Worker"]
 
 #: runs a callback on the UI thread
 Deliver = Callable[[Callable[[], None]], None]
@@ -106,10 +107,21 @@ class Worker:
                 client.close()
 
 
+class Host(Protocol):
+    """What a view model needs of the session that owns it (``ui_seed.session.Session``)."""
+
+    worker: Worker
+    author: str
+
+    def failed(self, exc: BaseException) -> UiError:
+        """An exception from a worker as the ``UiError`` to show."""
+        ...
+
+
 class Model:
     """Observable state: ``observe(fn)``; ``changed()`` calls every observer (UI thread)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Host) -> None:
         self.session = session
         self.busy = False
         self.error: UiError | None = None

@@ -1,4 +1,11 @@
-"""What the UI shows when something went wrong: ``UiError`` and ``explain``.
+"""ui_seed's errors: the exceptions it raises, and ``UiError``, what the UI shows.
+
+The exceptions ui_seed raises share one root::
+
+    UiSeedError                 anything ui_seed raises
+    +-- WindowSourceError       the window's source could not be fetched, passed
+                                no check, or did not run (``ui_seed.runner`` falls
+                                back to the seed window and says why)
 
 ``UiError`` is a value, not an exception: a view model keeps it in ``error``
 and the window draws it. ``kind`` says what happened (``unreachable``,
@@ -17,7 +24,15 @@ from dataclasses import dataclass
 
 from bridge import BridgeError, RemoteError, Timeout
 
-__all__ = ["UiError", "explain", "invalid"]
+__all__ = ["UiError", "UiSeedError", "WindowSourceError", "explain", "invalid"]
+
+
+class UiSeedError(Exception):
+    """The root of every exception ui_seed raises."""
+
+
+class WindowSourceError(UiSeedError):
+    """The window's source could not be fetched, passed no check, or did not run."""
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,18 @@
 
 Steps: ask Genesis for ``display_yourself`` (the window's source as text);
 check it with the crucible's static stage for a whole module
-(``crucible.check_ui_source``, only ``ui_seed.ALLOWED_MODULES`` importable);
-compile it, exec it in a fresh module and call its ``make_app(session)``, then
-build the root widget. If any step fails, the seed window (``window.py`` of
+(``crucible.check_ui_source``, only ``ui_seed.constants.ALLOWED_MODULES``
+importable); compile it, exec it in a fresh module and call its
+``make_app(session)``, then build the root widget. If any step fails, the seed window (``window.py`` of
 this package) is run instead, with a banner in the window and a log line that
-give the reason.
+give the reason (a step's failure is ``errors.WindowSourceError``).
 
 ``--screenshot PATH`` renders offscreen (``SDL_VIDEODRIVER=offscreen`` unless
 set), waits until the browser has shown its first object (Genesis), saves the
 window as a PNG and, beside it, ``PATH.json``: where the window came from,
 the banner, and the texts of the labels, buttons and inputs it drew.
 
-Threads: Kivy runs on the main thread; ``models.Session`` runs bridge calls on
+Threads: Kivy runs on the main thread; ``session.Session`` runs bridge calls on
 its workers and hands their outcomes back with ``Clock.schedule_once``.
 Kivy is imported only inside ``run`` after its environment is set.
 """
@@ -35,19 +35,16 @@ from typing import Any
 
 from bridge import Client
 
-from . import ALLOWED_MODULES, DISPLAY_SELECTOR, RECEIVER, WINDOW_RESOURCE
+from .constants import ALLOWED_MODULES, DISPLAY_SELECTOR, RECEIVER, WINDOW_RESOURCE
+from .errors import WindowSourceError
 
-__all__ = ["Loaded", "check_source", "exec_window", "fetch_source", "load_window", "run",
-           "seed_source"]
+__all__ = ["Loaded", "WindowSourceError", "check_source", "exec_window", "fetch_source",
+           "load_window", "run", "seed_source"]
 
 log = logging.getLogger("batos.ui")
 
 SIZE = (1280, 800)
 IMAGE_ORIGIN = f"{RECEIVER} {DISPLAY_SELECTOR}"
-
-
-class WindowSourceError(Exception):
-    """The window's source could not be fetched, passed no check, or did not run."""
 
 
 @dataclass
@@ -203,7 +200,7 @@ def _run(endpoint: str, timeout: float, curve: tuple[bytes, bytes, bytes] | None
          screenshot: Path | None, settle_timeout: float) -> int:
     from kivy.clock import Clock
 
-    from .models import Session
+    from .session import Session
 
     loaded = load_window(lambda: fetch_source(endpoint, timeout=timeout, curve=curve))
     session = Session(endpoint, timeout=timeout, curve=curve,

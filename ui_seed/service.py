@@ -8,21 +8,19 @@ reports them; ``Audit`` shows the handover log and its chain verification.
 
 All three are ``delivery.Model``s: their bridge calls run on the session's
 worker threads, and their state changes only in delivered callbacks or in
-``event``, which the session calls on the UI thread.
+``event``, which the session calls on the UI thread. They know the session as
+a ``ServiceHost``, never import it.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .delivery import Job, Model
+from .delivery import Host, Job, Model
 from .errors import invalid
 
-if TYPE_CHECKING:
-    from .session import Session
-
-__all__ = ["Audit", "Evolve", "Incarnations"]
+__all__ = ["Audit", "Evolve", "Incarnations", "ServiceHost"]
 
 #: how long an evolve or rollback may take (uv builds, validation, probation)
 HANDOVER_TIMEOUT = 900.0
@@ -32,10 +30,16 @@ MAX_EVENTS = 50
 MAX_QUARANTINE_LINES = 10
 
 
+class ServiceHost(Host, Protocol):
+    """The session as these models see it: a finished handover refreshes its audit."""
+
+    audit: Audit
+
+
 class Incarnations(Model):
     """The supervisor's status: incarnations (active and candidates), refreshed on events."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: ServiceHost) -> None:
         super().__init__(session)
         self.status: dict[str, Any] | None = None
         self.fetched = 0.0
@@ -94,7 +98,7 @@ class Incarnations(Model):
 class Evolve(Model):
     """A handover: the form's packages, the phases as events report them, the outcome."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: ServiceHost) -> None:
         super().__init__(session)
         self.add_text = ""
         self.remove_text = ""
@@ -147,7 +151,7 @@ class Evolve(Model):
 class Audit(Model):
     """The handover log (rows with per-phase durations) and the chain verification."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: ServiceHost) -> None:
         super().__init__(session)
         self.rows: list[dict[str, Any]] = []
         self.verify: dict[str, Any] | None = None

@@ -4,11 +4,10 @@ This text is the first version of Genesis's ``display_yourself``; ``batos ui``
 fetches it from the image, checks it with the crucible's static stage and runs
 it. It only draws: the state, the bridge calls and the errors are in
 ``ui_seed.models`` (the ``session`` given to ``make_app``), whose callbacks
-arrive on the UI thread. It may import Kivy, ``ui_seed`` and a few harmless
-standard modules; names and attributes never start with an underscore.
+arrive on the UI thread; the words it draws come from ``ui_seed.captions``. It
+may import Kivy, ``ui_seed`` and a few harmless standard modules; names and
+attributes never start with an underscore.
 """
-
-import json
 
 from kivy.app import App
 from kivy.clock import Clock
@@ -21,9 +20,10 @@ from kivy.uix.scrollview import ScrollView
 from kivy.uix.tabbedpanel import TabbedPanel, TabbedPanelItem
 from kivy.uix.textinput import TextInput
 
+from ui_seed import captions
+
 TITLE = "batos: the living image"
 ROW = 30
-SPIN = "|/-\\"
 RED = (0.55, 0.1, 0.1, 1)
 DARK = (0.13, 0.14, 0.17, 1)
 AMBER = (1, 0.75, 0.3, 1)
@@ -93,40 +93,31 @@ def column():
     return GridLayout(cols=1, spacing=2, padding=4)
 
 
-def error_text(model):
-    return model.error.text if model.error is not None else ""
+class Panel(BoxLayout):
+    """A tab: a vertical box drawing one view model, redrawn (``refresh``) as it changes."""
+
+    def __init__(self, window, model, **kwargs):
+        super().__init__(orientation="vertical", spacing=4, padding=4, **kwargs)
+        self.window = window
+        self.model = model
+        model.observe(self.refresh)
 
 
-def pretty(value):
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
-
-
-class ObjectsPanel(BoxLayout):
+class ObjectsPanel(Panel):
     """The object browser: slots with kinds and values; references and parents open."""
 
     def __init__(self, window, **kwargs):
-        super().__init__(orientation="vertical", spacing=4, padding=4, **kwargs)
-        self.window = window
-        self.model = window.session.browser
+        super().__init__(window, window.session.browser, **kwargs)
         self.ref = field("uuid or name, e.g. genesis", "genesis")
-        self.add_widget(row(self.ref, button("Open", self.open, 90), button("Back", self.back, 90),
-                            button("Reload", self.reload, 90)))
+        self.add_widget(row(self.ref, button("Open", lambda w: self.model.open(self.ref.text), 90),
+                            button("Back", lambda w: self.model.back(), 90),
+                            button("Reload", lambda w: self.model.reload(), 90)))
         self.heading = text("", bold=True)
         self.status = text("")
         self.add_widget(self.heading)
         self.add_widget(self.status)
         self.slots = GridLayout(cols=3, spacing=2, padding=2)
         self.add_widget(scroller(self.slots))
-        self.model.observe(self.refresh)
-
-    def open(self, widget):
-        self.model.open(self.ref.text)
-
-    def back(self, widget):
-        self.model.back()
-
-    def reload(self, widget):
-        self.model.reload()
 
     def opener(self, uuid):
         def go(widget):
@@ -141,10 +132,10 @@ class ObjectsPanel(BoxLayout):
 
     def refresh(self):
         view = self.model.view
-        self.status.text = "loading..." if self.model.busy else error_text(self.model)
+        self.status.text = "loading..." if self.model.busy else captions.error_text(self.model)
         if view is None:
             return
-        self.heading.text = view.label + "   " + view.uuid + "   names: " + ", ".join(view.names)
+        self.heading.text = captions.object_heading(view)
         self.slots.clear_widgets()
         for heading in ("slot", "kind", "value"):
             self.slots.add_widget(text(heading, bold=True))
@@ -163,73 +154,51 @@ class ObjectsPanel(BoxLayout):
                 self.slots.add_widget(text(slot.text))
 
 
-class ConsolePanel(BoxLayout):
+class ConsolePanel(Panel):
     """Send a message and see the result, the error, or the mind at work and its verdict."""
 
     def __init__(self, window, **kwargs):
-        super().__init__(orientation="vertical", spacing=4, padding=4, **kwargs)
-        self.model = window.session.console
+        super().__init__(window, window.session.console, **kwargs)
         self.receiver = field("receiver: uuid or name", "genesis")
         self.selector = field("selector, e.g. printString or setSlot:value:")
         self.args = field('arguments as a JSON list, e.g. ["colour", "red"]')
         self.add_widget(row(self.receiver, self.selector))
-        self.add_widget(row(self.args, button("Send", self.send, 110)))
+        self.add_widget(row(self.args, button("Send", lambda w: self.model.send(
+            self.receiver.text, self.selector.text, self.args.text), 110)))
         self.status = text("")
         self.add_widget(self.status)
         self.result = TextInput(readonly=True, text="")
         self.add_widget(self.result)
-        self.model.observe(self.refresh)
         Clock.schedule_interval(self.tick, 0.25)
-
-    def send(self, widget):
-        self.model.send(self.receiver.text, self.selector.text, self.args.text)
 
     def tick(self, dt):
         if self.model.busy:
-            spin = SPIN[int(self.model.elapsed() * 4) % len(SPIN)]
-            doing = "the mind is writing " + repr(self.model.selector) + " (doesNotUnderstand:)" \
-                if self.model.synthesizing else "sending"
-            self.status.text = spin + " " + doing + "... " + str(round(self.model.elapsed(), 1)) + "s"
+            self.status.text = captions.console_progress(self.model)
 
     def refresh(self):
         if self.model.busy:
             return
         last = self.model.last
-        self.status.text = error_text(self.model)
-        if last is None:
-            return
-        lines = [last["receiver"] + " " + last["selector"] + " " + json.dumps(last["args"])
-                 + "   (" + str(last["seconds"]) + "s)"]
-        if last["error"] is not None:
-            lines.append("ERROR " + last["error"].text)
-        else:
-            lines.append(pretty(last["result"]))
-        if last["synthesized"]:
-            lines.append("synthesized by doesNotUnderstand:")
-        if last["verdict"] is not None:
-            lines.append("crucible verdict: " + pretty(last["verdict"]))
-        self.result.text = "\n".join(lines)
+        self.status.text = captions.error_text(self.model)
+        if last is not None:
+            self.result.text = captions.console_result(last)
 
 
-class HistoryPanel(BoxLayout):
+class HistoryPanel(Panel):
     """A method's versions with author and reason; diff two; roll back to one."""
 
     def __init__(self, window, **kwargs):
-        super().__init__(orientation="vertical", spacing=4, padding=4, **kwargs)
-        self.model = window.session.history
+        super().__init__(window, window.session.history, **kwargs)
         self.target = field("object: uuid or name", "traits")
         self.selector = field("method selector, e.g. describe")
-        self.add_widget(row(self.target, self.selector, button("Load", self.load, 90)))
+        self.add_widget(row(self.target, self.selector, button("Load", lambda w: self.model.load(
+            self.target.text, self.selector.text), 90)))
         self.status = text("")
         self.add_widget(self.status)
         self.versions = column()
         self.add_widget(scroller(self.versions))
         self.diff = TextInput(readonly=True, text="")
         self.add_widget(self.diff)
-        self.model.observe(self.refresh)
-
-    def load(self, widget):
-        self.model.load(self.target.text, self.selector.text)
 
     def show(self, target, selector):
         self.target.text, self.selector.text = target, selector
@@ -247,13 +216,11 @@ class HistoryPanel(BoxLayout):
 
     def refresh(self):
         self.status.text = "loading..." if self.model.busy else (
-            error_text(self.model) or self.model.message)
+            captions.error_text(self.model) or self.model.message)
         self.versions.clear_widgets()
         for entry in self.model.versions:
             number = entry["version"]
-            about = "v" + str(number) + "  by " + str(entry.get("author")) + "  " + \
-                str(entry.get("reason") or "")
-            widgets = [text(about)]
+            widgets = [text(captions.version_line(entry))]
             if number > 1:
                 widgets.append(button("diff v" + str(number - 1), self.differ(number - 1, number),
                                       110))
@@ -264,25 +231,20 @@ class HistoryPanel(BoxLayout):
             self.diff.text = self.model.versions[-1]["source"]
 
 
-class IncarnationsPanel(BoxLayout):
+class IncarnationsPanel(Panel):
     """The live incarnation and any candidate, updated from the event stream."""
 
     def __init__(self, window, **kwargs):
-        super().__init__(orientation="vertical", spacing=4, padding=4, **kwargs)
-        self.model = window.session.incarnations
+        super().__init__(window, window.session.incarnations, **kwargs)
         self.summary = text("")
-        self.add_widget(row(self.summary, button("Refresh", self.reload, 100)))
+        self.add_widget(row(self.summary, button("Refresh", lambda w: self.model.refresh(), 100)))
         self.table = GridLayout(cols=8, spacing=2, padding=2)
         self.add_widget(scroller(self.table))
         self.quarantine = text("")
         self.add_widget(self.quarantine)
         self.events = text("")
         self.add_widget(self.events)
-        self.model.observe(self.refresh)
         Clock.schedule_interval(self.tick, 1.0)
-
-    def reload(self, widget):
-        self.model.refresh()
 
     def tick(self, dt):
         if self.model.status is not None:
@@ -291,99 +253,63 @@ class IncarnationsPanel(BoxLayout):
     def refresh(self):
         status = self.model.status
         if status is None:
-            self.summary.text = error_text(self.model) or "loading..."
+            self.summary.text = captions.error_text(self.model) or "loading..."
             return
-        handover = status.get("handover")
-        self.summary.text = "supervisor " + str(status.get("state")) + "   active " + \
-            str(status.get("active")) + "   served " + str(status.get("served")) + \
-            ("   handover " + str(handover.get("phase")) if handover else "")
+        self.summary.text = captions.supervisor_summary(status)
         self.table.clear_widgets()
-        for heading in ("id", "role", "state", "pid", "env", "uptime", "served", "packages"):
+        for heading in captions.INCARNATION_COLUMNS:
             self.table.add_widget(text(heading, bold=True))
         for inc in self.model.rows:
-            packages = inc.get("packages") or {}
-            for value in (inc.get("id"), inc.get("role"), inc.get("state"), inc.get("pid"),
-                          inc.get("env_id"), inc.get("uptime"), inc.get("served"),
-                          str(len(packages)) + " (python " + str(inc.get("python")) + ")"):
-                self.table.add_widget(text(str(value)))
-        lines = self.model.quarantine_lines
-        self.quarantine.text = "\n".join(lines) if lines else "quarantined: none"
-        recent = ["  " + e.get("kind", "?") + " " + json.dumps(e.get("data") or {})[:100]
-                  for e in self.model.events[-6:]]
-        self.events.text = "events:\n" + "\n".join(recent) if recent else "events: none yet"
+            for value in captions.incarnation_cells(inc):
+                self.table.add_widget(text(value))
+        self.quarantine.text = captions.quarantine_text(self.model.quarantine_lines)
+        self.events.text = captions.events_text(self.model.events)
 
 
-class EvolvePanel(BoxLayout):
+class EvolvePanel(Panel):
     """Add or remove packages by a validated handover; its phases appear as they happen."""
 
     def __init__(self, window, **kwargs):
-        super().__init__(orientation="vertical", spacing=4, padding=4, **kwargs)
-        self.model = window.session.evolve
+        super().__init__(window, window.session.evolve, **kwargs)
         self.add = field("add: requirements, e.g. six==1.16.0")
         self.remove = field("remove: package names")
         self.add_widget(row(self.add, self.remove))
-        self.add_widget(row(button("Evolve", self.start), button("Roll back env", self.rollback)))
+        self.add_widget(row(button("Evolve", lambda w: self.model.start(self.add.text,
+                                                                        self.remove.text)),
+                            button("Roll back env", lambda w: self.model.rollback())))
         self.status = text("")
         self.add_widget(self.status)
         self.phases = column()
         self.add_widget(scroller(self.phases))
-        self.model.observe(self.refresh)
-
-    def start(self, widget):
-        self.model.start(self.add.text, self.remove.text)
-
-    def rollback(self, widget):
-        self.model.rollback()
 
     def refresh(self):
-        if self.model.busy:
-            self.status.text = "handover running..."
-        elif self.model.outcome is not None:
-            self.status.text = "outcome: " + str(self.model.outcome.get("outcome")) + "  " + \
-                json.dumps(self.model.outcome.get("timings") or {})[:200]
-        else:
-            self.status.text = error_text(self.model)
+        self.status.text = captions.evolve_status(self.model)
         self.phases.clear_widgets()
         for phase in self.model.phases:
-            took = "..." if phase["seconds"] is None else str(phase["seconds"]) + "s"
-            self.phases.add_widget(text(str(phase["phase"]) + "   " + took))
+            self.phases.add_widget(text(captions.phase_line(phase)))
 
 
-class AuditPanel(BoxLayout):
+class AuditPanel(Panel):
     """The handover log, per-phase durations and the hash chain's verification."""
 
     def __init__(self, window, **kwargs):
-        super().__init__(orientation="vertical", spacing=4, padding=4, **kwargs)
-        self.model = window.session.audit
+        super().__init__(window, window.session.audit, **kwargs)
         self.verify = text("")
-        self.add_widget(row(self.verify, button("Refresh", self.reload, 100)))
+        self.add_widget(row(self.verify, button("Refresh", lambda w: self.model.refresh(), 100)))
         self.rows = column()
         self.add_widget(scroller(self.rows))
-        self.model.observe(self.refresh)
-
-    def reload(self, widget):
-        self.model.refresh()
 
     def refresh(self):
         check = self.model.verify
-        if check is not None:
-            self.verify.text = ("chain OK: " if check.get("ok") else "CHAIN BROKEN: ") + \
-                str(check.get("reason"))
-        else:
-            self.verify.text = error_text(self.model) or "loading..."
+        self.verify.text = captions.chain_text(check) if check is not None else (
+            captions.error_text(self.model) or "loading...")
         self.rows.clear_widgets()
         if not self.model.rows:
             self.rows.add_widget(text("no handovers yet"))
         for entry in reversed(self.model.rows):
-            phases = ", ".join(name + " " + str(round(seconds, 2)) + "s"
-                               for name, seconds in (entry.get("phases") or {}).items())
-            self.rows.add_widget(text(str(entry.get("handover")) + "  " + str(entry.get("kind"))
-                                      + "  " + str(entry.get("outcome")) + "  total "
-                                      + str(round(entry.get("total") or 0, 2)) + "s"
-                                      + "  by " + str(entry.get("who")), bold=True))
-            self.rows.add_widget(text("    " + (phases or "no phases")
-                                      + ("   reason: " + str(entry.get("reason"))
-                                         if entry.get("reason") else "")))
+            summary, detail = captions.handover_lines(entry)
+            self.rows.add_widget(text(summary, bold=True))
+            self.rows.add_widget(text(detail))
 
 
 class SeedWindow(BoxLayout):
@@ -424,10 +350,8 @@ class SeedWindow(BoxLayout):
         self.tabs.switch_to(self.history_tab)
 
     def refresh(self):
-        session = self.session
-        self.connection.text = session.endpoint + "  " + session.state + \
-            ("  (window from " + session.source + ")")
-        self.problem.text = error_text(session)
+        self.connection.text = captions.connection_text(self.session)
+        self.problem.text = captions.error_text(self.session)
 
 
 class SeedApp(App):

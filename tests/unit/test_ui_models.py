@@ -12,7 +12,8 @@ import pytest
 import ui_seed
 from bridge import RemoteError, Timeout
 from tests.unit.ui_fixtures import session_fixture  # noqa: F401
-from ui_seed import models, runner
+from ui_seed import captions, errors, models, runner
+from ui_seed.errors import UiSeedError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,11 +99,57 @@ def test_static_stage_refuses_broken_windows(source: str, reason: str) -> None:
 
 
 def test_package_root_is_import_light() -> None:
-    tree = ast.parse((ROOT / "ui_seed" / "__init__.py").read_text())
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert imported <= {"__future__"}, imported
+    for name, allowed in (("__init__", {"__future__", "constants"}), ("constants", {"__future__"})):
+        tree = ast.parse((ROOT / "ui_seed" / f"{name}.py").read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert imported <= allowed, (name, imported)
     assert ui_seed.WINDOW_RESOURCE == "window.py"
     models_imports = {n.module or "" for n in ast.walk(ast.parse(
         (ROOT / "ui_seed" / "models.py").read_text())) if isinstance(n, ast.ImportFrom)}
     assert not any(m.startswith("kivy") for m in models_imports)
+
+
+def test_window_source_errors_have_ui_seeds_root() -> None:
+    assert issubclass(runner.WindowSourceError, UiSeedError)
+    assert runner.WindowSourceError is errors.WindowSourceError
+    with pytest.raises(UiSeedError, match="defines no make_app"):
+        runner.exec_window("X = 1\n", "test")
+
+
+def test_the_view_models_know_their_session_only_as_a_host() -> None:
+    for name in ("delivery", "browse", "service"):
+        tree = ast.parse((ROOT / "ui_seed" / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "session" not in imported, name
+
+
+def test_captions_say_what_the_window_draws(session: models.Session) -> None:
+    assert captions.connection_text(session) == "tcp://127.0.0.1:9  connecting  (window from image)"
+    assert captions.error_text(session) == ""
+    session.error = models.UiError("timeout", "Request timed out", "try again")
+    assert captions.error_text(session) == "Request timed out: try again"
+    last = {"receiver": "genesis", "selector": "greet:", "args": ["x"], "seconds": 1.5,
+            "error": None, "result": {"a": 1}, "synthesized": True, "verdict": {"status": "pass"}}
+    assert captions.console_result(last).splitlines() == [
+        'genesis greet: ["x"]   (1.5s)', "{", '  "a": 1', "}",
+        "synthesized by doesNotUnderstand:", "crucible verdict: {", '  "status": "pass"', "}"]
+    assert captions.version_line({"version": 2, "author": "mind", "reason": "why"}) == (
+        "v2  by mind  why")
+    status = {"state": "serving", "active": "inc-1", "served": 7, "handover": {"phase": "build"}}
+    assert captions.supervisor_summary(status) == (
+        "supervisor serving   active inc-1   served 7   handover build")
+    inc = {"id": "inc-1", "role": "active", "state": "serving", "pid": 42, "env_id": "e1",
+           "uptime": 3.0, "served": 7, "packages": {"six": "1"}, "python": "3.11"}
+    cells = captions.incarnation_cells(inc)
+    assert len(cells) == len(captions.INCARNATION_COLUMNS)
+    assert cells[-1] == "1 (python 3.11)"
+    assert captions.quarantine_text([]) == "quarantined: none"
+    assert captions.events_text([]) == "events: none yet"
+    assert captions.events_text([{"kind": "zeo.up", "data": {}}]) == "events:\n  zeo.up {}"
+    assert captions.phase_line({"phase": "build", "seconds": None}) == "build   ..."
+    assert captions.chain_text({"ok": False, "reason": "entry 3"}) == "CHAIN BROKEN: entry 3"
+    assert captions.handover_lines({"handover": "h1", "kind": "evolve", "outcome": "switched",
+                                    "total": 2.345, "who": "ada", "phases": {"build": 1.0}}) == (
+        "h1  evolve  switched  total 2.35s  by ada", "    build 1.0s")
+    assert captions.evolve_status(session.evolve) == ""
