@@ -40,7 +40,7 @@ Layers, bottom up (each imports only those below it):
     genesis_checks,            the Genesis table (objects, parents, slots, what only a
     genesis_table              person changes) and its self-checks, as method sources
     pickles, image, genesis    the class allowlist of records; opening storages;
-                               bootstrap, verify, self-checks
+                               Genesis bootstrap and verify
     env_imports,               validation's parts: the env's packages import and are
     record_reader              allowed; one record unpickled strictly (no Broken)
     image_walk                 every reachable object unpickled, digested, methods compiled
