@@ -12,7 +12,7 @@ restricted ``__import__`` at run time). A name a method imports is either
   incarnation at start (``set_allowed``): after ``evolve --add pkg`` a method
   may ``import pkg`` and any ``pkg.sub``, and gets the real modules: the
   operator trusted the package as a whole. What it reaches through them is
-  still guarded (``uvm.guards``: a standard-library module found as an
+  still guarded (``uvm.guard_values``: a standard-library module found as an
   attribute of a package is out of reach). Modules of the kernel's own
   machinery (``NEVER_ALLOWED``) and standard-library names are never taken
   from the env, whatever it holds.

@@ -142,7 +142,7 @@ class Namespace:
 
 class ChainMap(collections.ChainMap):  # type: ignore[type-arg]
     """``collections.ChainMap`` whose writes refuse a persistent first map: an image
-    container is written only through its own guarded writers (``uvm.guards``), which
+    container is written only through its own guarded writers (``uvm.guard_writes``), which
     convert what they store; ChainMap would write into it unconverted."""
 
     def __setitem__(self, key: Any, value: Any) -> None:

@@ -1,6 +1,6 @@
 """Genesis protection: the slots and names of the Genesis objects that only a person changes.
 
-The Genesis table (``uvm.genesis``) declares, at import, which slots of which
+The Genesis table (``uvm.genesis_table``) declares, at import, which slots of which
 Genesis object are protected: its ``name``, its ``parent*``, ``truthValue``
 (what ``truth`` believes) and every method the table plants (``clone``,
 ``doesNotUnderstand:``, the booleans' branches, the checks, ...). Data slots

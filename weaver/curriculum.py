@@ -5,7 +5,7 @@ records into turns). A chapter with no lived record would leave a hole in the
 curriculum, so each chapter has a few hand-written exemplars here, written in the
 same didactic schema: a stimulus, the monologue that applies the Genesis principles
 (the Prototypal Imperative, operational closure, doesNotUnderstand: as the trigger
-for creation), the persona's answer, and the acts (valid in uvm.acts' schema, and
+for creation), the persona's answer, and the acts (valid in lexicon.acts' schema, and
 method sources that pass the method policy: one ``def`` with a receiver, no
 augmented assignment to attributes, no names starting with ``_``).
 
