@@ -56,7 +56,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ZODB.POSException import ConflictError
@@ -207,20 +207,14 @@ class Kernel:
         tm = Manager()
         dropped = 0
         try:
-            for number, attempt in enumerate(tm.attempts(self.retries + 1)):
-                if number:
-                    time.sleep(pause(self.backoff, number - 1))
-                conn = self.db.open(transaction_manager=tm)
-                try:
-                    with attempt as txn:
-                        root = conn.root()
-                        if not ReplyStore.exists(root):
-                            tm.skip_commit()
-                            return 0
-                        dropped = ReplyStore(root, keep=keep, max_age=max_age).prune()
-                        txn.note("prune reply record")
-                finally:
-                    conn.close()
+            for attempt, conn in self._tries(tm):
+                with attempt as txn:
+                    root = conn.root()
+                    if not ReplyStore.exists(root):
+                        tm.skip_commit()
+                        return 0
+                    dropped = ReplyStore(root, keep=keep, max_age=max_age).prune()
+                    txn.note("prune reply record")
         except ConflictError:
             return 0
         return dropped
@@ -295,25 +289,31 @@ class Kernel:
             tm.abort()
             conn.close()
 
+    def _tries(self, tm: Manager) -> Iterator[tuple[Any, Any]]:
+        """``tm.attempts`` for the kernel's own transactions (``write``, ``maintain``):
+        each try after the first waits ``pause``; each gets a connection, closed after."""
+        for number, attempt in enumerate(tm.attempts(self.retries + 1)):
+            if number:
+                time.sleep(pause(self.backoff, number - 1))
+            conn = self.db.open(transaction_manager=tm)
+            try:
+                yield attempt, conn
+            finally:
+                conn.close()
+
     def write(self, fn: Any, *, author: str | None = None, note: str = "") -> Any:
         """Run ``fn(cycle)`` in a transaction of its own and commit it, retrying conflicts."""
         tm = Manager()
         who = author or self.author
         result = None
         try:
-            for number, attempt in enumerate(tm.attempts(self.retries + 1)):
-                if number:
-                    time.sleep(pause(self.backoff, number - 1))
-                conn = self.db.open(transaction_manager=tm)
-                try:
-                    with attempt as txn:
-                        cycle = Cycle(conn, Registry(conn.root()), who, mind=self.mind)
-                        with using_cycle(cycle):
-                            result = fn(cycle)
-                        txn.setUser(who)
-                        txn.note(note[:200])
-                finally:
-                    conn.close()
+            for attempt, conn in self._tries(tm):
+                with attempt as txn:
+                    cycle = Cycle(conn, Registry(conn.root()), who, mind=self.mind)
+                    with using_cycle(cycle):
+                        result = fn(cycle)
+                    txn.setUser(who)
+                    txn.note(note[:200])
         except ConflictError:
             raise RetriesExhausted(f"{note or 'a write'} kept conflicting") from None
         return result
