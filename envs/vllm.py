@@ -17,20 +17,25 @@ Callers: ``supervisor.vllm`` (the ``[vllm]`` table, a supervised child) and
 ``weaver.vllm_server`` (a server the weaver's tools and tests start themselves).
 Each keeps its own process handling (both stop through ``envs.children``).
 
-Boundary: describes and probes; starts nothing. Standard library only (HTTP through
-``urllib``). Safe from any thread: a ``VllmLaunch`` is frozen.
+Boundary: describes and probes; starts nothing. The standard library and httpx (the
+probe: one short-lived ``httpx.Client`` per call, never through a proxy for a loopback
+server, ``transport=`` the seam tests fake the server at); httpx's errors stay here.
+Safe from any thread: a ``VllmLaunch`` is frozen.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
-import urllib.request
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 __all__ = [
     "HOST", "MODULE", "RUNTIME_LORA", "VllmLaunch", "default_venv", "free_port", "models",
@@ -120,19 +125,60 @@ class VllmLaunch:
         return env
 
 
-def models(base_url: str, *, api_key: str | None = None, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """The ``data`` list of ``GET <base_url>/models`` (the base model and loaded LoRAs)."""
-    request = urllib.request.Request(f"{base_url}/models")
-    if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
-    with urllib.request.urlopen(request, timeout=timeout) as reply:
-        return json.loads(reply.read())["data"]
+def models(
+    base_url: str,
+    *,
+    api_key: str | None = None,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> list[dict[str, Any]]:
+    """The ``data`` list of ``GET <base_url>/models`` (the base model and loaded LoRAs).
+
+    Raises ``OSError`` when the server cannot be reached or answers an error status
+    (``TimeoutError`` when it does not answer within ``timeout``, ``ConnectionError``
+    when it cannot be reached), ``ValueError`` when its answer is not a model list.
+    """
+    url = f"{base_url}/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        local = httpx.URL(url).host in _LOOPBACK
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{url!r} is not a usable URL: {exc}") from None
+    try:
+        with httpx.Client(timeout=timeout, transport=transport, follow_redirects=True,
+                          trust_env=not local, verify=_system_trust()) as client:
+            reply = client.get(url, headers=headers)
+    except httpx.TimeoutException as exc:
+        raise TimeoutError(f"GET {url}: no answer within {timeout:g}s") from exc
+    except httpx.HTTPError as exc:
+        raise ConnectionError(f"GET {url}: {exc}") from exc
+    if not reply.is_success:
+        raise OSError(f"GET {url}: HTTP {reply.status_code} {reply.reason_phrase}")
+    try:
+        data = json.loads(reply.content)["data"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"GET {url} answered without a 'data' list") from exc
+    if not isinstance(data, list):
+        raise ValueError(f"GET {url} answered without a 'data' list")
+    return data
 
 
-def ready(base_url: str, *, api_key: str | None = None) -> bool:
+def ready(
+    base_url: str, *, api_key: str | None = None, transport: httpx.BaseTransport | None = None
+) -> bool:
     """True when ``GET <base_url>/models`` answers with a model list (within 2 s)."""
     try:
-        models(base_url, api_key=api_key, timeout=2.0)
-    except (OSError, ValueError, KeyError, TypeError):
+        models(base_url, api_key=api_key, timeout=2.0, transport=transport)
+    except (OSError, ValueError):
         return False
     return True
+
+
+#: a server here is never reached through a proxy from the environment
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@functools.cache
+def _system_trust() -> ssl.SSLContext:
+    """The system's certificate store, built once (``urllib`` checked against it)."""
+    return ssl.create_default_context()

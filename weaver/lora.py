@@ -21,6 +21,11 @@ vLLM's error answers become ``weaver.errors``: rank above the maximum
 (``AdapterNameConflict``), unknown adapter on unload (``AdapterNotLoaded``), runtime
 updates off (``LoraUpdatesDisabled``), unreachable server (``MindUnavailable``).
 
+HTTP goes through one ``httpx.Client`` per runtime (``weaver.transport``: kept
+connections, no proxy for a loopback server); ``transport=`` is the seam tests fake
+vLLM at, and ``close()`` releases the connections. A request is never retried: a load
+or unload that failed half-way is confirmed (or not) against ``/v1/models`` instead.
+
 Threads: every method is safe to call from any thread. One lock serializes changes
 to the loaded set (the server applies loads one at a time anyway); HTTP to load and
 unload happens under it, completions never do.
@@ -32,12 +37,12 @@ import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
+
+import httpx
 
 from weaver.adapters import AdapterInfo
 from weaver.errors import (
@@ -53,6 +58,7 @@ from weaver.errors import (
     MindTimeout,
     MindUnavailable,
 )
+from weaver.transport import http_client
 
 __all__ = ["LoraRuntime", "server_root"]
 
@@ -96,6 +102,7 @@ class LoraRuntime:
         api_key: str | None = None,
         timeout: float = 120.0,
         busy_timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.root = server_root(base_url)
         self.max_adapters = max_adapters or VLLM_DEFAULT_MAX_LORAS
@@ -108,6 +115,7 @@ class LoraRuntime:
         self._pins: Counter[str] = Counter()
         self._lock = threading.RLock()
         self._released = threading.Condition(self._lock)
+        self._http = http_client(self.root, timeout=timeout, transport=transport)
 
     @classmethod
     def for_server(cls, server: _ServerConfig, **overrides: Any) -> LoraRuntime:
@@ -125,6 +133,16 @@ class LoraRuntime:
             f"LoraRuntime({self.root}, {len(self._lru)}/{self.max_adapters} adapters, "
             f"max rank {self.max_rank})"
         )
+
+    def close(self) -> None:
+        """Release the kept connections (the adapters stay loaded on the server)."""
+        self._http.close()
+
+    def __enter__(self) -> LoraRuntime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- the LRU ----------------------------------------------------------------
 
@@ -278,45 +296,42 @@ class LoraRuntime:
         name: str = "",
     ) -> dict[str, Any]:
         url = self.root + path
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
+        headers = {"Content-Type": "application/json"}
         if self.api_key:
-            request.add_header("Authorization", f"Bearer {self.api_key}")
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        data = json.dumps(body).encode() if body is not None else None
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as reply:
-                raw = reply.read()
-        except urllib.error.HTTPError as exc:
-            raise self._translate(exc, path, adapter, name) from exc
-        except TimeoutError as exc:
+            reply = self._http.request(method, url, content=data, headers=headers)
+        except httpx.TimeoutException as exc:
             raise MindTimeout(f"vLLM at {url} did not answer within {self.timeout:.0f}s",
                               url=url) from exc
-        except (urllib.error.URLError, OSError) as exc:
+        except httpx.HTTPError as exc:
             raise MindUnavailable(
                 f"vLLM at {self.root} cannot be reached ({exc}); is the server running?",
                 url=url,
             ) from exc
+        if not reply.is_success:
+            raise self._translate(reply.status_code, reply.text, path, adapter, name)
         try:
-            return json.loads(raw)
+            return json.loads(reply.content)
         except ValueError:
-            return {"text": raw.decode("utf-8", "replace")}
+            return {"text": reply.text}
 
     def _translate(
         self,
-        exc: urllib.error.HTTPError,
+        status: int,
+        raw: str,
         path: str,
         adapter: AdapterInfo | None,
         name: str,
     ) -> Exception:
-        """vLLM's error answer (status and message) as the project's own error."""
-        raw = exc.read().decode("utf-8", "replace")
+        """vLLM's error answer (status and body) as the project's own error."""
         try:
             payload = json.loads(raw)
         except ValueError:
             payload = {}
         error = payload.get("error") if isinstance(payload, dict) else None
         message = error.get("message", "") if isinstance(error, dict) else ""
-        status = exc.code
         who = adapter.name if adapter else name
         said = f"vLLM said ({status}): {message or raw[:300]}"
         if status == 404 and not message and path.endswith("lora_adapter"):

@@ -1,35 +1,36 @@
 """A mind behind an OpenAI-compatible HTTP API (vLLM, llama.cpp's server, Ollama).
 
 ``OpenAIClient`` speaks ``POST {base_url}/chat/completions`` and
-``GET {base_url}/models`` with the standard library only (``urllib``), so the
-client layer adds no dependency. It owns the transport policy:
+``GET {base_url}/models`` through httpx (``weaver.transport``: proxies, certificates,
+connection reuse; ``transport=`` is the seam tests fake the server at). It owns the
+retry policy:
 
 - one timeout per request; a timeout is not retried (a server too slow once is
   likely too slow again, and retrying would multiply the caller's wait);
 - bounded retries with capped exponential backoff on connection errors, 5xx
-  and 429 (honouring ``Retry-After``), never on other 4xx;
+  and 429 (honouring ``Retry-After``, in seconds or as an HTTP-date, up to the
+  cap), never on other 4xx;
 - structured output through ``response_format`` json_schema; with
   ``structured=None`` a 400 saying the server does not support it switches the
   client to plain text + ``extract_json`` for good;
 - every transport error becomes a ``WeaverError`` naming the URL and carrying
-  the server's own message.
+  the server's own message (httpx's exceptions never leave this module).
 
 It must not know about prompts or the image: it sends the messages it is
-given. It holds no connection between requests, so one client may be used
-from several threads at once.
+given. One client may be used from several threads at once: it keeps a pool of
+connections (httpx's, which locks itself) that ``close()`` releases.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
+
+import httpx
 
 from weaver.chat import Answer, check_messages, parse_with_schema
 from weaver.errors import (
@@ -39,10 +40,10 @@ from weaver.errors import (
     MindTimeout,
     MindUnavailable,
 )
+from weaver.transport import http_client, retry_after
 
 __all__ = ["OpenAIClient", "normalize_base_url"]
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # A 400/422 that names the feature and says it is unknown or unsupported means
 # "this server cannot do response_format json_schema" (and not "your schema is wrong").
 _FEATURE_WORDS = ("response_format", "json_schema", "structured", "guided", "grammar")
@@ -85,14 +86,6 @@ def _server_message(body: bytes) -> str:
     return text[:_MAX_MESSAGE]
 
 
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
 class _Retryable(Exception):
     """Internal: this attempt failed in a way another attempt may fix."""
 
@@ -110,6 +103,8 @@ class OpenAIClient:
     variable ``api_key_env`` (read once, here); without either no
     ``Authorization`` header is sent. ``structured``: ``True`` always sends
     ``response_format``, ``False`` never does, ``None`` tries and falls back.
+    ``transport``: where requests go (``None``: the network; tests pass an
+    ``httpx.MockTransport``).
     """
 
     def __init__(
@@ -124,6 +119,7 @@ class OpenAIClient:
         structured: bool | None = None,
         backoff: float = 0.5,
         backoff_cap: float = 8.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not model:
             raise ValueError("a model (or adapter) name is required")
@@ -138,10 +134,7 @@ class OpenAIClient:
         self._api_key = api_key if api_key is not None else os.environ.get(api_key_env) or None
         self._structured = structured
         self._lock = threading.Lock()
-        host = urllib.parse.urlsplit(self.base_url).hostname or ""
-        # A local model server is never reached through a proxy from the environment.
-        handlers = [urllib.request.ProxyHandler({})] if host in _LOOPBACK else []
-        self._opener = urllib.request.build_opener(*handlers)
+        self._http = http_client(self.base_url, timeout=self.timeout, transport=transport)
 
     def __repr__(self) -> str:
         return f"OpenAIClient({self.base_url!r}, model={self.model!r})"
@@ -206,7 +199,14 @@ class OpenAIClient:
         return self._answer(data, body, schema, structured, time.monotonic() - started)
 
     def close(self) -> None:
-        """Nothing to release: no connection is held between requests."""
+        """Release the kept connections; a later request opens new ones."""
+        self._http.close()
+
+    def __enter__(self) -> OpenAIClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- internals ----------------------------------------------------------
 
@@ -273,20 +273,22 @@ class OpenAIClient:
             headers["Content-Type"] = "application/json"
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            self._http_error(url, exc)
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError):
-                raise self._timeout(url) from exc
-            raise _Retryable(f"cannot connect ({exc.reason})") from exc
-        except TimeoutError as exc:
+            response = self._http.request(method, url, content=data, headers=headers)
+        except httpx.TimeoutException as exc:
             raise self._timeout(url) from exc
-        except (http.client.HTTPException, ConnectionError, OSError) as exc:
+        except httpx.ConnectError as exc:
+            raise _Retryable(f"cannot connect ({exc})") from exc
+        except httpx.TransportError as exc:  # dropped, reset, not HTTP
             raise _Retryable(f"connection failed ({type(exc).__name__}: {exc})") from exc
+        except httpx.RequestError as exc:  # a redirect loop, a body that does not decode
+            raise MindProtocolError(
+                f"{url} answered in a way no OpenAI-compatible server does "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        if not response.is_success:
+            self._http_error(url, response)
+        raw = response.content
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -302,17 +304,12 @@ class OpenAIClient:
             url=url,
         )
 
-    def _http_error(self, url: str, exc: urllib.error.HTTPError) -> None:
-        try:
-            body = exc.read()
-        except (OSError, http.client.HTTPException):
-            body = b""
-        finally:
-            exc.close()
-        message = _server_message(body) or exc.reason
-        status = exc.code
+    def _http_error(self, url: str, response: httpx.Response) -> None:
+        message = _server_message(response.content) or response.reason_phrase
+        status = response.status_code
         if status == 429 or status >= 500:
-            raise _Retryable(f"HTTP {status}: {message}", _retry_after(exc.headers)) from exc
+            wait = retry_after(response.headers.get("Retry-After"))
+            raise _Retryable(f"HTTP {status}: {message}", wait)
         hint = ""
         if status in (401, 403):
             hint = " (set the API key in the environment variable the client reads)"
@@ -322,7 +319,7 @@ class OpenAIClient:
             f"the mind at {url} refused the request: HTTP {status}: {message}{hint}",
             url=url,
             status=status,
-        ) from exc
+        )
 
 
 def _says_unsupported(exc: MindRejected) -> bool:

@@ -18,8 +18,8 @@ looks in ``$BATOS_VLLM_VENV``, then ``~/.cache/batos/vllm-venv``; ``scripts/inst
 makes one.
 
 Boundary: imports only ``envs`` below it (nothing of ``uvm``, ``supervisor`` or
-``crucible``); HTTP through ``urllib`` only. Not thread-safe: one owner starts and
-stops a server.
+``crucible``); its only HTTP is ``envs.vllm``'s probe (httpx). Not thread-safe: one
+owner starts and stops a server.
 """
 
 from __future__ import annotations
