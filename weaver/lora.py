@@ -115,6 +115,7 @@ class LoraRuntime:
         self._pins: Counter[str] = Counter()
         self._lock = threading.RLock()
         self._released = threading.Condition(self._lock)
+        self._transport = transport
         self._http = http_client(self.root, timeout=timeout, transport=transport)
 
     @classmethod
@@ -135,8 +136,14 @@ class LoraRuntime:
         )
 
     def close(self) -> None:
-        """Release the kept connections (the adapters stay loaded on the server)."""
-        self._http.close()
+        """Release the kept connections (the adapters stay loaded on the server).
+
+        A later request opens new ones.
+        """
+        fresh = http_client(self.root, timeout=self.timeout, transport=self._transport)
+        with self._lock:
+            spent, self._http = self._http, fresh
+        spent.close()
 
     def __enter__(self) -> LoraRuntime:
         return self

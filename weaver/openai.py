@@ -134,6 +134,7 @@ class OpenAIClient:
         self._api_key = api_key if api_key is not None else os.environ.get(api_key_env) or None
         self._structured = structured
         self._lock = threading.Lock()
+        self._transport = transport
         self._http = http_client(self.base_url, timeout=self.timeout, transport=transport)
 
     def __repr__(self) -> str:
@@ -200,7 +201,10 @@ class OpenAIClient:
 
     def close(self) -> None:
         """Release the kept connections; a later request opens new ones."""
-        self._http.close()
+        fresh = http_client(self.base_url, timeout=self.timeout, transport=self._transport)
+        with self._lock:
+            spent, self._http = self._http, fresh
+        spent.close()
 
     def __enter__(self) -> OpenAIClient:
         return self

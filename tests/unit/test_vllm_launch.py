@@ -8,15 +8,17 @@ server is in tests/integration/test_vllm_server.py and test_supervisor_vllm.py.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from envs import vllm
 from envs.vllm import VllmLaunch
 from supervisor.vllm import VllmConfig
+from tests.unit.http_fakes import WAYS, Served, serve
 from weaver.vllm_server import VllmServer
 
 
@@ -90,35 +92,61 @@ def test_default_venv_follows_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_
     assert vllm.default_venv() == Path.home() / ".cache" / "batos" / "vllm-venv"
 
 
-class _Models(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the http.server hook's name
-        if self.path != "/v1/models":
-            self.send_error(404)
-            return
-        if self.headers.get("Authorization") != "Bearer secret":
-            self.send_error(401)
-            return
-        body = json.dumps({"data": [{"id": "tiny"}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def _models(request: httpx.Request) -> httpx.Response:
+    """vLLM's ``GET /v1/models`` behind ``--api-key secret``; ``/broken/`` answers nonsense."""
+    if request.url.path == "/broken/v1/models":
+        return httpx.Response(200, json={"data": "not a list"})
+    if request.url.path != "/v1/models":
+        return httpx.Response(404)
+    if request.headers.get("Authorization") != "Bearer secret":
+        return httpx.Response(401, json={"error": "Unauthorized"})
+    return httpx.Response(200, json={"data": [{"id": "tiny"}]})
 
 
-def test_the_readiness_check_asks_for_the_model_list():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Models)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+@pytest.fixture(params=WAYS)
+def served(request: pytest.FixtureRequest) -> Iterator[Served]:
+    where = serve(_models, request.param)
     try:
-        base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        assert vllm.ready(base_url, api_key="secret")
-        assert vllm.models(base_url, api_key="secret") == [{"id": "tiny"}]
-        assert not vllm.ready(base_url)  # refused without the key
-        assert not vllm.ready(f"http://127.0.0.1:{vllm.free_port()}/v1")  # nobody listens
+        yield where
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+        where.close()
+
+
+def test_the_readiness_check_asks_for_the_model_list(served: Served):
+    base_url, seam = f"{served.url}/v1", served.transport
+    assert vllm.ready(base_url, api_key="secret", transport=seam)
+    assert vllm.models(base_url, api_key="secret", transport=seam) == [{"id": "tiny"}]
+    assert not vllm.ready(base_url, transport=seam)  # refused without the key
+    with pytest.raises(OSError, match="HTTP 401"):
+        vllm.models(base_url, transport=seam)
+    assert not vllm.ready(f"{served.url}/broken/v1", api_key="secret", transport=seam)
+    with pytest.raises(ValueError, match="'data' list"):
+        vllm.models(f"{served.url}/broken/v1", transport=seam)
+
+
+def test_the_readiness_check_when_nobody_answers():
+    with socket.socket() as sock:  # bound, not listening: connecting is refused
+        sock.bind(("127.0.0.1", 0))
+        base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+        assert not vllm.ready(base_url)
+        with pytest.raises(ConnectionError, match=base_url):
+            vllm.models(base_url)
+
+    def silent(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    with pytest.raises(TimeoutError, match="within 2s"):
+        vllm.models("http://127.0.0.1:9/v1", timeout=2, transport=httpx.MockTransport(silent))
+    assert not vllm.ready("http://127.0.0.1:9/v1", transport=httpx.MockTransport(silent))
+
+
+def test_the_readiness_check_never_goes_through_a_proxy(monkeypatch: pytest.MonkeyPatch):
+    where = serve(_models, "loopback")
+    try:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, "http://127.0.0.1:9")  # nobody there
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        assert vllm.ready(f"{where.url}/v1", api_key="secret")
+    finally:
+        where.close()

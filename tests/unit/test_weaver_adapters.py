@@ -1,23 +1,27 @@
 """Adapter identity (content-hash names) and the LoRA runtime's LRU, budget and pins.
 
-The runtime is driven here against ``FakeLoraApi``, a loopback HTTP server in a
-thread that answers the three endpoints the runtime uses the way vLLM 0.32 does
-(same statuses, same error messages, as checked against the real server by
-tests/integration/test_weaver_lora.py, which runs the same scenarios for real).
+The runtime is driven here against ``FakeLoraApi``, an httpx handler that answers the
+three endpoints the runtime uses the way vLLM 0.32 does (same statuses, same error
+messages, as checked against the real server by tests/integration/test_weaver_lora.py,
+which runs the same scenarios for real). Every runtime test runs twice
+(``tests.unit.http_fakes``): through the runtime's transport seam
+(``httpx.MockTransport``) and with the same handler served on a loopback socket.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.unit.http_fakes import WAYS, Served, serve
 from weaver.adapters import AdapterInfo, adapter_digest, describe_adapter
 from weaver.errors import (
     AdapterBusy,
@@ -29,6 +33,8 @@ from weaver.errors import (
     AdapterRankTooLarge,
     AdapterTooLarge,
     LoraUpdatesDisabled,
+    MindTimeout,
+    MindUnavailable,
 )
 from weaver.lora import LoraRuntime, server_root
 
@@ -52,43 +58,50 @@ class FakeLoraApi:
         self.loras: dict[str, str] = {}
         self.lie = False  # answer 200 to a load without loading
         self.disabled = False  # no runtime-update routes, as without the env variable
+        self.silent = False  # answer nothing (the runtime's timeout fires)
         self.calls: list[str] = []
-        fake = self
+        self.headers: list[httpx.Headers] = []
+        self.lock = threading.Lock()
+        self.served: Served | None = None
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            return self.answer(request)
 
-            def do_GET(self) -> None:
-                fake.calls.append(f"GET {self.path}")
-                cards = [{"id": fake.base, "root": "/models/tiny", "parent": None}]
-                cards += [{"id": n, "root": p, "parent": fake.base} for n, p in fake.loras.items()]
-                self.reply(200, {"object": "list", "data": cards})
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        self.headers.append(request.headers)
+        if self.silent:
+            raise httpx.ReadTimeout("the fake says nothing", request=request)
+        if request.method == "GET":
+            self.calls.append(f"GET {path}")
+            cards = [{"id": self.base, "root": "/models/tiny", "parent": None}]
+            cards += [{"id": n, "root": p, "parent": self.base} for n, p in self.loras.items()]
+            return self.reply(200, {"object": "list", "data": cards})
+        body = json.loads(request.content)
+        self.calls.append(f"POST {path} {body.get('lora_name')}")
+        if self.disabled:
+            return self.reply(404, {"detail": "Not Found"})
+        if path == "/v1/load_lora_adapter":
+            return self.reply(*self.load(body["lora_name"], body["lora_path"]))
+        if path == "/v1/unload_lora_adapter":
+            return self.reply(*self.unload(body["lora_name"]))
+        return self.reply(404, {"detail": "Not Found"})
 
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.calls.append(f"POST {self.path} {body.get('lora_name')}")
-                if fake.disabled:
-                    return self.reply(404, {"detail": "Not Found"})
-                if self.path == "/v1/load_lora_adapter":
-                    return self.reply(*fake.load(body["lora_name"], body["lora_path"]))
-                if self.path == "/v1/unload_lora_adapter":
-                    return self.reply(*fake.unload(body["lora_name"]))
-                return self.reply(404, {"detail": "Not Found"})
+    @staticmethod
+    def reply(status: int, payload: Any) -> httpx.Response:
+        data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        return httpx.Response(status, content=data)
 
-            def reply(self, status: int, payload: Any) -> None:
-                data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    @property
+    def url(self) -> str:
+        assert self.served is not None
+        return f"{self.served.url}/v1"
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
+    def runtime(self, **settings: Any) -> LoraRuntime:
+        """A runtime that reaches this fake (through the seam, or over the socket)."""
+        assert self.served is not None
+        return LoraRuntime(self.url, transport=self.served.transport, **settings)
 
     @staticmethod
     def error(message: str, kind: str, code: int) -> tuple[int, dict[str, Any]]:
@@ -121,19 +134,16 @@ class FakeLoraApi:
         del self.loras[name]
         return 200, f"Success: LoRA adapter '{name}' removed successfully."
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
-@pytest.fixture
-def api() -> Iterator[FakeLoraApi]:
+@pytest.fixture(params=WAYS)
+def api(request: pytest.FixtureRequest) -> Iterator[FakeLoraApi]:
     fake = FakeLoraApi()
+    fake.served = serve(fake, request.param)
     try:
         yield fake
     finally:
-        fake.close()
+        fake.served.close()
 
 
 @pytest.fixture
@@ -213,7 +223,7 @@ def test_server_root_accepts_v1_or_not():
 
 
 def test_lru_under_a_budget_of_two(api, infos):
-    runtime = LoraRuntime(api.url, max_adapters=2)
+    runtime = api.runtime(max_adapters=2)
     a, b, c = infos
     runtime.ensure(a)
     runtime.ensure(b)
@@ -228,7 +238,7 @@ def test_lru_under_a_budget_of_two(api, infos):
 
 def test_byte_budget(api, infos, tmp_path):
     a, b, _ = infos
-    runtime = LoraRuntime(api.url, max_adapters=5, max_bytes=a.size_bytes + 10)
+    runtime = api.runtime(max_adapters=5, max_bytes=a.size_bytes + 10)
     runtime.ensure(a)
     runtime.ensure(b)
     assert list(api.loras) == [b.name]
@@ -240,14 +250,14 @@ def test_byte_budget(api, infos, tmp_path):
 def test_rank_refused_before_the_server_is_asked(api, tmp_path):
     wide = describe_adapter(write_adapter(tmp_path / "wide", rank=32))
     with pytest.raises(AdapterRankTooLarge, match="--max-lora-rank 32"):
-        LoraRuntime(api.url, max_rank=16).ensure(wide)
+        api.runtime(max_rank=16).ensure(wide)
     assert not [c for c in api.calls if c.startswith("POST")]
     with pytest.raises(AdapterRankTooLarge, match="vLLM said"):
-        LoraRuntime(api.url, max_rank=64).ensure(wide)
+        api.runtime(max_rank=64).ensure(wide)
 
 
 def test_server_errors_become_ours(api, infos, tmp_path):
-    runtime = LoraRuntime(api.url, max_adapters=2)
+    runtime = api.runtime(max_adapters=2)
     a = infos[0]
     ghost = a.model_copy(update={"name": "ghost-1", "path": str(tmp_path / "none")})
     with pytest.raises(AdapterNotFound, match="none"):
@@ -269,15 +279,15 @@ def test_server_errors_become_ours(api, infos, tmp_path):
 
 def test_adopts_an_adapter_already_loaded_under_its_name(api, infos):
     a = infos[0]
-    LoraRuntime(api.url).load(a)
-    fresh = LoraRuntime(api.url, max_adapters=2)
+    api.runtime().load(a)
+    fresh = api.runtime(max_adapters=2)
     assert fresh.ensure(a) == a.name
     assert fresh.lru() == [a.name]
     assert not [c for c in api.calls if c.startswith("POST") and c.endswith(a.name)][1:]
 
 
 def test_sync_forgets_what_the_server_lost(api, infos):
-    runtime = LoraRuntime(api.url, max_adapters=2)
+    runtime = api.runtime(max_adapters=2)
     runtime.ensure(infos[0])
     runtime.ensure(infos[1])
     api.loras.pop(infos[0].name)  # e.g. the server restarted with one reloaded by hand
@@ -287,7 +297,7 @@ def test_sync_forgets_what_the_server_lost(api, infos):
 
 def test_pinned_adapters_are_not_evicted(api, infos):
     a, b, _ = infos
-    runtime = LoraRuntime(api.url, max_adapters=1, busy_timeout=0.2)
+    runtime = api.runtime(max_adapters=1, busy_timeout=0.2)
     with runtime.use(a) as name:
         assert name == a.name
         with pytest.raises(AdapterBusy, match="in use"):
@@ -299,7 +309,7 @@ def test_pinned_adapters_are_not_evicted(api, infos):
 
 def test_a_waiting_ensure_proceeds_when_the_pin_is_released(api, infos):
     a, b, _ = infos
-    runtime = LoraRuntime(api.url, max_adapters=1, busy_timeout=30)
+    runtime = api.runtime(max_adapters=1, busy_timeout=30)
     loaded = threading.Event()
     results: list[str] = []
 
@@ -318,7 +328,7 @@ def test_a_waiting_ensure_proceeds_when_the_pin_is_released(api, infos):
 
 
 def test_concurrent_ensures_keep_the_budget(api, infos):
-    runtime = LoraRuntime(api.url, max_adapters=2)
+    runtime = api.runtime(max_adapters=2)
     errors: list[Exception] = []
 
     def work(i: int) -> None:
@@ -337,3 +347,46 @@ def test_concurrent_ensures_keep_the_budget(api, infos):
     assert not errors
     assert set(api.loras) == set(runtime.lru())
     assert len(api.loras) <= 2
+
+
+def test_the_api_key_goes_with_every_request(api, infos):
+    api.runtime(api_key="sekrit").ensure(infos[0])
+    assert api.headers
+    assert all(h["authorization"] == "Bearer sekrit" for h in api.headers)
+    api.headers.clear()
+    api.runtime().loaded()
+    assert "authorization" not in api.headers[0]
+
+
+def test_a_silent_server_is_mind_timeout(api, infos):
+    api.silent = True
+    with pytest.raises(MindTimeout, match="did not answer within") as info:
+        api.runtime(timeout=0.3).ensure(infos[0])
+    assert isinstance(info.value, MindUnavailable)
+    assert len(api.headers) == 1  # asked once, never again
+    assert not api.calls
+
+
+def test_no_server_is_mind_unavailable():
+    with socket.socket() as sock:  # bound, not listening: connecting is refused
+        sock.bind(("127.0.0.1", 0))
+        runtime = LoraRuntime(f"http://127.0.0.1:{sock.getsockname()[1]}/v1", timeout=5)
+        with pytest.raises(MindUnavailable, match="cannot be reached.*is the server running"):
+            runtime.loaded()
+
+
+def test_one_runtime_keeps_one_connection_until_closed(infos):
+    fake = FakeLoraApi()
+    fake.served = serve(fake, "loopback")
+    try:
+        with fake.runtime(max_adapters=2) as runtime:
+            runtime.ensure(infos[0])  # models, load, models: three requests
+        assert fake.served.loopback is not None
+        peers = fake.served.loopback.peers
+        assert len(peers) == 3
+        assert len(set(peers)) == 1
+        runtime.loaded()  # after close: a new connection
+        assert len(set(peers)) == 2
+        runtime.close()
+    finally:
+        fake.served.close()
