@@ -67,7 +67,8 @@ class Desk:
 
     def handover_answer(self, asked: Asked) -> Callable[[bool, dict[str, Any]], None]:
         """How a handover answers ``asked``: its result, or ``HandoverFailed`` naming the
-        phase and the reason."""
+        phase and the reason. The handover desk calls it once per asker (envelope) of a
+        request id, with the one outcome, also for a resend answered from the log."""
         def answer(ok: bool, body: dict[str, Any]) -> None:
             if ok:
                 self.answer(asked, body)

@@ -11,6 +11,13 @@ switches the routing table and back, retires the old incarnation and prunes old
 envs. ``current`` is the evolution lock: one handover at a time; a second request is
 refused ``Busy`` naming the one running.
 
+Idempotent by request id (``recall``, asked before ``admit``): a resend of the
+running handover's request id joins it (every asker gets the one reply, once per
+envelope); a resend of an id already answered gets that reply again, rebuilt from
+the handover log (``handover_requests.RequestIndex``, built at start), also after
+a restart; a seen id never starts a second handover. An evolve whose spec already
+serves is answered ``unchanged`` and recorded too (no handover).
+
 Runs in the loop's thread; the only blocking work (the uv build) goes to the
 supervisor's worker thread, whose future ``step`` polls.
 """
@@ -19,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Hashable
 from concurrent.futures import Executor, Future
 from typing import Any
 
@@ -33,9 +41,11 @@ from lexicon.frames import CONTROL, REQUEST
 
 from . import generations, process
 from .config import Config, Home
-from .errors import RequestRefused
+from .errors import HomeError, RequestRefused
 from .handover import Handover
+from .handover_entries import UNCHANGED
 from .handover_log import HandoverLog
+from .handover_requests import RequestIndex
 from .incarnations import EnvInfo, build, current_spec, save_current_spec
 from .notify import Notifier
 from .pool import Pool
@@ -65,14 +75,51 @@ class Evolution:
         self.build_watch = build_watch
         #: the handover running (the evolution lock)
         self.current: Handover | None = None
+        #: how to answer each asker of the running handover's request, by envelope
+        self._askers: dict[Hashable, Answer] = {}
+        self._requests: RequestIndex | None = None
+        #: a handover recovered at start, published once the loop runs
+        self._recovered: dict[str, Any] | None = None
         self._build_job: Future[EnvInfo] | None = None
 
     # --- the loop asks ----------------------------------------------------------------
 
     def recover_handover(self) -> dict[str, Any] | None:
         """At start, before any incarnation: finish or revert what a previous supervisor
-        left unfinished (``generations.recover``)."""
-        return generations.recover(self.config, self.home, self.hlog)
+        left unfinished (``generations.recover``); then index the requests the log records."""
+        self._recovered = generations.recover(self.config, self.home, self.hlog)
+        self._requests = RequestIndex.scan(self.hlog.path)
+        return self._recovered
+
+    @property
+    def requests(self) -> RequestIndex:
+        """The request ids the handover log records (read once, then kept up to date)."""
+        if self._requests is None:
+            self._requests = RequestIndex.scan(self.hlog.path)
+        return self._requests
+
+    def recall(self, request: str, kind: str, asker: Hashable, answer: Answer) -> bool:
+        """A request id seen before is answered as it was (or, running, will be): True.
+        False: never seen, the caller may start a handover. ``RequestRefused`` when the
+        id was a request of the other kind, or the log cannot be read."""
+        h = self.current
+        if h is not None and h.request == request:
+            _same_kind(request, h.kind, kind, h.id)
+            if h.answered is not None:  # answered at the switch; probation goes on
+                answer(*h.answered)
+            else:
+                self._askers.setdefault(asker, answer)
+            return True
+        try:
+            seen = self.requests.find(request)
+            if seen is None:
+                return False
+            _same_kind(request, seen.kind, kind, seen.handover)
+            recorded = self.requests.recorded(seen)
+        except HomeError as exc:
+            raise RequestRefused("Unavailable", f"cannot look up request {request!r}: {exc}") from exc
+        answer(recorded.ok, recorded.body)
+        return True
 
     def admit(self) -> EnvSpec:
         """The spec a handover starts from; ``RequestRefused`` when one may not start now."""
@@ -100,25 +147,47 @@ class Evolution:
         current = self.pool.env.id if self.pool.env is not None else None
         return generations.rollback_spec(self.config, self.home, self.hlog, current, env_id)
 
-    def start(self, kind: str, after: EnvSpec, answer: Answer, *, who: str, add: list[str],
-              remove: list[str], force: bool, offline: bool | None, probation: float | None) -> None:
-        """Hand over to ``after`` (``admit`` said yes); ``answer`` is called once, at the
-        switch or the failure (at once when ``after`` already serves)."""
+    def start(self, kind: str, after: EnvSpec, answer: Answer, *, request: str, asker: Hashable,
+              who: str, add: list[str], remove: list[str], force: bool, offline: bool | None,
+              probation: float | None) -> None:
+        """Hand over to ``after`` for request id ``request`` (``recall`` said never seen,
+        ``admit`` said yes); ``answer`` is called once, at the switch or the failure (at
+        once, and recorded, when ``after`` already serves)."""
         env = self.pool.env
         assert env is not None
         if after.id == env.id:
-            answer(True, {"outcome": "unchanged", "env": env.describe(),
-                          "message": "the incarnation already runs this spec"})
+            body = {"outcome": "unchanged", "env": env.describe(),
+                    "message": "the incarnation already runs this spec"}
+            hid, offset = "u-" + uuid.uuid4().hex[:12], self.hlog.size
+            self.hlog.append(hid, UNCHANGED, request=request, kind=kind, env=body["env"],
+                             message=body["message"])
+            self.requests.note(request, kind, hid, offset)
+            answer(True, body)
             return
+        self._askers = {asker: answer}
+        offset = self.hlog.size
         self.current = Handover(
-            host=self, log=self.hlog, kind=kind, spec_after=after, reply=answer, who=who,
-            add=add, remove=remove, removed_modules=generations.modules_of(env, remove),
-            force=force, offline=offline,
+            host=self, log=self.hlog, kind=kind, spec_after=after, reply=self._answer_askers,
+            who=who, request=request, add=add, remove=remove,
+            removed_modules=generations.modules_of(env, remove), force=force, offline=offline,
             probation=probation if probation is not None else self.config.probation,
         )
         self.current.begin()
+        self.requests.note(request, kind, self.current.id, offset)
+
+    def _answer_askers(self, ok: bool, body: dict[str, Any]) -> None:
+        askers, self._askers = self._askers, {}
+        for answer in askers.values():
+            answer(ok, body)
 
     def step(self, now: float) -> None:
+        if self._recovered is not None:  # the event socket is open once the loop runs
+            found, self._recovered = self._recovered, None
+            finished = found["action"] == "finish"
+            self.publish("handover.completed", handover=found["handover"], request="",
+                         outcome="completed" if finished else "interrupted", after_restart=True,
+                         failed_phase=None if finished else found.get("phase"),
+                         reason=found["why"])
         self._poll_build()
         if self.current is not None:
             self.current.step(now)
@@ -142,7 +211,7 @@ class Evolution:
         h = self.current
         if h is None:
             return None
-        return {"id": h.id, "kind": h.kind, "phase": h.phase, "who": h.who,
+        return {"id": h.id, "kind": h.kind, "phase": h.phase, "who": h.who, "request": h.request,
                 "elapsed": round(time.monotonic() - h.started, 3)}
 
     # --- news from the backend and the pool -------------------------------------------
@@ -217,7 +286,6 @@ class Evolution:
         self.pool.env = env
         save_current_spec(self.home, env.spec)
         self.sockets.forward_all(self.routing.release_pending(time.monotonic()))
-        self.publish("handover.switched", old=previous, new=candidate, env_id=env.id)
         self.notifier.status(f"serving: incarnation {candidate} (env {env.id}) on probation")
         return previous
 
@@ -241,7 +309,6 @@ class Evolution:
                 process.kill(bad.proc, f"incarnation {bad.id}")
             self.routing.orphan(failed)  # its in-flight requests go to the one we switch to
         self.sockets.forward_all(self.routing.release_pending(now))
-        self.publish("handover.rolled_back", to=self.routing.active)
 
     def retire(self, ident: str) -> None:
         inc = self.pool.incarnations.get(ident)
@@ -265,3 +332,9 @@ class Evolution:
     def ended(self, handover: Handover) -> None:
         if self.current is handover:
             self.current = None
+
+
+def _same_kind(request: str, was: str, asked: str, handover: str) -> None:
+    if was != asked:
+        raise RequestRefused("InvalidRequest", f"request id {request!r} was a {was} (handover "
+                             f"{handover}); a {asked} needs an id of its own")

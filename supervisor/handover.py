@@ -27,6 +27,13 @@ Phases, each logged to the handover log with its timing:
 
 Any failure before the switch stops the candidate; the old incarnation never
 stopped serving. The reply names the phase and why.
+
+The reply is given once (``reply``: the desk gives it to every asker of the
+request id) and logged first (``answered``; a resend's reply is rebuilt from the
+log: ``handover_requests``). Events (topic ``handover``), each with ``handover``
+and ``request`` (the starting request's id): ``handover.phase`` (phase),
+``.switched`` (old, new, env_id), ``.rolled_back`` (to, reason), ``.completed``
+(outcome, failed_phase, reason).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from envs import EnvSpec
 
 from .config import Config
 from .errors import SupervisorError
+from .handover_entries import ANSWERED
 from .handover_log import HandoverLog
 from .incarnations import EnvInfo
 
@@ -121,6 +129,8 @@ class Handover:
     spec_after: EnvSpec
     reply: Callable[[bool, dict[str, Any]], None]
     who: str = ""
+    #: the id of the evolve/rollback request that started it ("" when none did)
+    request: str = ""
     add: list[str] = field(default_factory=list)
     remove: list[str] = field(default_factory=list)
     removed_modules: list[str] = field(default_factory=list)
@@ -143,7 +153,8 @@ class Handover:
     drained: int = 0
     health_probe: str | None = None
     health_sent: float = 0.0
-    replied: bool = False
+    #: the reply given: (ok, body); None until then
+    answered: tuple[bool, dict[str, Any]] | None = None
     done: bool = False
     outcome: str = ""
 
@@ -153,8 +164,8 @@ class Handover:
         self.env_before = self.host.env()
         self.old = self.host.active()
         self.served_before = self._served()
-        self.log.append(self.id, "requested", kind=self.kind, who=self.who, add=self.add,
-                        remove=self.remove, force=self.force,
+        self.log.append(self.id, "requested", kind=self.kind, request=self.request,
+                        who=self.who, add=self.add, remove=self.remove, force=self.force,
                         env_before=self.env_before.describe() if self.env_before else None,
                         spec_after=self.spec_after.to_dict())
         self._enter("build")
@@ -164,7 +175,10 @@ class Handover:
         self.phase, self.phase_started = phase, time.monotonic()
         self.log.append(self.id, "phase.start", phase=phase)
         log.info("handover phase", extra={"handover": self.id, "phase": phase})
-        self.host.publish("handover.phase", handover=self.id, phase=phase)
+        self._publish("handover.phase", phase=phase)
+
+    def _publish(self, kind: str, **data: Any) -> None:
+        self.host.publish(kind, handover=self.id, request=self.request, **data)
 
     def _end(self, **details: Any) -> None:
         seconds = round(time.monotonic() - self.phase_started, 4)
@@ -285,6 +299,8 @@ class Handover:
                         env_before=self.env_before.id if self.env_before else None,
                         env_after=self.env_after.id)
         previous = self.host.switch_to(self.candidate, self.env_after)
+        self._publish("handover.switched", old=previous, new=self.candidate,
+                      env_id=self.env_after.id)
         self.drained = self.host.in_flight(previous) if previous else 0
         self.log.append(self.id, "switched", old=previous, new=self.candidate,
                         in_flight_on_old=self.drained)
@@ -323,6 +339,7 @@ class Handover:
         log.error("handover %s rolling back: %s", self.id, reason)
         self.log.append(self.id, "intent.rollback", reason=reason, to=self.old)
         self.host.switch_back(self.old, self.env_before, failed=self.candidate)
+        self._publish("handover.rolled_back", to=self.host.active(), reason=reason)
         self.log.append(self.id, "rolled_back", reason=reason, to=self.old)
         self._complete("rolled_back", failed_phase=self.phase, reason=reason)
 
@@ -338,8 +355,12 @@ class Handover:
         self._complete("failed", failed_phase=phase, reason=reason)
 
     def _answer(self, ok: bool, body: dict[str, Any]) -> None:
-        if not self.replied:
-            self.replied = True
+        """Record the reply (the log first: a resend after a crash gets what this one
+        would have), then give it."""
+        if self.answered is None:
+            self.answered = (ok, body)
+            total = body.get("total", round(time.monotonic() - self.started, 4))
+            self.log.append(self.id, ANSWERED, request=self.request, ok=ok, total=total)
             self.reply(ok, body)
 
     def summary(self) -> dict[str, Any]:
@@ -361,5 +382,5 @@ class Handover:
                         env_before=self.env_before.describe() if self.env_before else None,
                         env_after=self.env_after.describe() if self.env_after else None,
                         validation=self.validation, **extra)
-        self.host.publish("handover.completed", handover=self.id, outcome=outcome, **extra)
+        self._publish("handover.completed", outcome=outcome, **extra)
         self.host.ended(self)

@@ -11,8 +11,10 @@ the previous line's exact bytes (newline excluded, ``digest``), 64 zeros
 
 Events (``data`` keys by convention; readers tolerate missing ones):
 
-    requested        kind (evolve|rollback), who (client key name or local user),
-                     add [pkg], remove [pkg], env_before {id, python, packages}
+    requested        kind (evolve|rollback), request (the id of the evolve/rollback
+                     request that started it; absent in logs written before 1.0), who
+                     (client key name or local user), add [pkg], remove [pkg], env_before
+                     {id, python, packages}, force, spec_after
     phase.start      phase (one of PHASES)
     phase.end        phase, duration, then the phase's details: build: env {id, python,
                      packages}; validate: validation; drain: drained; ok=False, error
@@ -21,10 +23,20 @@ Events (``data`` keys by convention; readers tolerate missing ones):
     intent.rollback  reason, to          rolled_back   reason, to
     intent.retire    old                 retired       old
     failed           phase, reason
+    answered         request, ok, total (s from requested to the reply): the reply was
+                     given (at the switch, or with the failure); with the entries before
+                     it, what rebuilds the reply for a resend (``handover_requests``)
     completed        outcome (OUTCOMES), total, phases {phase: s}, served, in_flight,
                      drained, env_before, env_after (with versions), validation,
                      failed_phase, reason, after_restart (finished by a restarted supervisor)
     recovered        written by a restarted supervisor: found (``interrupted()``), action
+    unchanged        request, kind, env {id, python, packages, ...}, message: an evolve or
+                     rollback whose spec already served, so no handover ran; its
+                     ``handover`` field is a ``u-<hex>`` id of its own, and readers that
+                     list handovers skip it (``NOT_HANDOVERS``)
+
+Entries are only ever added to (new events, new ``data`` keys); a reader ignores an
+event it does not know, so an older log reads as before.
 
 The modules built on this one: ``handover_log`` (the writer), ``handover_chain``
 (the hash-chain verifier), ``handover_report`` (rows per handover and the
@@ -43,9 +55,10 @@ from typing import Any
 from .errors import HomeError
 
 __all__ = [
-    "COMPLETED", "EVENTS", "FAILED", "INTENT_RETIRE", "INTENT_ROLLBACK", "INTENT_SWITCH",
-    "OUTCOMES", "PHASES", "PHASE_END", "PHASE_START", "RECOVERED", "REQUESTED", "RETIRED",
-    "ROLLED_BACK", "SWITCHED", "ZERO_HASH", "digest", "parse_entry", "read_entries", "read_lines",
+    "ANSWERED", "COMPLETED", "EVENTS", "FAILED", "INTENT_RETIRE", "INTENT_ROLLBACK",
+    "INTENT_SWITCH", "NOT_HANDOVERS", "OUTCOMES", "PHASES", "PHASE_END", "PHASE_START",
+    "RECOVERED", "REQUESTED", "RETIRED", "ROLLED_BACK", "SWITCHED", "UNCHANGED", "ZERO_HASH",
+    "digest", "parse_entry", "read_entries", "read_lines",
 ]
 
 ZERO_HASH = "0" * 64
@@ -54,8 +67,12 @@ INTENT_SWITCH, SWITCHED = "intent.switch", "switched"
 INTENT_ROLLBACK, ROLLED_BACK = "intent.rollback", "rolled_back"
 INTENT_RETIRE, RETIRED = "intent.retire", "retired"
 FAILED, COMPLETED, RECOVERED = "failed", "completed", "recovered"
+ANSWERED, UNCHANGED = "answered", "unchanged"
 EVENTS = frozenset({REQUESTED, PHASE_START, PHASE_END, INTENT_SWITCH, SWITCHED, INTENT_ROLLBACK,
-                    ROLLED_BACK, INTENT_RETIRE, RETIRED, FAILED, COMPLETED, RECOVERED})
+                    ROLLED_BACK, INTENT_RETIRE, RETIRED, FAILED, COMPLETED, RECOVERED, ANSWERED,
+                    UNCHANGED})
+#: events recorded under an id of their own that is no handover (no row, never interrupted)
+NOT_HANDOVERS = frozenset({UNCHANGED})
 PHASES = ("build", "incarnate", "validate", "switch", "drain", "probation", "retire")
 OUTCOMES = ("completed", "failed", "rolled_back", "interrupted")
 _KEYS = frozenset({"seq", "ts", "handover", "event", "data", "prev"})

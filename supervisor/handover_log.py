@@ -171,6 +171,13 @@ class HandoverLog:
         with self._lock:
             return self._seq - 1, self._prev
 
+    @property
+    def size(self) -> int:
+        """Bytes written so far: the offset the next entry will start at (the request
+        index, ``handover_requests``, remembers where a handover's entries begin)."""
+        with self._lock:
+            return self._size
+
     def append(self, handover: str, event: str, **data: Any) -> dict[str, Any]:
         """Write one entry and fsync it; return the entry as written. Raises HomeError if not durable."""
         if event not in EVENTS:

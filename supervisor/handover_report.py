@@ -1,8 +1,9 @@
 """The handover log read back: one row per handover, the recovery decision, the report.
 
 ``summarize`` groups the entries (format: ``handover_entries``) by handover
-and makes one row each: who asked for what, the outcome, the phases' times,
-the envs before and after. ``report`` is what ``batos handovers --json``
+and makes one row each: who asked for what (and the request's id: None in
+logs written before it was recorded), the outcome, the phases' times, the envs
+before and after; an evolve that needed no handover (``unchanged``) has no row. ``report`` is what ``batos handovers --json``
 prints and the UI gets over the bridge: the rows and the chain check
 (``handover_chain.verify``).
 
@@ -39,6 +40,7 @@ from .handover_entries import (
     FAILED,
     INTENT_ROLLBACK,
     INTENT_SWITCH,
+    NOT_HANDOVERS,
     PHASE_END,
     PHASE_START,
     PHASES,
@@ -69,10 +71,13 @@ def _built_env(entries: list[dict[str, Any]]) -> Any:
 
 
 def _grouped(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
+    """The entries by handover, in the order the handovers began; records that are no
+    handover (``NOT_HANDOVERS``: an evolve that changed nothing) left out."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for entry in read_entries(path):
         groups.setdefault(entry["handover"], []).append(entry)
-    return groups
+    return {hid: entries for hid, entries in groups.items()
+            if any(e["event"] not in NOT_HANDOVERS for e in entries)}
 
 
 def _row(hid: str, entries: list[dict[str, Any]], last: bool) -> dict[str, Any]:
@@ -94,6 +99,7 @@ def _row(hid: str, entries: list[dict[str, Any]], last: bool) -> dict[str, Any]:
     rollback = first.get(INTENT_ROLLBACK) or first.get(ROLLED_BACK) or {}
     return {
         "handover": hid, "kind": asked.get("kind", "evolve"), "started": entries[0]["ts"],
+        "request": asked.get("request"),
         "who": asked.get("who", done.get("who")),
         "add": _as_list(asked.get("add", done.get("add"))),
         "remove": _as_list(asked.get("remove", done.get("remove"))),

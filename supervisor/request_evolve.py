@@ -11,6 +11,12 @@ after it); ``{"outcome": "unchanged", "env", "message"}`` when the spec already
 serves. Errors: ``HandoverFailed`` naming the phase and why, ``Busy`` while another
 handover runs, ``Unavailable`` when nothing serves or the supervisor is stopping,
 ``InvalidRequest`` for a spec that cannot be (or ``env.mode = "current"``).
+
+Idempotent by ``id`` (``Evolution.recall``): a resend while its handover runs joins
+it; a resend after it was answered gets the same reply again (from the handover log,
+also after a restart); never a second handover. Only a request that started a
+handover or was answered ``unchanged`` is recorded: a refused one (``Busy``,
+``Unavailable``, ``InvalidRequest``) may be resent with its id and is judged anew.
 """
 
 from __future__ import annotations
@@ -27,7 +33,10 @@ KIND = "evolve"
 
 def handle(desk: Desk, asked: Asked) -> None:
     request = asked.request
+    answer = desk.handover_answer(asked)
     try:
+        if desk.evolution.recall(request.id, KIND, asked.envelope, answer):
+            return None
         spec = desk.evolution.admit()
         after = spec.with_changes(add=request.add, remove=request.remove)
         if request.find_links:
@@ -39,6 +48,6 @@ def handle(desk: Desk, asked: Asked) -> None:
     except (EnvError, ValueError) as exc:
         return desk.refuse(asked, "InvalidRequest", str(exc))
     desk.evolution.start(
-        "evolve", after, desk.handover_answer(asked), who=request.who or "local",
+        KIND, after, answer, request=request.id, asker=asked.envelope, who=request.who or "local",
         add=list(request.add), remove=list(request.remove), force=request.force,
         offline=request.offline or None, probation=request.probation)

@@ -8,6 +8,8 @@ the handover unless ``force``).
 
 Reply and errors as for ``evolve`` (``supervisor.request_evolve``); an unknown
 ``env_id``, or no earlier env, is ``InvalidRequest`` naming the known envs.
+Idempotent by ``id`` as ``evolve`` is: a resend joins the running handover or gets
+its recorded reply; never a second handover.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ KIND = "rollback"
 
 def handle(desk: Desk, asked: Asked) -> None:
     request = asked.request
+    answer = desk.handover_answer(asked)
     try:
+        if desk.evolution.recall(request.id, KIND, asked.envelope, answer):
+            return None
         desk.evolution.admit()
         after = desk.evolution.rollback_spec(request.env_id)
     except RequestRefused as exc:
@@ -37,6 +42,6 @@ def handle(desk: Desk, asked: Asked) -> None:
     target = EnvInfo(id="", python="", spec=after.to_dict())
     removed = sorted(set(env.requirement_names) - set(target.requirement_names))
     desk.evolution.start(
-        "rollback", after, desk.handover_answer(asked), who=request.who or "local",
-        add=[], remove=removed, force=request.force, offline=None,
+        KIND, after, answer, request=request.id, asker=asked.envelope,
+        who=request.who or "local", add=[], remove=removed, force=request.force, offline=None,
         probation=request.probation)

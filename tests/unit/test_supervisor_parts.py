@@ -194,7 +194,7 @@ def test_a_handover_is_refused_unless_one_serves_none_runs_and_the_supervisor_st
     assert "no incarnation is serving (state starting)" in refused["error"]["message"]
     parts.serve("inc-1")
     parts.evolution.current = SimpleNamespace(  # type: ignore[assignment]
-        id="h-1", kind="evolve", phase="validate", who="ops")
+        id="h-1", kind="evolve", phase="validate", who="ops", request="e0")
     busy = parts.ask(kind="rollback", id="e2")
     assert busy is not None
     assert busy["error"]["type"] == "Busy"
