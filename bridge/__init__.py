@@ -1,8 +1,9 @@
 """The bridge: the wire protocol every client, the supervisor and incarnations speak.
 
-``bridge.messages`` is the whole schema, ``bridge.codec`` its msgpack
-encoding, ``bridge.client.Client`` the Python client. Imports nothing of the
-UVM, the supervisor or the mind: everything crosses process boundaries here.
+``bridge.messages`` is the whole schema, ``bridge.codec`` its msgpack encoding
+(``bridge.wire_values``: which values it carries), ``bridge.schema`` the schema as
+JSON Schema, ``bridge.client.Client`` the Python client. Imports nothing of the UVM,
+the supervisor or the mind: everything crosses process boundaries here.
 """
 
 from .client import DEFAULT_ENDPOINT, Client, default_endpoint, new_request_id
@@ -10,6 +11,7 @@ from .errors import (
     BridgeError,
     FrameTooLarge,
     InvalidMessage,
+    InvalidValue,
     MalformedFrame,
     ProtocolError,
     RemoteError,
@@ -17,15 +19,17 @@ from .errors import (
     TransientError,
     UnsupportedVersion,
 )
-from .messages import PROTOCOL_VERSION
+from .messages import PROTOCOL, PROTOCOL_VERSION
 
 __all__ = [
     "DEFAULT_ENDPOINT",
+    "PROTOCOL",
     "PROTOCOL_VERSION",
     "BridgeError",
     "Client",
     "FrameTooLarge",
     "InvalidMessage",
+    "InvalidValue",
     "MalformedFrame",
     "ProtocolError",
     "RemoteError",

@@ -3,6 +3,14 @@
 Schema lives in ``bridge.messages``; this module only turns models into
 bytes and bytes back into validated models, raising ``ProtocolError``
 subclasses that name what was wrong. Never pickle over the bridge.
+
+``unpack`` checks, in this order: the size (``FrameTooLarge``), msgpack
+(``MalformedFrame``), a map (``MalformedFrame``), ``v`` present and 1
+(``UnsupportedVersion``), string keys and no extension values anywhere
+(``InvalidValue``, naming the path; ``bridge.wire_values``). Every error past
+"a map" carries the frame's ``id`` when it is a valid one (``request_id``), so
+its reply can be matched to the request. ``encode`` writes a ``Reply`` in its
+wire form (``Reply.wire``: ``result`` or ``error``, never both).
 """
 
 from __future__ import annotations
@@ -12,7 +20,14 @@ from typing import Any
 import ormsgpack
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .errors import FrameTooLarge, InvalidMessage, MalformedFrame, UnsupportedVersion
+from . import wire_values
+from .errors import (
+    FrameTooLarge,
+    InvalidMessage,
+    InvalidValue,
+    MalformedFrame,
+    UnsupportedVersion,
+)
 from .messages import PROTOCOL_VERSION, Control, Reply, Request
 
 __all__ = [
@@ -35,30 +50,58 @@ _controls: TypeAdapter[Any] = TypeAdapter(Control)
 
 
 def encode(message: BaseModel | dict[str, Any]) -> bytes:
+    wire = message.wire() if isinstance(message, Reply) else message
     try:
-        return ormsgpack.packb(message, option=_OPTS)
+        return ormsgpack.packb(wire, option=_OPTS)
     except (TypeError, ormsgpack.MsgpackEncodeError) as exc:
         raise InvalidMessage(f"cannot encode message: {exc}") from exc
 
 
 def unpack(frame: bytes, *, max_size: int = MAX_FRAME) -> dict[str, Any]:
-    """Bytes -> a msgpack map of this protocol version (not yet validated)."""
+    """Bytes -> a msgpack map of this protocol version with plain values (not yet validated)."""
     if len(frame) > max_size:
         raise FrameTooLarge(f"frame of {len(frame)} bytes is over the {max_size}-byte limit")
+    problem = None
     try:
         data = ormsgpack.unpackb(frame)
     except (ormsgpack.MsgpackDecodeError, ValueError, TypeError) as exc:
-        raise MalformedFrame(f"frame is not valid msgpack: {exc}") from None
+        data, problem = _diagnose(frame, exc)
     if not isinstance(data, dict):
-        raise MalformedFrame(f"a message is a msgpack map, got {type(data).__name__}")
+        raise MalformedFrame(f"a message is a msgpack map, got {_kind(data)}")
+    rid = peek_id(data)
     version = data.get("v")
-    if version != PROTOCOL_VERSION:
-        if version is None:
-            raise InvalidMessage("message has no protocol version field 'v'")
-        raise UnsupportedVersion(
-            f"protocol version {version!r} is not spoken here; this side speaks {PROTOCOL_VERSION}"
-        )
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        found = "has no protocol version field 'v'" if "v" not in data else (
+            f"has protocol version {wire_values.describe(version)}, which is not spoken here")
+        raise UnsupportedVersion(f"the message {found}; this side speaks {PROTOCOL_VERSION}",
+                                 request_id=rid)
+    if problem is not None:
+        raise InvalidValue(problem, request_id=rid)
     return data
+
+
+def _diagnose(frame: bytes, failure: Exception) -> tuple[Any, str | None]:
+    """Why ormsgpack refused ``frame``: (what it decodes to, leniently, and its first
+    non-string key or extension), or ``MalformedFrame`` when it is not msgpack at all."""
+    try:
+        data = wire_values.lenient(frame)
+    except (ormsgpack.MsgpackDecodeError, ValueError, TypeError) as exc:
+        # a map (or an extension) as a map key: valid msgpack no dict holds; read the bytes
+        # (ormsgpack says "invalid type <its name for the key>"); anything else is not msgpack
+        scanned = wire_values.scan(frame) if str(exc).startswith("invalid type") else None
+        if scanned is None:
+            raise MalformedFrame(f"frame is not valid msgpack: {exc}") from None
+        return (scanned.fields if scanned.is_map else []), scanned.problem
+    problem = wire_values.first_problem(data)
+    if problem is None:  # decodes leniently and holds nothing lenient: refused for another reason
+        raise MalformedFrame(f"frame is not valid msgpack: {failure}") from None
+    return data, problem
+
+
+def _kind(data: Any) -> str:
+    if isinstance(data, wire_values.Extension):
+        return f"msgpack extension type {data.tag}"
+    return type(data).__name__
 
 
 def peek_id(data: Any) -> str:
@@ -73,7 +116,8 @@ def _validate(adapter: TypeAdapter[Any], data: dict[str, Any]) -> Any:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        raise InvalidMessage(f"field {loc!r}: {err['msg']}" if loc else err["msg"]) from None
+        raise InvalidMessage(f"field {loc!r}: {err['msg']}" if loc else err["msg"],
+                             request_id=peek_id(data)) from None
 
 
 def validate_request(data: dict[str, Any]) -> Any:

@@ -4,13 +4,19 @@
     +-- ProtocolError            bytes or structure that break the protocol
     |   +-- FrameTooLarge        over the maximum frame size
     |   +-- MalformedFrame       not msgpack, or not a map
-    |   +-- UnsupportedVersion   a protocol version this side does not speak
+    |   +-- UnsupportedVersion   no protocol version ``v``, or one this side does not speak
+    |   +-- InvalidValue         msgpack, but a value the protocol does not carry: a map key
+    |   |                        that is not a string, an extension type (names the path)
     |   +-- InvalidMessage       msgpack, but not a valid message (names the field)
     +-- Timeout                  (also TransientError) no reply in time; the
     |                            request may be resent with the same id
     +-- RemoteError              the other side answered with an error reply;
                                  ``type``, ``message`` and ``where`` are the
                                  remote error carried as data
+
+A ``ProtocolError`` carries ``request_id``: the id of the message it answers when the
+frame decoded to a map with a valid ``id`` (a string of 1-128 characters), else ""
+(not msgpack, not a map, over the size limit, no valid id). An error reply echoes it.
 
 ``TransientError`` marks errors where resending the same request (same id)
 may succeed; resending by id never executes a request twice. It is the shared
@@ -32,6 +38,7 @@ __all__ = [
     "BridgeError",
     "FrameTooLarge",
     "InvalidMessage",
+    "InvalidValue",
     "MalformedFrame",
     "ProtocolError",
     "RemoteError",
@@ -46,7 +53,11 @@ class BridgeError(Exception):
 
 
 class ProtocolError(BridgeError):
-    """Bytes or structure that break the wire protocol."""
+    """Bytes or structure that break the wire protocol; ``request_id`` as said above."""
+
+    def __init__(self, message: str = "", *, request_id: str = "") -> None:
+        super().__init__(message)
+        self.request_id = request_id
 
 
 class FrameTooLarge(ProtocolError):
@@ -58,6 +69,10 @@ class MalformedFrame(ProtocolError):
 
 
 class UnsupportedVersion(ProtocolError):
+    pass
+
+
+class InvalidValue(ProtocolError):
     pass
 
 

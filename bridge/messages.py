@@ -4,16 +4,19 @@ Three conversations, all msgpack maps with a protocol version ``v``:
 
 * client <-> supervisor (frontend, ZMQ DEALER -> ROUTER): a ``Request``
   (discriminated on ``kind``) and a ``Reply``. Every request carries a
-  client-chosen ``id`` (a uuid4 by default); the reply carries the same id,
-  ``ok``, and either ``result`` or ``error``.
+  client-chosen ``id`` (a uuid4 by default); the reply carries the same id, ``ok``,
+  and ``result`` or ``error``, never both (``Reply.wire``; the old both-keys form is read).
 * supervisor <-> incarnation (backend, ZMQ DEALER -> ROUTER): ``Ready``,
   ``Heartbeat``, ``Bye``, ``Validated``, ``Publish`` and ``Suspect`` from the incarnation;
   ``Stop``, ``Validate`` and ``Quarantine`` from the supervisor; requests and replies
   travel as the client's own bytes.
 * supervisor -> anyone (event stream, ZMQ PUB): ``Event``.
 
-The frame layout of each conversation is in docs/protocol.md. Codec concerns
-(msgpack, size limits) live in ``bridge.codec``; this module is only schema.
+The frame layout of each conversation is in docs/protocol.md. Codec concerns (msgpack,
+size limits) live in ``bridge.codec``; this module is only schema. Every limit and default
+is a ``Field`` here, so it is in the JSON Schema (``bridge.schema``; ``v`` and ``kind`` are
+required there). ``PROTOCOL`` is "major.minor", ``v`` the major: a compatible addition (an
+optional field, a request kind, an error type, an event) raises the minor, keeps ``v``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "INCARNATION_ERROR_TYPES",
+    "PROTOCOL",
     "MAX_QUARANTINED_REPORTED",
     "PROTOCOL_VERSION",
     "SUPERVISOR_ERROR_TYPES",
@@ -51,14 +55,31 @@ __all__ = [
     "Validated",
 ]
 
+#: the protocol's version, "major.minor"
+PROTOCOL = "1.0"
+#: ``v`` on the wire: the protocol's major version
 PROTOCOL_VERSION = 1
 
-RequestId = Annotated[str, Field(min_length=1, max_length=128)]
+RequestId = Annotated[str, Field(
+    min_length=1, max_length=128,
+    description="chosen by the client (bridge.Client: a uuid4), unique across clients; "
+                "a resend with the same id is the same request")]
+Target = Annotated[str, Field(min_length=1, max_length=256,
+                              description="an object's uuid or a registered name (genesis, ...)")]
+Selector = Annotated[str, Field(min_length=1, max_length=256,
+                                description="a selector, e.g. printString, setSlot:value:")]
+
+
+def _on_the_wire(schema: dict[str, Any], model: type[Any]) -> None:
+    """JSON Schema: ``v`` and ``kind`` are required on the wire (the models' defaults
+    only spare Python callers writing them)."""
+    wire = [name for name in ("v", "kind") if name in schema.get("properties", {})]
+    schema["required"] = wire + [n for n in schema.get("required", []) if n not in wire]
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    v: Literal[1] = PROTOCOL_VERSION
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_on_the_wire)
+    v: Literal[1] = Field(default=PROTOCOL_VERSION, description="the protocol's major version")
 
 
 # --- client -> supervisor ---------------------------------------------------------------
@@ -69,10 +90,11 @@ class SendRequest(_Message):
 
     kind: Literal["send"] = "send"
     id: RequestId
-    target: str = Field(min_length=1, max_length=256)
-    selector: str = Field(min_length=1, max_length=256)
-    args: list[Any] = Field(default_factory=list)
-    author: str | None = Field(default=None, max_length=64)
+    target: Target
+    selector: Selector
+    args: list[Any] = Field(default=[], description="the arguments (protocol values)")
+    author: str | None = Field(default=None, max_length=64,
+                               description="who sends it, recorded with what it changes")
 
 
 class DescribeRequest(_Message):
@@ -80,7 +102,7 @@ class DescribeRequest(_Message):
 
     kind: Literal["describe"] = "describe"
     id: RequestId
-    target: str = Field(default="genesis", min_length=1, max_length=256)
+    target: Target = "genesis"
 
 
 class StatusRequest(_Message):
@@ -98,6 +120,12 @@ class PingRequest(_Message):
 
 
 Requirement = Annotated[str, Field(min_length=1, max_length=512)]
+Probation = Annotated[float | None, Field(
+    ge=0, le=3600,
+    description="seconds the old incarnation stays ready to take over again after the "
+                "switch; null: the supervisor's probation setting (30 unless configured)")]
+Who = Annotated[str, Field(max_length=128, description="who asked, for the handover log "
+                                                       "(bridge.Client: user@host)")]
 
 
 class EvolveRequest(_Message):
@@ -106,15 +134,17 @@ class EvolveRequest(_Message):
 
     kind: Literal["evolve"] = "evolve"
     id: RequestId
-    add: list[Requirement] = Field(default_factory=list, max_length=100)
-    remove: list[Requirement] = Field(default_factory=list, max_length=100)
-    offline: bool = False
-    find_links: list[str] = Field(default_factory=list, max_length=20)
-    #: hand over even if methods still import a removed package
-    force: bool = False
-    #: seconds the old incarnation stays ready to take over again (None: configured default)
-    probation: float | None = Field(default=None, ge=0, le=3600)
-    who: str = Field(default="", max_length=128)
+    add: list[Requirement] = Field(default=[], max_length=100,
+                                   description="requirements to add, e.g. 'six>=1.16'")
+    remove: list[Requirement] = Field(default=[], max_length=100,
+                                      description="distribution names to remove")
+    offline: bool = Field(default=False, description="no network (uv --offline)")
+    find_links: list[str] = Field(default=[], max_length=20,
+                                  description="extra folders or URLs to find wheels in")
+    force: bool = Field(default=False, description="hand over even if methods still import "
+                                                    "a removed package")
+    probation: Probation = None
+    who: Who = ""
 
 
 class RollbackRequest(_Message):
@@ -122,12 +152,13 @@ class RollbackRequest(_Message):
 
     kind: Literal["rollback"] = "rollback"
     id: RequestId
-    #: the env id to return to; None: the one before the current
-    env_id: str | None = Field(default=None, max_length=64)
-    #: hand over even if methods import a package the target env lacks
-    force: bool = False
-    probation: float | None = Field(default=None, ge=0, le=3600)
-    who: str = Field(default="", max_length=128)
+    env_id: str | None = Field(default=None, max_length=64,
+                               description="the env id to return to; null: the one before "
+                                           "the current")
+    force: bool = Field(default=False, description="hand over even if methods import a "
+                                                    "package the target env lacks")
+    probation: Probation = None
+    who: Who = ""
 
 
 class HandoversRequest(_Message):
@@ -135,8 +166,8 @@ class HandoversRequest(_Message):
 
     kind: Literal["handovers"] = "handovers"
     id: RequestId
-    last: int | None = Field(default=None, ge=1)
-    verify: bool = False
+    last: int | None = Field(default=None, ge=1, description="the newest N only; null: all")
+    verify: bool = Field(default=False, description="verify the log's hash chain")
 
 
 Request = Annotated[
@@ -149,16 +180,37 @@ FORWARDED_KINDS = frozenset({"send", "describe"})
 
 
 class ErrorInfo(BaseModel):
+    """What went wrong: the error's type name, a message for a person, and who answered."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
-    type: str
+    type: str = Field(description="the error's name: one of the supervisor's, an "
+                                  "incarnation's or the image's (docs/protocol.md)")
     message: str
-    where: str = ""
+    where: str = Field(default="", description="'supervisor', or the answering incarnation's id")
+
+
+def _reply_schema(schema: dict[str, Any], model: type[Any]) -> None:
+    """JSON Schema of the reply as sent (``Reply.wire``): ``result`` when ok, ``error``
+    when not, never both."""
+    _on_the_wire(schema, model)
+    props = schema["properties"]
+    props["result"].pop("default", None)
+    props["error"] = next(s for s in props["error"]["anyOf"] if "$ref" in s)
+    schema["oneOf"] = [{"properties": {"ok": {"const": ok}}, "required": [has],
+                        "not": {"required": [lacks]}}
+                       for ok, has, lacks in ((True, "result", "error"), (False, "error", "result"))]
 
 
 class Reply(_Message):
-    id: str
+    """The answer to one request: ``{v, id, ok: true, result}`` or ``{v, id, ok: false,
+    error}``, never both ``result`` and ``error``. Readers also take the older form that
+    had both keys, the other one null."""
+
+    model_config = ConfigDict(json_schema_extra=_reply_schema)
+    id: str = Field(max_length=128, description="the request's id; '' only when the frame "
+                                                "did not decode to a map with a valid id")
     ok: bool
-    result: Any = None
+    result: Any = Field(default=None, description="the answer (ok replies; may be null)")
     error: ErrorInfo | None = None
 
     @model_validator(mode="after")
@@ -167,16 +219,22 @@ class Reply(_Message):
             raise ValueError("a reply has an error exactly when ok is false")
         return self
 
+    def wire(self) -> dict[str, Any]:
+        """The map that goes on the wire: ``result`` when ok, ``error`` when not."""
+        if self.ok:
+            return {"v": self.v, "id": self.id, "ok": True, "result": self.result}
+        return {"v": self.v, "id": self.id, "ok": False, "error": self.error}
+
 
 #: error types the supervisor itself answers (``ErrorInfo.type`` with ``where: supervisor``)
 SUPERVISOR_ERROR_TYPES = frozenset({
-    "MalformedFrame", "InvalidMessage", "UnsupportedVersion", "FrameTooLarge", "Busy",
-    "HandoverFailed", "Unavailable", "PoisonMessage",
+    "MalformedFrame", "InvalidMessage", "InvalidValue", "UnsupportedVersion", "FrameTooLarge",
+    "InvalidRequest", "Busy", "HandoverFailed", "Unavailable", "PoisonMessage",
 })
-#: error types an incarnation answers besides the image's own (``uvm.errors``): a message
-#: over its budget, a quarantined method, a reply over the size limit, an unexpected failure
+#: error types an incarnation answers besides the image's own (``uvm.errors``): over budget,
+#: a quarantined method, a reply too large, a result msgpack cannot carry, a failure
 INCARNATION_ERROR_TYPES = frozenset({
-    "BudgetExceeded", "Quarantined", "ReplyTooLarge", "InternalError",
+    "BudgetExceeded", "Quarantined", "ReplyTooLarge", "UnserializableResult", "InternalError",
 })
 
 
@@ -216,7 +274,7 @@ class Ready(_Message):
     incarnation: str
     pid: int
     env_id: str
-    packages: dict[str, str] = Field(default_factory=dict)
+    packages: dict[str, str] = Field(default={})
     python: str = ""
     #: the image's quarantined methods (None: this incarnation does not report them)
     quarantined: list[QuarantinedMethod] | None = None
@@ -264,8 +322,8 @@ class Quarantine(_Message):
 
     kind: Literal["quarantine"] = "quarantine"
     request: RequestId
-    target: str = Field(min_length=1, max_length=256)
-    selector: str = Field(min_length=1, max_length=256)
+    target: Target
+    selector: Selector
     reason: str = ""
 
 
@@ -287,9 +345,9 @@ class Validate(_Message):
     kind: Literal["validate"] = "validate"
     handover: str
     #: distributions whose top-level modules must import (the env spec's packages)
-    packages: list[str] = Field(default_factory=list)
+    packages: list[str] = Field(default=[])
     #: top-level modules an evolve removed: methods still importing them are reported
-    removed_modules: list[str] = Field(default_factory=list)
+    removed_modules: list[str] = Field(default=[])
 
 
 class Validated(_Message):
@@ -299,7 +357,7 @@ class Validated(_Message):
     incarnation: str
     handover: str
     ok: bool
-    record: dict[str, Any] = Field(default_factory=dict)
+    record: dict[str, Any] = Field(default={})
 
 
 #: what an image event's kind looks like: the "image." topic, then words and dots
@@ -321,7 +379,7 @@ class Publish(_Message):
     kind: Literal["publish"] = "publish"
     incarnation: str
     event: str = Field(pattern=IMAGE_EVENT_PATTERN)
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default={})
 
 
 Control = Annotated[
@@ -336,6 +394,7 @@ Control = Annotated[
 class Event(_Message):
     """One event on the PUB stream; the topic frame is ``kind`` up to its first dot."""
 
-    kind: str
-    ts: float
-    data: dict[str, Any] = Field(default_factory=dict)
+    kind: str = Field(description="topic.what, e.g. handover.phase; the topic frame is the "
+                                  "part before the first dot")
+    ts: float = Field(description="wall-clock seconds (Unix time) when it was published")
+    data: dict[str, Any] = Field(default={})

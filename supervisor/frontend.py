@@ -15,13 +15,19 @@ reply it gives, each exporting ``handle(desk, asked)`` that answers through the
 handler (a kind without one is answered ``InvalidMessage``). Handlers never block:
 a handover is started here and answers later.
 
-A client's message on a frontend ROUTER is its routing frames, then one msgpack
-payload (docs/protocol.md, "Frontend"). The envelope kept for the reply is the
-index of the frontend it came in on, then the routing frames. A payload that does
-not decode (``MalformedFrame``, ``FrameTooLarge``, ``UnsupportedVersion``) or does
-not validate (``InvalidMessage``, naming the field) is answered with that error and
-a log line; a valid request goes to its handler (``HANDLERS``). Nothing a
-client sends can stop the loop. Runs in the loop's thread.
+A client's message on a frontend ROUTER is ``[identity, *envelope, payload]``
+(docs/protocol.md, "Frames"): the identity the ROUTER added, 0 to ``MAX_ENVELOPE``
+frames the client put before its payload (a REQ client's empty delimiter is one),
+and the msgpack payload, always the last frame. The envelope kept for the reply is
+the index of the frontend it came in on, the identity, then those frames, echoed
+unchanged. Every message gets exactly one reply, none is dropped: more than
+``MAX_ENVELOPE`` frames before the payload are answered ``MalformedFrame`` (id "",
+to the identity and the first ``MAX_ENVELOPE`` of them); a payload that does not
+decode (``FrameTooLarge``, ``MalformedFrame``, ``UnsupportedVersion``,
+``InvalidValue``) or does not validate (``InvalidMessage``, naming the field) is
+answered with that error, echoing the request's id when the payload had a valid one
+(``ProtocolError.request_id``), and a log line; a valid request goes to its handler
+(``HANDLERS``). Nothing a client sends can stop the loop. Runs in the loop's thread.
 """
 
 from __future__ import annotations
@@ -29,8 +35,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from bridge.codec import peek_id, unpack, validate_request
-from bridge.errors import ProtocolError
+from bridge.codec import unpack, validate_request
+from bridge.errors import MalformedFrame, ProtocolError
 from bridge.messages import FORWARDED_KINDS, ErrorInfo, Reply
 
 from . import (
@@ -43,12 +49,15 @@ from . import (
 )
 from .desk import Asked, Desk
 
-__all__ = ["HANDLERS", "Frontend", "dispatch"]
+__all__ = ["HANDLERS", "MAX_ENVELOPE", "Frontend", "dispatch"]
 
 log = logging.getLogger("batos.supervisor")
 
 
 Handler = Callable[[Desk, Asked], None]
+
+#: the most frames a client may put before its payload (echoed back with the reply)
+MAX_ENVELOPE = 4
 
 HANDLERS: dict[str, Handler] = {
     request_ping.KIND: request_ping.handle,
@@ -69,8 +78,10 @@ def dispatch(desk: Desk, asked: Asked) -> None:
     handler(desk, asked)
 
 
-def _error(exc: Exception) -> ErrorInfo:
-    return ErrorInfo(type=type(exc).__name__, message=str(exc), where="supervisor")
+def _refusal(exc: ProtocolError) -> Reply:
+    """The error reply to a frame the protocol refuses: its id when it had a valid one."""
+    return Reply(id=exc.request_id, ok=False, error=ErrorInfo(
+        type=type(exc).__name__, message=str(exc), where="supervisor"))
 
 
 class Frontend:
@@ -78,22 +89,32 @@ class Frontend:
         self.desk = desk
 
     def receive(self, index: int, frames: list[bytes], now: float) -> None:
-        if len(frames) < 2 or len(frames) > 6:
-            log.warning("dropped a client message with %d frames", len(frames))
-            return
-        envelope = (bytes([index]), *frames[:-1])
-        payload = frames[-1]
+        """One client message, as the ROUTER gave it: ``[identity, *envelope, payload]``."""
         sockets = self.desk.sockets
+        if len(frames) < 2:  # a ROUTER adds the identity to a message of at least one frame
+            log.warning("a client message of %d frame(s) has no payload", len(frames))
+            if frames:
+                sockets.reply((bytes([index]), frames[0]), _refusal(
+                    MalformedFrame("a message needs a payload frame")))
+            return
+        identity, routing, payload = frames[0], frames[1:-1], frames[-1]
+        if len(routing) > MAX_ENVELOPE:
+            exc = MalformedFrame(f"too many frames: {len(frames) - 1}; at most {MAX_ENVELOPE} "
+                                 "before the payload")
+            log.warning("a client message with too many frames: %s", exc)
+            sockets.reply((bytes([index]), identity, *routing[:MAX_ENVELOPE]), _refusal(exc))
+            return
+        envelope = (bytes([index]), identity, *routing)
         try:
             data = unpack(payload, max_size=self.desk.config.max_frame)
         except ProtocolError as exc:
             log.warning("bad frame from a client: %s", exc)
-            sockets.reply(envelope, Reply(id="", ok=False, error=_error(exc)))
+            sockets.reply(envelope, _refusal(exc))
             return
         try:
             request = validate_request(data)
         except ProtocolError as exc:
             log.warning("invalid request from a client: %s", exc)
-            sockets.reply(envelope, Reply(id=peek_id(data), ok=False, error=_error(exc)))
+            sockets.reply(envelope, _refusal(exc))
             return
         dispatch(self.desk, Asked(request, envelope, payload, now))
