@@ -7,18 +7,19 @@ served during it. ``--verify`` checks the hash chain and exits 1 naming the
 first entry edited, removed or reordered; ``--anchor SEQ:HASH`` (a head printed
 earlier by ``--verify``) extends the check to the last entries. ``--json``
 prints ``supervisor.handover_log.report``: the same data the UI gets over the
-bridge.
+bridge (with ``warning`` when the chain is broken and ``--verify`` was not asked).
+An unreadable log is one error line (``batos.output``), exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from typing import Any
 
 from .home import resolve_home
+from .output import add_json, emit, fail
 
 __all__ = ["add_commands", "cmd_handovers", "format_duration", "format_table"]
 
@@ -26,10 +27,12 @@ _SHORT = {"incarnate": "inc", "validate": "val", "switch": "sw", "probation": "p
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("handovers", help="the audit of handovers: what changed, when, how it went")
-    p.add_argument("--home")
+    p = sub.add_parser("handovers", help="the audit of handovers: what changed, when, how it went",
+                       epilog="examples:\n  batos handovers --last 5\n  batos handovers --verify\n"
+                              "  batos handovers --anchor 41:3f2a1b9c0d1e --json")
+    p.add_argument("--home", help="batos home (default: $BATOS_HOME or ~/.local/state/batos)")
     p.add_argument("--verify", action="store_true", help="check the hash chain; exit 1 if broken")
-    p.add_argument("--json", action="store_true", help="rows (and the chain check) as JSON")
+    add_json(p, "rows (and the chain check) as JSON")
     p.add_argument("--last", type=_positive, metavar="N", help="only the newest N handovers")
     p.add_argument("--anchor", type=_anchor, metavar="SEQ:HASH",
                    help="a head published earlier (from --verify); implies --verify")
@@ -117,18 +120,19 @@ def cmd_handovers(args: argparse.Namespace) -> int:
     try:
         data = report(path, last=args.last, check=True, anchor=args.anchor)
     except SupervisorError as exc:
-        print(f"batos: {exc}", file=sys.stderr)
-        return 1
+        return fail(args, type(exc).__name__, str(exc))
     chain = data["verify"]
     if not check:
         data["verify"] = None
-    if args.json:
-        print(json.dumps(data, indent=2))
-    else:
-        print(format_table(data["handovers"]) if data["handovers"] else "no handovers yet")
-        if check:
-            print(_chain_line(chain))
+    warning = None
     if not chain["ok"] and not check:
-        print(f"batos: warning: the handover log's chain is broken ({chain['reason']}); "
-              "see batos handovers --verify", file=sys.stderr)
+        warning = (f"the handover log's chain is broken ({chain['reason']}); "
+                   "see batos handovers --verify")
+        if args.json:
+            data["warning"] = warning
+    emit(args, data, lambda d: "\n".join(
+        [format_table(d["handovers"]) if d["handovers"] else "no handovers yet"]
+        + ([_chain_line(chain)] if check else [])))
+    if warning and not args.json:
+        print(f"batos handovers: warning: {warning}", file=sys.stderr)
     return 1 if check and not chain["ok"] else 0

@@ -11,25 +11,34 @@ works too); with ``--endpoint`` (the default when neither is given) the live
 incarnation runs it: the receiver is sent ``reviewProposal:`` with
 ``{"source"|"acts", "selector", "arguments"}`` and answers the verdict.
 
-Prints the verdict as JSON. Exit status: 0 approved, 1 rejected, 2 a usage
-error or an image/supervisor that cannot be reached.
+Prints the verdict: approved or rejected with the reasons, and one line per stage
+(``--json``: the verdict as JSON). Exit status: 0 approved, 1 rejected (or the image
+said no), 2 a usage error (a file, ``--args`` or an image path that will not do), 3 an
+image, worker or supervisor that cannot be reached (with ``--json`` the verdict still
+prints when the trial could not run). Errors are ``batos.output``'s one format.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_commands"]
+from .output import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, add_json, emit, fail
+
+__all__ = ["add_commands", "verdict_text"]
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("crucible", help="the AlchemicalCrucible: review proposed methods")
+    p = sub.add_parser("crucible", help="the AlchemicalCrucible: review proposed methods",
+                       epilog="example:\n  batos crucible check double.py --receiver genesis --args '[21]'")
     crucible_sub = p.add_subparsers(dest="crucible_command", required=True, metavar="COMMAND")
-    c = crucible_sub.add_parser("check", help="run the crucible's stages on a proposal in FILE")
+    c = crucible_sub.add_parser("check", help="run the crucible's stages on a proposal in FILE",
+                                epilog="examples:\n"
+                                       "  batos crucible check double.py --receiver genesis --args '[21]'\n"
+                                       "  batos crucible check acts.json --receiver genesis --selector "
+                                       "greet: --image ./live_image.fs --json")
     c.add_argument("file", help="a Python function, or a JSON proposal ({source} or {acts})")
     c.add_argument("--receiver", required=True, help="uuid or registered name of the receiver")
     c.add_argument("--selector", help="the selector it answers (default: the function's name)")
@@ -42,17 +51,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for --endpoint")
     c.add_argument("--allow-package", action="append", default=[], metavar="DIST",
                    help="a distribution whose modules methods may import (repeatable)")
+    add_json(c, "the verdict as JSON")
     c.set_defaults(func=cmd_check)
 
 
-def _usage(message: str) -> int:
-    print(f"batos crucible check: {message}", file=sys.stderr)
-    return 2
-
-
-def _error(kind: str, message: str) -> int:
-    print(json.dumps({"error": {"type": kind, "message": message}}), file=sys.stderr)
-    return 2
+def _usage(args: argparse.Namespace, message: str) -> int:
+    return fail(args, "UsageError", message, code=EXIT_USAGE)
 
 
 def _read(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]] | str:
@@ -79,15 +83,32 @@ def _read(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]] | str:
     return proposal, arguments
 
 
-def _print(verdict: dict[str, Any]) -> int:
-    print(json.dumps(verdict, indent=2, default=repr))
-    return 0 if verdict.get("approved") is True else 1
+def verdict_text(verdict: dict[str, Any]) -> str:
+    """The verdict for a person: approved or rejected with why, then one line per stage."""
+    approved = verdict.get("approved") is True
+    lines = ["approved" if approved else "rejected: " + ("; ".join(verdict.get("reasons") or [])
+                                                        or "no reason given")]
+    for stage in verdict.get("stages") or []:
+        if not isinstance(stage, dict):
+            continue
+        detail = stage.get("detail") or {}
+        shown = " ".join(f"{k}={json.dumps(v, default=repr)}" for k, v in detail.items()
+                         if k in ("result", "cpu_ms", "wall_ms", "error", "skipped"))
+        reasons = "; ".join(stage.get("reasons") or [])
+        line = f"  {stage.get('stage', '?'):<8} {stage.get('status', '?'):<8}"
+        lines.append((line + " " + " ".join(x for x in (shown, reasons) if x)).rstrip())
+    return "\n".join(lines)
+
+
+def _print(args: argparse.Namespace, verdict: dict[str, Any]) -> int:
+    emit(args, verdict, verdict_text)
+    return 0 if verdict.get("approved") is True else EXIT_ERROR
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     read = _read(args)
     if isinstance(read, str):
-        return _usage(read)
+        return _usage(args, read)
     proposal, arguments = read
     if args.image or args.zeo:
         return _local(args, proposal, arguments)
@@ -103,9 +124,10 @@ def _local(args: argparse.Namespace, proposal: dict[str, Any], arguments: list[A
         model = coerce(proposal)
         selector = args.selector or selector_of(model)
     except (CrucibleError, ValueError) as exc:
-        return _usage(str(exc))
+        return _usage(args, str(exc))
     if args.image and not Path(args.image).is_file():
-        return _error("ImageError", f"no image at {args.image}: run 'batos bootstrap' first")
+        return fail(args, "ImageError", f"no image at {args.image}: run 'batos bootstrap' first",
+                    code=EXIT_USAGE)
     image = ImageRef(path=str(Path(args.image).resolve()) if args.image else None, zeo=args.zeo,
                      allowed_packages=tuple(args.allow_package))
     try:
@@ -113,12 +135,15 @@ def _local(args: argparse.Namespace, proposal: dict[str, Any], arguments: list[A
             verdict = crucible.review(model, receiver=args.receiver, selector=selector,
                                       args=arguments)
     except CrucibleError as exc:
-        return _error(type(exc).__name__, str(exc))
+        return fail(args, type(exc).__name__, str(exc))
     trial = verdict.stage("trial")
-    if trial is not None and trial.status == "error":
-        print(json.dumps(verdict.to_plain(), indent=2, default=repr))
-        return 2  # the trial could not run: the image or a worker is unreachable
-    return _print(verdict.to_plain())
+    if trial is not None and trial.status == "error":  # the image or a worker is unreachable
+        if args.json:
+            emit(args, verdict.to_plain())
+        return fail(args, "TrialError", "the trial could not run: " + "; ".join(
+            trial.reasons or [str(trial.detail.get("error", "no reason given"))]),
+            code=EXIT_UNREACHABLE)
+    return _print(args, verdict.to_plain())
 
 
 def _remote(args: argparse.Namespace, proposal: dict[str, Any], arguments: list[Any]) -> int:
@@ -133,20 +158,20 @@ def _remote(args: argparse.Namespace, proposal: dict[str, Any], arguments: list[
         try:
             selector = selector_of(Proposal(source=proposal["source"]))
         except ValueError as exc:
-            return _usage(str(exc))
+            return _usage(args, str(exc))
     if selector is None:
-        return _usage("--selector is needed for a proposal of acts")
+        return _usage(args, "--selector is needed for a proposal of acts")
     request = {k: v for k, v in proposal.items() if k in ("source", "acts", "thought")}
     request.update(selector=selector, arguments=arguments)
     try:
         with Client(args.endpoint, timeout=args.timeout, retries=0) as client:
             verdict = client.send(args.receiver, "reviewProposal:", request)
     except Timeout as exc:
-        return _error("Timeout", str(exc))
+        return fail(args, "Timeout", str(exc), code=EXIT_UNREACHABLE)
     except RemoteError as exc:
-        return _error(getattr(exc, "type", "RemoteError"), str(exc))
+        return fail(args, getattr(exc, "type", "RemoteError"), str(exc))
     except BridgeError as exc:
-        return _error(type(exc).__name__, str(exc))
+        return fail(args, type(exc).__name__, str(exc), code=EXIT_UNREACHABLE)
     if not isinstance(verdict, dict) or "approved" not in verdict:
-        return _error("ProtocolError", f"reviewProposal: answered {verdict!r}, not a verdict")
-    return _print(verdict)
+        return fail(args, "ProtocolError", f"reviewProposal: answered {verdict!r}, not a verdict")
+    return _print(args, verdict)

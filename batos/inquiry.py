@@ -19,8 +19,14 @@ adapter was discarded (it did not beat the current one) or the loop would not ru
 1 anything failed (the message says what). The image is opened for writing: a file
 another process holds needs ``--zeo`` (the supervisor's ZEO address) instead.
 
-``inquiry status`` prints the inquiry settings, the facets and the last cycles.
-Every layer is imported inside the command that needs it.
+Each phase is a line on stderr as it ends (with ``--json`` a JSON line on stdout:
+``{"event": "image.inquiry.<phase>", ...}``), then the cycle's record (event
+``inquiry.cycle``); the result (the adapter in use and its completion) goes to stdout,
+as the last JSON line with ``--json``. Errors are ``batos.output``'s one format.
+
+``inquiry status`` prints the inquiry settings, the facets and the last cycles (``--json``:
+``{config, facets, cycles, entropy}``). Every layer is imported inside the command that
+needs it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .home import default_image, resolve_home
+from .output import add_json, emit, emit_line, fail, jsonable
 
 __all__ = ["add_commands", "cmd_once", "cmd_status"]
 
@@ -41,9 +48,13 @@ DEMO_PROMPT = "Who are you, and what is your facet?"
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inquiry", help="the Characterological Inquiry Loop (train a facet)")
+    p = sub.add_parser("inquiry", help="the Characterological Inquiry Loop (train a facet)",
+                       epilog="examples:\n  batos inquiry status\n  batos inquiry once --force --steps 8")
     isub = p.add_subparsers(dest="inquiry_command", required=True, metavar="COMMAND")
-    o = isub.add_parser("once", help="run one full cycle now and show the facet in use")
+    o = isub.add_parser("once", help="run one full cycle now and show the facet in use",
+                        epilog="examples:\n  batos inquiry once --force --steps 8\n"
+                               "  batos inquiry once --zeo ~/.local/state/batos/run/zeo.sock "
+                               "--vllm-url http://127.0.0.1:8000 --json")
     _where(o)
     o.add_argument("--base", help="base model folder (default: the tiny model under <home>/models)")
     o.add_argument("--vllm-url", help="a running vLLM with --enable-lora (default: start one)")
@@ -53,12 +64,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--budget", type=float, help="the cycle's wall-clock budget in seconds")
     o.add_argument("--force", action="store_true",
                    help="run even when disabled, CEM is high or the last cycle is recent")
-    o.add_argument("--json", action="store_true", help="print the cycle's record as JSON")
+    add_json(o, "each phase as a JSON line, then the result as the last line")
     o.set_defaults(func=cmd_once)
-    s = isub.add_parser("status", help="inquiry settings, facets and the last cycles")
+    s = isub.add_parser("status", help="inquiry settings, facets and the last cycles",
+                        epilog="examples:\n  batos inquiry status\n  batos inquiry status --last 20 --json")
     _where(s)
-    s.add_argument("--last", type=int, default=5)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--last", type=int, default=5, help="how many of the last cycles (default 5)")
+    add_json(s, "{config, facets, cycles, entropy} as JSON")
     s.set_defaults(func=cmd_status)
 
 
@@ -66,12 +78,16 @@ def _where(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--image", help="image file (default <home>/live_image.fs)")
     where.add_argument("--zeo", help="the image served by ZEO at HOST:PORT or a socket path")
-    p.add_argument("--home")
+    p.add_argument("--home", help="batos home (default: $BATOS_HOME or ~/.local/state/batos)")
 
 
-def _fail(message: Any) -> int:
-    print(f"batos: {message}", file=sys.stderr)
-    return 1
+def _error(args: argparse.Namespace, exc: BaseException) -> int:
+    return fail(args, type(exc).__name__, str(exc))
+
+
+def _say(args: argparse.Namespace, event: str, text: str, **data: Any) -> None:
+    """A step of the command: a JSON line on stdout with ``--json``, else ``text`` on stderr."""
+    emit_line(args, {"event": event, **data}, text)
 
 
 def _open(args: argparse.Namespace, *, read_only: bool = False) -> Any:
@@ -92,17 +108,21 @@ def _open(args: argparse.Namespace, *, read_only: bool = False) -> Any:
     return db
 
 
-def _phase(kind: str, **data: Any) -> None:
-    step = kind.rsplit(".", 1)[-1]
-    if step == "progress":
-        print(f"  train step {data.get('step')}/{data.get('steps')}  loss {data.get('loss', 0):.4f}",
-              flush=True)
-        return
-    shown = {k: v for k, v in data.items() if k not in ("cycle", "phases") and v is not None}
-    seconds = shown.pop("seconds", None)
-    text = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in shown.items())
-    print(f"[{step:>8}] " + (f"{seconds:7.1f}s " if seconds is not None else " " * 9) + text,
-          flush=True)
+def _phases(args: argparse.Namespace) -> Any:
+    """The loop's ``publish``: each phase as it ends (``_say``)."""
+
+    def phase(kind: str, **data: Any) -> None:
+        step = kind.rsplit(".", 1)[-1]
+        if step == "progress":
+            text = f"  train step {data.get('step')}/{data.get('steps')}  loss {data.get('loss', 0):.4f}"
+        else:
+            shown = {k: v for k, v in data.items() if k not in ("cycle", "phases") and v is not None}
+            seconds = shown.pop("seconds", None)
+            text = (f"[{step:>8}] " + (f"{seconds:7.1f}s " if seconds is not None else " " * 9)
+                    + " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in shown.items()))
+        _say(args, kind, text, **data)
+
+    return phase
 
 
 def cmd_once(args: argparse.Namespace) -> int:
@@ -124,22 +144,21 @@ def cmd_once(args: argparse.Namespace) -> int:
             if not args.force:
                 why = _would_not_run(kernel, home, table)
                 if why:
-                    print(f"batos: the loop would not run now: {why} (--force runs it anyway)",
-                          file=sys.stderr)
-                    return 2
+                    return fail(args, "WouldNotRun", f"the loop would not run now: {why} "
+                                "(--force runs it anyway)", code=2)
             base = Path(args.base).resolve() if args.base else _tiny(home)
             url, lora = _server(args, base, home, stack)
             loop = build_loop(kernel, home=home, base_model=base, lora=lora, table=table,
-                              publish=_phase, log_line=lambda m: print(m, file=sys.stderr))
+                              publish=_phases(args), log_line=lambda m: print(m, file=sys.stderr))
             config = refresh(loop, kernel, table)
-            print(f"inquiry: facet {config.facet!r}, {config.max_steps} steps, budget "
-                  f"{config.budget_seconds:.0f}s, base {base}, vLLM {url}", flush=True)
+            _say(args, "inquiry.start", f"inquiry: facet {config.facet!r}, {config.max_steps} "
+                 f"steps, budget {config.budget_seconds:.0f}s, base {base}, vLLM {url}",
+                 facet=config.facet, steps=config.max_steps, budget=config.budget_seconds,
+                 base=str(base), vllm=url)
             record = loop.run_cycle()
         except (UVMError, WeaverError, GrandNarrativeError, OSError) as exc:
-            return _fail(exc)
-        if args.json:
-            print(json.dumps(record, default=str))
-        return _show(record, kernel, url, loop)
+            return _error(args, exc)
+        return _show(args, record, kernel, url, loop)
 
 
 def _would_not_run(kernel: Any, home: Path, table: dict[str, Any]) -> str | None:
@@ -182,49 +201,64 @@ def _server(args: argparse.Namespace, base: Path, home: Path, stack: contextlib.
     server = VllmServer(base, served_model_name=base.name, max_lora_rank=16, max_loras=2,
                         dtype="float32", python=find_vllm_python(), log_path=logs / "vllm-inquiry.log",
                         startup_timeout=600)
-    print(f"starting vLLM (CPU) on {server.base_url}, log {server.log_path}", flush=True)
+    _say(args, "vllm.starting", f"starting vLLM (CPU) on {server.base_url}, log {server.log_path}",
+         url=server.base_url, log=str(server.log_path))
     began = time.monotonic()
     server.start()
     stack.callback(server.stop)
-    print(f"vLLM ready after {time.monotonic() - began:.0f}s", flush=True)
+    _say(args, "vllm.ready", f"vLLM ready after {time.monotonic() - began:.0f}s",
+         seconds=round(time.monotonic() - began, 1))
     return server.base_url, LoraRuntime.for_server(server)
 
 
-def _show(record: dict[str, Any], kernel: Any, url: str, loop: Any) -> int:
-    from weaver.errors import WeaverError
-    from weaver.openai import OpenAIClient
-
-    outcome = record["outcome"]
+def _cycle_text(record: dict[str, Any]) -> str:
     phases = ", ".join(f"{k} {v:.1f}s" for k, v in record.get("phases", {}).items())
-    print(f"cycle {record['cycle']}: {outcome} in {record['total_seconds']:.1f}s ({phases})")
+    lines = [f"cycle {record['cycle']}: {record['outcome']} in {record['total_seconds']:.1f}s ({phases})"]
     scores = record.get("scores") or {}
     if scores:
         new, cur = scores.get("new") or {}, scores.get("current") or {}
-        print(f"  held-out loss {new.get('loss'):.4f} vs {scores.get('against')} "
-              f"{cur.get('loss'):.4f}; schema-valid {new.get('schema_valid_share'):.0%} vs "
-              f"{cur.get('schema_valid_share'):.0%}")
+        lines.append(f"  held-out loss {new.get('loss'):.4f} vs {scores.get('against')} "
+                     f"{cur.get('loss'):.4f}; schema-valid {new.get('schema_valid_share'):.0%} vs "
+                     f"{cur.get('schema_valid_share'):.0%}")
+    if record["outcome"] == "discarded":
+        lines.append("  not better: " + "; ".join(record["verdict"]["reasons"]))
+        lines.append(f"  kept for inspection in {record.get('adapter_path')}")
+    return "\n".join(lines)
+
+
+def _show(args: argparse.Namespace, record: dict[str, Any], kernel: Any, url: str, loop: Any) -> int:
+    """The cycle's end: its record (a step), then the adapter in use (the result)."""
+    from weaver.errors import WeaverError
+    from weaver.openai import OpenAIClient
+
+    record = jsonable(record)
+    outcome = record["outcome"]
+    _say(args, "inquiry.cycle", _cycle_text(record), record=record)
     if outcome == "discarded":
-        print("  not better: " + "; ".join(record["verdict"]["reasons"]))
-        print(f"  kept for inspection in {record.get('adapter_path')}")
+        emit(args, {"cycle": record["cycle"], "outcome": outcome,
+                    "adapter_path": record.get("adapter_path")}, lambda d: "")
         return 2
     if outcome != "switched":
         err = record.get("error") or {}
-        return _fail(f"the cycle {outcome} in phase {record.get('failed_phase')}: "
-                     f"{err.get('type')}: {err.get('message')}")
+        return fail(args, "CycleFailed", f"the cycle {outcome} in phase {record.get('failed_phase')}: "
+                    f"{err.get('type')}: {err.get('message')}", cycle=record["cycle"])
     facet = record["facet"]
     name = kernel.send("weaver", "facetFor:", [facet])
-    print(f"facetFor: {facet!r} -> {name}")
     if name != record["adapter"]:
-        return _fail(f"the image says facet {facet!r} is served by {name!r}, not the new "
-                     f"adapter {record['adapter']!r}")
+        return fail(args, "FacetNotSwitched", f"the image says facet {facet!r} is served by "
+                    f"{name!r}, not the new adapter {record['adapter']!r}", cycle=record["cycle"])
     try:
         listed = [m for m in loop.lora.loaded()]
         answer = OpenAIClient(url, model=name, timeout=120, retries=0).chat(
             [{"role": "user", "content": DEMO_PROMPT}], max_tokens=24)
     except WeaverError as exc:
-        return _fail(f"the adapter {name} is registered but vLLM did not answer with it: {exc}")
-    print(f"vLLM serves LoRA adapters: {', '.join(listed)}")
-    print(f"completion with model={answer.model}: {answer.text!r}")
+        return fail(args, type(exc).__name__, f"the adapter {name} is registered but vLLM did "
+                    f"not answer with it: {exc}", cycle=record["cycle"])
+    emit(args, {"cycle": record["cycle"], "outcome": outcome, "facet": facet, "adapter": name,
+                "loaded": listed, "completion": {"model": answer.model, "text": answer.text}},
+         lambda d: f"facetFor: {d['facet']!r} -> {d['adapter']}\n"
+                   f"vLLM serves LoRA adapters: {', '.join(d['loaded'])}\n"
+                   f"completion with model={d['completion']['model']}: {d['completion']['text']!r}")
     return 0
 
 
@@ -234,7 +268,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         db = _open(args, read_only=True)
     except (UVMError, OSError) as exc:
-        return _fail(exc)
+        return _error(args, exc)
     try:
         kernel = Kernel(db)
         config = kernel.send("weaver", "inquiryConfig", [])
@@ -243,19 +277,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         cycles = (kernel.send("weaver", "cycles", []) or [])[-args.last:]
         cem = kernel.send("weaver", "entropy", [])
     except UVMError as exc:
-        return _fail(exc)
+        return _error(args, exc)
     finally:
         db.close()
-    if args.json:
-        print(json.dumps({"config": config, "facets": serving, "cycles": cycles, "entropy": cem},
-                         default=str))
-        return 0
-    print("inquiry: " + ", ".join(f"{k}={v}" for k, v in config.items()))
-    print(f"CEM {cem.get('cem', float('nan')):.3f} (h_cog {cem.get('h_cog', 0):.3f}, structure "
-          f"{cem.get('structure', 0):.3f}, novelty {cem.get('novelty', 0):.3f})")
-    for facet, adapter in serving.items():
-        print(f"facet {facet!r}: {adapter or 'base model'}")
-    for c in cycles:
-        print(f"cycle {c.get('cycle')}: {c.get('outcome')} {c.get('adapter') or ''} "
-              f"{c.get('total_seconds', 0):.1f}s")
+    emit(args, {"config": config, "facets": serving, "cycles": cycles, "entropy": cem},
+         _status_text)
     return 0
+
+
+def _status_text(data: dict[str, Any]) -> str:
+    cem = data["entropy"]
+    lines = ["inquiry: " + ", ".join(f"{k}={v}" for k, v in data["config"].items()),
+             f"CEM {cem.get('cem', float('nan')):.3f} (h_cog {cem.get('h_cog', 0):.3f}, structure "
+             f"{cem.get('structure', 0):.3f}, novelty {cem.get('novelty', 0):.3f})"]
+    lines += [f"facet {facet!r}: {adapter or 'base model'}" for facet, adapter in data["facets"].items()]
+    lines += [f"cycle {c.get('cycle')}: {c.get('outcome')} {c.get('adapter') or ''} "
+              f"{c.get('total_seconds', 0):.1f}s" for c in data["cycles"]]
+    return "\n".join(lines)

@@ -8,7 +8,8 @@ log (``<home>/logs/handovers.jsonl``, if present), and writes the dataset folder
 ``train`` and ``evaluate`` run in the training environment (``weaver.train_env``: a uv
 venv under ``<home>/train-envs``, built on first use, reused after), as a child process;
 progress is one rewritten line (step, loss, ETA) on stderr, or JSON lines with ``--json``;
-the result is printed as JSON on stdout. Errors print ``batos: ...`` and exit 1.
+the result is a short summary on stdout, or its JSON as the last line with ``--json``.
+Errors are ``batos.output``'s one format, exit 1.
 
 Every layer is imported inside the command that needs it.
 """
@@ -22,55 +23,69 @@ from pathlib import Path
 from typing import Any
 
 from .home import default_image, resolve_home
+from .output import add_json, emit, fail
 
 __all__ = ["add_commands", "cmd_dataset_build", "cmd_evaluate", "cmd_train"]
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    ds = sub.add_parser("dataset", help="the Grand Narrative fine-tuning dataset")
+    ds = sub.add_parser("dataset", help="the Grand Narrative fine-tuning dataset",
+                        epilog="example:\n  batos dataset build --out ./narrative")
     dsub = ds.add_subparsers(dest="dataset_command", required=True, metavar="COMMAND")
-    b = dsub.add_parser("build", help="write the dataset from the image's records and the curriculum")
+    b = dsub.add_parser("build", help="write the dataset from the image's records and the curriculum",
+                        epilog="examples:\n  batos dataset build --out ./narrative\n"
+                               "  batos dataset build --image ./live_image.fs --out ./narrative "
+                               "--templates none --json")
     where = b.add_mutually_exclusive_group()
     where.add_argument("--image", help="image file (default <home>/live_image.fs)")
     where.add_argument("--zeo", help="the image served by ZEO at HOST:PORT or a socket path")
-    b.add_argument("--home")
+    b.add_argument("--home", help=HOME_HELP)
     b.add_argument("--out", required=True, help="folder for the JSONL files and manifest.json")
     b.add_argument("--templates", choices=("missing", "all", "none"), default="missing",
                    help="curriculum templates: for chapters not lived (default), all, or none")
     b.add_argument("--held-out", type=int, default=15, metavar="PCT", help="held-out percent (15)")
-    b.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    add_json(b, "print the manifest as JSON")
     b.set_defaults(func=cmd_dataset_build)
 
-    t = sub.add_parser("train", help="fine-tune a LoRA (or 4-bit QLoRA) facet on a dataset")
+    t = sub.add_parser("train", help="fine-tune a LoRA (or 4-bit QLoRA) facet on a dataset",
+                       epilog="examples:\n  batos train --data ./narrative --base ./models/tiny-llama "
+                              "--out ./adapters/persona --steps 20\n"
+                              "  batos train --data ./narrative --base ./models/llama --out ./adapters/q "
+                              "--qlora --json")
     t.add_argument("--data", required=True, help="a folder written by `batos dataset build`")
     t.add_argument("--base", required=True, help="the base model folder")
     t.add_argument("--out", required=True, help="the adapter folder to write")
-    t.add_argument("--facet", default="default")
+    t.add_argument("--facet", default="default", help="the facet it serves (default 'default')")
     t.add_argument("--qlora", action="store_true", help="4-bit base through bitsandbytes")
-    t.add_argument("--steps", type=int, default=20)
+    t.add_argument("--steps", type=int, default=20, help="training steps (default 20)")
     t.add_argument("--rank", type=int, default=8, help="LoRA rank (vLLM's --max-lora-rank caps it)")
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--max-length", type=int, default=1024)
-    t.add_argument("--batch-size", type=int, default=2)
-    t.add_argument("--home")
-    t.add_argument("--json", action="store_true", help="progress and summary as JSON lines")
+    t.add_argument("--lr", type=float, default=2e-4, help="learning rate (default 2e-4)")
+    t.add_argument("--max-length", type=int, default=1024, help="tokens per row (default 1024)")
+    t.add_argument("--batch-size", type=int, default=2, help="rows per step (default 2)")
+    t.add_argument("--home", help=HOME_HELP)
+    add_json(t, "progress and summary as JSON lines")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="score an adapter on the held-out split beside another")
-    e.add_argument("--data", required=True)
-    e.add_argument("--base", required=True)
-    e.add_argument("--adapter", required=True)
+    e = sub.add_parser("evaluate", help="score an adapter on the held-out split beside another",
+                       epilog="example:\n  batos evaluate --data ./narrative --base ./models/tiny-llama "
+                              "--adapter ./adapters/new --against ./adapters/current")
+    e.add_argument("--data", required=True, help="a folder written by `batos dataset build`")
+    e.add_argument("--base", required=True, help="the base model folder")
+    e.add_argument("--adapter", required=True, help="the adapter folder to score")
     e.add_argument("--against", help="the current adapter (default: the bare base model)")
-    e.add_argument("--max-length", type=int, default=1024)
-    e.add_argument("--max-new-tokens", type=int, default=256)
-    e.add_argument("--home")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--max-length", type=int, default=1024, help="tokens per row (default 1024)")
+    e.add_argument("--max-new-tokens", type=int, default=256,
+                   help="tokens generated per held-out row (default 256)")
+    e.add_argument("--home", help=HOME_HELP)
+    add_json(e, "the scores as JSON lines (the result last)")
     e.set_defaults(func=cmd_evaluate)
 
 
-def _fail(exc: Exception) -> int:
-    print(f"batos: {exc}", file=sys.stderr)
-    return 1
+HOME_HELP = "batos home (default: $BATOS_HOME or ~/.local/state/batos)"
+
+
+def _fail(args: argparse.Namespace, exc: Exception) -> int:
+    return fail(args, type(exc).__name__, str(exc))
 
 
 def _handovers(home: Path) -> list[dict[str, Any]]:
@@ -97,9 +112,9 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
         narrative = dataset.collect(export, _handovers(home), with_templates=args.templates)
         manifest = dataset.build(args.out, narrative, held_out_percent=args.held_out)
     except (UVMError, GrandNarrativeError, OSError) as exc:
-        return _fail(exc)
+        return _fail(args, exc)
     if args.json:
-        print(json.dumps(manifest, indent=1))
+        emit(args, manifest)
         return 0
     print(f"{manifest['turns']} turns ({manifest['train']} train, {manifest['held_out']} held out) "
           f"-> {args.out}  data {manifest['data_digest'][:12]}")
@@ -167,10 +182,16 @@ def cmd_train(args: argparse.Namespace) -> int:
                                     log_path=out.parent / f"{out.name}.train.log")
     except GrandNarrativeError as exc:
         progress.end()
-        return _fail(exc)
+        return _fail(args, exc)
     progress.end()
-    print(json.dumps(done["summary"], indent=None if args.json else 1))
+    emit(args, done["summary"], _trained)
     return 0
+
+
+def _trained(s: dict[str, Any]) -> str:
+    return (f"trained {s.get('facet')!r}: {s.get('steps')} steps in {s.get('seconds')}s, final loss "
+            f"{s.get('final_loss')}, rank {s.get('rank')}{' (QLoRA)' if s.get('qlora') else ''}\n"
+            f"adapter {s.get('adapter')} ({s.get('adapter_bytes')} bytes)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -189,7 +210,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         done = train_env.run_module(env, "weaver.evaluate", cli, on_event=progress,
                                     log_path=adapter.parent / f"{adapter.name}.eval.log")
     except GrandNarrativeError as exc:
-        return _fail(exc)
+        return _fail(args, exc)
     done.pop("event", None)
-    print(json.dumps(done, indent=None if args.json else 1))
+    emit(args, done, _evaluated)
     return 0
+
+
+def _evaluated(d: dict[str, Any]) -> str:
+    def scores(side: str) -> str:
+        s = d.get(side) or {}
+        return (f"loss {s.get('loss', float('nan')):.4f}, schema-valid "
+                f"{s.get('schema_valid_share', 0):.0%} on {s.get('rows')} rows")
+
+    rule = f" ({d['rule']})" if d.get("rule") else ""
+    return (f"adapter: {scores('adapter')}\n{d.get('against_kind', 'against')}: {scores('against')}\n"
+            f"better: {'yes' if d.get('better') else 'no'}{rule}")

@@ -207,19 +207,29 @@ def test_cli_check_against_an_image(db, image_path, tmp_path, capsys):
     good = tmp_path / "double.py"
     good.write_text("def double(self, x):\n    return 2 * x\n")
     assert _cli("crucible", "check", str(good), "--receiver", "genesis", "--args", "[21]",
-                "--image", str(image_path)) == 0
+                "--image", str(image_path), "--json") == 0
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["approved"] is True
     assert verdict["stages"][1]["detail"]["result"] == 42
+    assert _cli("crucible", "check", str(good), "--receiver", "genesis", "--args", "[21]",
+                "--image", str(image_path)) == 0
+    shown = capsys.readouterr().out.splitlines()  # for a person: the outcome, a line per stage
+    assert shown[0] == "approved"
+    assert any(line.split()[:3] == ["trial", "pass", "result=42"] for line in shown)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"source": "def double(self, x):\n    import os\n    return 1\n"}))
     assert _cli("crucible", "check", str(bad), "--receiver", "genesis", "--selector", "double:",
-                "--image", str(image_path)) == 1
+                "--image", str(image_path), "--json") == 1
     assert "static: " in json.loads(capsys.readouterr().out)["reasons"][0]
+    assert _cli("crucible", "check", str(bad), "--receiver", "genesis", "--selector", "double:",
+                "--image", str(image_path)) == 1
+    assert capsys.readouterr().out.startswith("rejected: static: ")
     assert _cli("crucible", "check", str(good), "--receiver", "genesis", "--args", "{",
                 "--image", str(image_path)) == 2
+    assert "--args is not JSON" in capsys.readouterr().err
     assert _cli("crucible", "check", str(good), "--receiver", "genesis",
-                "--image", str(tmp_path / "none.fs")) == 2
+                "--image", str(tmp_path / "none.fs"), "--json") == 2
+    assert json.loads(capsys.readouterr().err)["error"]["type"] == "ImageError"
 
 
 def test_a_sandboxed_worker_reaches_a_zeo_socket_recreated_by_a_restart(tmp_path):

@@ -68,7 +68,7 @@ def test_a_hostile_proposal_is_rejected_and_changes_nothing(tmp_path: Path):
     batos("bootstrap", "--image", str(image), mind=False)
     batos("send", "--image", str(image), "genesis", "double:", "21")  # a record exists
     before = batos("send", "--image", str(image), "genesis", "describe", mind=False).stdout
-    proc = batos("send", "--image", str(image), "genesis", "leak", check=False)
+    proc = batos("send", "--image", str(image), "--json", "genesis", "leak", check=False)
     assert proc.returncode == 1
     error = json.loads(proc.stderr)["error"]
     assert error["type"] == "SynthesisFailed"

@@ -8,8 +8,8 @@ What this proves, each with separate OS processes and no mocks:
   storage's last transaction id;
 * ``batos verify`` accepts a bootstrapped image and rejects one with a Genesis
   slot removed, naming the slot;
-* ``batos send`` to an unknown target (or selector) exits 1 with a JSON error
-  on stderr and leaves the image untouched;
+* ``batos send`` to an unknown target (or selector) exits 1 with one error line
+  on stderr (a JSON one with ``--json``) and leaves the image untouched;
 * a second writer on a FileStorage held by another process gets ``ImageLocked``
   (in-process and through the CLI), while read-only ``verify`` still works;
 * two processes write to one image through a real ZEO server at the same
@@ -129,23 +129,29 @@ def test_verify_passes_then_names_a_removed_genesis_slot(image: Path, tmp_path: 
     bad = batos(tmp_path, "verify", "--image", str(image))
     assert bad.returncode != 0
     assert "traits.printString" in bad.stderr
-    assert "verify failed" in bad.stderr
+    assert bad.stderr.splitlines()[-1].startswith("batos verify: VerifyFailed: verify failed: 1 problem")
 
 
 @pytest.mark.parametrize(("target", "selector", "error"), [
     ("noSuchObject", "printString", "UnknownTarget"),
     ("genesis", "noSuchSelector", "NoMind"),  # a DoesNotUnderstand: and no mind to ask
 ])
-def test_send_error_is_json_on_stderr_and_changes_nothing(
+def test_send_error_is_one_line_or_json_on_stderr_and_changes_nothing(
     image: Path, tmp_path: Path, target: str, selector: str, error: str
 ) -> None:
     before = last_tid(image)
-    result = batos(tmp_path, "send", "--image", str(image), target, selector)
+    result = batos(tmp_path, "send", "--image", str(image), "--json", target, selector)
     assert result.returncode == 1
     assert result.stdout == ""
     err = json.loads(result.stderr)["error"]
     assert err["type"] == error
     assert (target if error == "UnknownTarget" else selector) in err["message"]
+    plain = batos(tmp_path, "send", "--image", str(image), target, selector)
+    assert plain.returncode == 1
+    assert plain.stdout == ""
+    (line,) = plain.stderr.splitlines()
+    assert line.startswith(f"batos send: {error}: ")
+    assert (target if error == "UnknownTarget" else selector) in line
     assert last_tid(image) == before
 
 
@@ -159,9 +165,12 @@ def test_second_writer_gets_image_locked(image: Path, tmp_path: Path) -> None:
 
         with pytest.raises(ImageLocked, match="open in another process"):
             open_db(image)
-        cli = batos(tmp_path, "send", "--image", str(image), "genesis", "printString")
+        cli = batos(tmp_path, "send", "--image", str(image), "--json", "genesis", "printString")
         assert cli.returncode == 1
         assert json.loads(cli.stderr)["error"]["type"] == "ImageLocked"
+        plain = batos(tmp_path, "send", "--image", str(image), "genesis", "printString")
+        assert plain.returncode == 1
+        assert plain.stderr.startswith("batos send: ImageLocked: ")
         reader = batos(tmp_path, "verify", "--image", str(image))  # read-only: takes no lock
         assert reader.returncode == 0, reader.stderr
 

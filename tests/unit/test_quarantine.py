@@ -109,15 +109,24 @@ def test_a_person_lists_and_releases_from_the_command_line(tmp_path, capsys):
     finally:
         db.close()
     assert main(["quarantine", "list", "--image", str(path)]) == 0
+    shown = capsys.readouterr().out  # a line per method, for a person
+    assert "crash" in shown
+    assert "req-7" in shown
+    assert main(["quarantine", "list", "--image", str(path), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(r["selector"], r["request"]) for r in listed] == [("crash", "req-7")]
     assert main(["quarantine", "release", "genesis", "crash", "--by", "bob",
-                 "--image", str(path)]) == 0
+                 "--image", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["released"]["request"] == "req-7"
     assert main(["quarantine", "release", "genesis", "crash", "--by", "bob",
                  "--image", str(path)]) == 1
-    assert "not quarantined" in capsys.readouterr().err
-    assert main(["quarantine", "list", "--history", "--image", str(path)]) == 0
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("batos quarantine release: BadArguments: ")
+    assert "not quarantined" in line
+    assert main(["quarantine", "release", "genesis", "crash", "--by", "bob",
+                 "--image", str(path), "--json"]) == 1
+    assert json.loads(capsys.readouterr().err)["error"]["type"] == "BadArguments"
+    assert main(["quarantine", "list", "--history", "--image", str(path), "--json"]) == 0
     events = json.loads(capsys.readouterr().out)
     assert [e["event"] for e in events] == ["quarantined", "released"]
 
