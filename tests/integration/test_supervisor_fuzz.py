@@ -2,12 +2,16 @@
 
 Hypothesis drives a raw DEALER (linger 0) against a real supervisor with
 ``max_frame = 65536``: random bytes, truncated msgpack, msgpack of the wrong shape,
-maps with wrong or missing fields, a wrong ``v``, unknown kinds, huge strings, extra
-envelope frames, too many frames, frames over ``max_frame``. The oracle is the codec
-itself: for each payload the test computes the error the supervisor must answer
-(``MalformedFrame``, ``InvalidMessage``, ``UnsupportedVersion``, ``FrameTooLarge``)
-and the id it must carry. Each case is followed by a ``ping`` sentinel on the same
-socket, so "no reply" (too many frames) is checked without waiting for a silence.
+maps with wrong or missing fields, a wrong or missing ``v``, unknown kinds, huge
+strings, non-string map keys, extension values, extra envelope frames, too many frames,
+frames over ``max_frame``. The oracle is the codec itself: for each payload the test
+computes the error the supervisor must answer (``MalformedFrame``, ``InvalidMessage``,
+``InvalidValue``, ``UnsupportedVersion``, ``FrameTooLarge``) and the id it must carry
+(``ProtocolError.request_id``: the frame's id whenever it had a valid one). Every
+message gets exactly one reply, in the wire form (``result`` or ``error``, never both):
+too many frames before the payload get ``MalformedFrame`` with id "" on the first four.
+Each case is followed by a ``ping`` sentinel on the same socket, so "exactly one" is
+checked without waiting for a silence.
 
 Afterwards the supervisor is alive, answers ``ping`` and a real ``send``, and its log
 holds the warnings. A frame past ZMQ's own limit (4 x ``max_frame``) only drops that
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import ormsgpack
 import pytest
 import zmq
 from hypothesis import HealthCheck, example, given, settings
@@ -28,6 +33,7 @@ from bridge import new_request_id
 from bridge.codec import decode_reply, encode, peek_id, unpack, validate_request
 from bridge.errors import ProtocolError
 from bridge.messages import PingRequest, SendRequest
+from supervisor.frontend import MAX_ENVELOPE
 from tests.conftest import wait_until
 from tests.integration.supervisor_fixtures import (
     Supervisor,
@@ -40,13 +46,20 @@ from tests.integration.supervisor_fixtures import (
 pytestmark = pytest.mark.integration
 
 MAX_FRAME = 65536
-PROTOCOL_ERRORS = {"MalformedFrame", "InvalidMessage", "UnsupportedVersion", "FrameTooLarge"}
+PROTOCOL_ERRORS = {"MalformedFrame", "InvalidMessage", "InvalidValue", "UnsupportedVersion",
+                   "FrameTooLarge"}
 REPLY_TIMEOUT_MS = 5000
 
 _scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
             | st.floats(allow_nan=False) | st.text(max_size=20) | st.binary(max_size=20))
 _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4)
                        | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+# what the protocol does not carry: a map key that is not a string, an extension value
+_strange = st.recursive(
+    _scalars | st.builds(ormsgpack.Ext, st.integers(0, 127), st.binary(max_size=4)),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=4) | st.integers(-5, 5) | st.none() | st.booleans(), inner,
+        max_size=3), max_leaves=8)
 _maps = st.fixed_dictionaries({}, optional={
     "v": st.sampled_from([1, 1, 1, 0, 2, -1, "1", None, 1.5]),
     "kind": st.sampled_from(["send", "describe", "status", "ping", "evolve", "", "SEND", 7]),
@@ -54,7 +67,7 @@ _maps = st.fixed_dictionaries({}, optional={
     # harmless on purpose: a valid fuzzed send only reads the image
     "target": st.sampled_from(["genesis", "no-such-object", "", 3]),
     "selector": st.sampled_from(["printString", "slotNames", "noSuchSelector", "", None]),
-    "args": st.sampled_from([[], [1], "notalist", {"a": 1}]),
+    "args": st.sampled_from([[], [1], "notalist", {"a": 1}]) | st.lists(_strange, max_size=3),
     "author": st.sampled_from([None, "fuzz", "a" * 65]),
 }).flatmap(lambda base: st.dictionaries(st.text(max_size=6), _values, max_size=2).map(
     lambda extra: {**extra, **base}))
@@ -78,7 +91,7 @@ payloads = st.one_of(
     _huge.map(_pack),
     st.integers(MAX_FRAME + 1, 3 * MAX_FRAME).map(lambda n: b"\x91" + b"\x00" * (n - 1)),
 )
-# extra frames before the payload; one message in eight has too many (5-7: dropped unanswered)
+# extra frames before the payload; one message in eight has too many (5-9: MalformedFrame)
 _envelopes = st.tuples(st.lists(st.binary(max_size=16), max_size=4),
                        st.sampled_from([0] * 7 + [5])).map(lambda e: e[0] + [b"pad"] * e[1])
 messages = st.tuples(_envelopes, payloads)
@@ -87,14 +100,17 @@ messages = st.tuples(_envelopes, payloads)
 def expected_error(payload: bytes) -> tuple[str, str] | None:
     """(error type, reply id) the supervisor must answer, or None for a valid request."""
     try:
-        data = unpack(payload, max_size=MAX_FRAME)
+        validate_request(unpack(payload, max_size=MAX_FRAME))
     except ProtocolError as exc:
-        return type(exc).__name__, ""
-    try:
-        validate_request(data)
-    except ProtocolError as exc:
-        return type(exc).__name__, peek_id(data)
+        return type(exc).__name__, exc.request_id
     return None
+
+
+def wire_form(frames: list[bytes]) -> set[str]:
+    """The reply's keys as they came: result or error, never both."""
+    keys = set(ormsgpack.unpackb(frames[-1]))
+    assert keys in ({"v", "id", "ok", "result"}, {"v", "id", "ok", "error"}), keys
+    return keys
 
 
 def receive(sock: zmq.Socket[bytes]) -> list[bytes]:
@@ -128,7 +144,7 @@ def dealer(fuzz_supervisor: Supervisor) -> Any:
 
 def test_malformed_frames_get_error_replies(fuzz_supervisor: Supervisor,
                                             dealer: zmq.Socket[bytes]) -> None:
-    counts = {"errors": 0, "dropped": 0, "valid": 0}
+    counts = {"errors": 0, "too_many": 0, "valid": 0}
     types: set[str] = set()
 
     @settings(max_examples=200, deadline=None, database=None,
@@ -140,6 +156,11 @@ def test_malformed_frames_get_error_replies(fuzz_supervisor: Supervisor,
     @example(message=([b"x"], b"\x91" + b"\x00" * MAX_FRAME))
     @example(message=([b"e"] * 5, b""))
     @example(message=([], _valid))
+    @example(message=([], _pack({"kind": "ping", "id": "no-v"})))
+    @example(message=([], _pack({"v": 1, "kind": "send", "id": "k", "target": "genesis",
+                                 "selector": "printString", "args": [{1: 2}]})))
+    @example(message=([b""], _pack({"v": 1, "kind": "send", "id": "x", "target": "genesis",
+                                    "selector": "printString", "args": [ormsgpack.Ext(5, b"")]})))
     def check(message: tuple[list[bytes], bytes]) -> None:
         envelope, payload = message
         dealer.send_multipart([*envelope, payload])
@@ -152,9 +173,16 @@ def test_malformed_frames_get_error_replies(fuzz_supervisor: Supervisor,
             if reply.id == sentinel and not frames[:-1]:
                 break
             replies.append((frames, reply))
-        if len(envelope) + 2 > 6:  # ROUTER identity + envelope + payload: over the limit
-            assert replies == []
-            counts["dropped"] += 1
+        for frames, _reply in replies:
+            wire_form(frames)
+        if len(envelope) > MAX_ENVELOPE:  # answered at once, on the first four, never dropped
+            assert len(replies) == 1, replies
+            frames, reply = replies[0]
+            assert frames[:-1] == envelope[:MAX_ENVELOPE]
+            assert reply.error is not None
+            assert (reply.error.type, reply.id) == ("MalformedFrame", "")
+            assert reply.error.message.startswith("too many frames")
+            counts["too_many"] += 1
             return
         if expected is None:  # a valid request: answered (forwarded ones after the sentinel)
             if not replies:
@@ -176,7 +204,7 @@ def test_malformed_frames_get_error_replies(fuzz_supervisor: Supervisor,
     check()
     assert counts["errors"] > 100, counts
     assert types == PROTOCOL_ERRORS
-    assert counts["dropped"] > 0
+    assert counts["too_many"] > 0
     assert counts["valid"] > 0
     sup = fuzz_supervisor
     sup.check_running()
@@ -185,7 +213,7 @@ def test_malformed_frames_get_error_replies(fuzz_supervisor: Supervisor,
     warnings = [r for r in sup.log_records() if r["level"] == "WARNING"]
     assert any("bad frame" in r["msg"] for r in warnings)
     assert any("invalid request" in r["msg"] for r in warnings)
-    assert any("dropped a client message" in r["msg"] for r in warnings)
+    assert any("too many frames" in r["msg"] for r in warnings)
 
 
 def test_a_frame_over_zmqs_limit_drops_only_that_connection(fuzz_supervisor: Supervisor,
