@@ -1,0 +1,225 @@
+"""Every request kind answers with its documented reply (docs/protocol.md, "Requests").
+
+``evolve`` and ``rollback`` are asked only what changes nothing: a spec that would not
+change (``unchanged``, or ``InvalidRequest`` where the server cannot hand over at all,
+``env.mode = "current"``), a package to remove that is not there, an unknown env. A
+real handover is ``check_handover``'s, and only with ``--evolve-requirement``.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from typing import Any
+
+from .context import Context
+from .registry import check, require
+from .shapes import expect_error, expect_ok, short
+from .wire import pack, request
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+STATUS_KEYS = ("state", "reason", "supervisor", "active", "incarnations", "env", "routing",
+               "poisoned", "quarantined", "restarts", "zeo", "handover", "served",
+               "handover_log", "confinement")
+STATES = ("starting", "serving", "restarting", "degraded", "stopping")
+SLOT_KINDS = ("parent", "method", "object", "nil", "list", "dict", "str", "int", "float", "bool",
+              "bytes")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@check("reachable", "1.1 Sockets")
+def reachable(ctx: Context) -> str:
+    """A ``ping`` from a plain DEALER is answered (nothing else can run without it)."""
+    rid, reply = ctx.ask("ping")
+    expect_ok(reply, rid, "ping")
+    return f"{ctx.options.endpoint} answers"
+
+
+@check("ping", "3.4 ping")
+def ping(ctx: Context) -> str:
+    """``ping`` answers ``{pong: true, pid, uptime, state}``."""
+    result = ctx.call("ping")
+    require(isinstance(result, dict), f"ping answers a map, got {short(result)}")
+    require(result.get("pong") is True, f"pong is true, got {short(result.get('pong'))}")
+    require(isinstance(result.get("pid"), int) and not isinstance(result.get("pid"), bool),
+            f"pid is an integer, got {short(result.get('pid'))}")
+    require(_number(result.get("uptime")) and result["uptime"] >= 0,
+            f"uptime is seconds, got {short(result.get('uptime'))}")
+    require(result.get("state") in STATES, f"state is one of {STATES}, got "
+            f"{short(result.get('state'))}")
+    return f"state {result['state']}"
+
+
+@check("status", "3.3 status")
+def status(ctx: Context) -> str:
+    """``status`` answers a map with the documented keys (state, incarnations, routing, ...)."""
+    result = ctx.status()
+    missing = [key for key in STATUS_KEYS if key not in result]
+    require(not missing, f"status lacks {missing} (has {sorted(result)})")
+    require(isinstance(result["incarnations"], list)
+            and all(isinstance(i, dict) for i in result["incarnations"]),
+            f"incarnations is a list of maps, got {short(result['incarnations'])}")
+    require(isinstance(result["routing"], dict), f"routing is a map, got {short(result['routing'])}")
+    require(isinstance(result["poisoned"], list), f"poisoned is a list, got {short(result['poisoned'])}")
+    quarantined = result["quarantined"]
+    require(quarantined is None or (isinstance(quarantined, dict)
+                                    and isinstance(quarantined.get("methods"), list)),
+            f"quarantined is {{reported_by, count, methods: [...], ago}} or nil, got "
+            f"{short(quarantined)}")
+    require(result["state"] in STATES, f"state is one of {STATES}, got {short(result['state'])}")
+    supervisor = result["supervisor"]
+    require(isinstance(supervisor, dict) and isinstance(supervisor.get("endpoints"), list)
+            and isinstance(supervisor.get("events"), str),
+            f"supervisor is {{pid, uptime, home, endpoints, events, curve}}, got {short(supervisor)}")
+    return f"state {result['state']}, {len(result['incarnations'])} incarnation(s)"
+
+
+@check("describe", "3.2 describe")
+def describe(ctx: Context) -> str:
+    """``describe`` without a target describes ``genesis``: ``{uuid, names, slots}``."""
+    default = ctx.call("describe")
+    named = ctx.call("describe", target="genesis")
+    for result in (default, named):
+        require(isinstance(result, dict) and {"uuid", "names", "slots"} <= set(result),
+                f"describe answers {{uuid, names, slots}}, got {short(result)}")
+        require(isinstance(result["uuid"], str) and UUID.match(result["uuid"]),
+                f"uuid is 8-4-4-4-12 hex, got {short(result['uuid'])}")
+        require(isinstance(result["names"], list) and "genesis" in result["names"],
+                f"genesis's names include 'genesis', got {short(result['names'])}")
+        require(isinstance(result["slots"], dict), f"slots is a map, got {short(result['slots'])}")
+        for slot, entry in result["slots"].items():
+            require(isinstance(entry, dict) and entry.get("kind") in SLOT_KINDS,
+                    f"slot {slot!r}: kind is one of {SLOT_KINDS}, got {short(entry)}")
+            if entry["kind"] == "method":
+                require(isinstance(entry.get("version"), int) and isinstance(entry.get("selector"), str),
+                        f"method slot {slot!r} has version and selector, got {short(entry)}")
+    require(default["uuid"] == named["uuid"],
+            f"the default target is genesis: {default['uuid']} != {named['uuid']}")
+    return f"genesis is {named['uuid']} with {len(named['slots'])} slot(s)"
+
+
+@check("send", "3.1 send")
+def send(ctx: Context) -> str:
+    """``send`` runs a message: ``args`` defaults to []; ``author`` is taken."""
+    rid, reply = ctx.ask("send", target="genesis", selector="printString")
+    text = expect_ok(reply, rid, "send genesis printString (no args field)")
+    require(isinstance(text, str) and text, f"printString answers a string, got {short(text)}")
+    rid, reply = ctx.ask("send", target="genesis", selector="respondsTo:", args=["clone"],
+                         author="conformance")
+    answer = expect_ok(reply, rid, "send genesis respondsTo: 'clone'")
+    require(answer is True, f"genesis respondsTo: 'clone' answers true, got {short(answer)}")
+    return f"printString -> {short(text, 60)}"
+
+
+@check("values", "7.4 Values")
+def values(ctx: Context) -> str:
+    """Every value kind survives a slot round trip; references come back as ``{$ref: uuid}``."""
+    name = ctx.make_object("values")
+    genesis = ctx.call("describe")["uuid"]
+    samples: dict[str, Any] = {
+        "nil": None, "true": True, "false": False, "int": -(2 ** 40), "int64_max": 2 ** 63 - 1,
+        "int64_min": -(2 ** 63), "float": 2.5,
+        "str": "héllo ✓", "bytes": b"\x00\xffbytes", "list": [1, "two", [3.0]],
+        "map": {"a": 1, "b": {"c": [None]}},
+    }
+    for slot, value in samples.items():
+        ctx.image(name, "setSlot:value:", slot, value)
+        back = ctx.image(name, slot)
+        require(back == value and type(back) is type(value),
+                f"slot {slot}: set {short(value)}, read back {short(back)}")
+    ctx.image(name, "setSlot:value:", "ref", {"$ref": "genesis"})
+    back = ctx.image(name, "ref")
+    require(back == {"$ref": genesis}, f"a reference reads back as {{'$ref': {genesis!r}}} "
+            f"(its uuid), got {short(back)}")
+    # a float 32 on the wire (ormsgpack writes float 64 only: the bytes are spliced in)
+    marker = "conformance-float32-marker"
+    message = request("send", target=name, selector="setSlot:value:", args=["f32", marker])
+    frame = pack(message).replace(pack(marker), b"\xca" + struct.pack(">f", 1.5))
+    reply = ctx.conn.ask_raw(frame, message["id"])
+    expect_ok(reply, message["id"], "setSlot:value: with a float 32")
+    back = ctx.image(name, "f32")
+    require(back == 1.5 and isinstance(back, float), f"a float 32 reads back as 1.5, got {short(back)}")
+    return f"{len(samples) + 2} value kinds round-tripped"
+
+
+@check("handovers", "3.7 handovers")
+def handovers(ctx: Context) -> str:
+    """``handovers`` answers ``{handovers: [rows], verify}``; ``verify`` checks the chain."""
+    plain = ctx.call("handovers")
+    require(isinstance(plain, dict) and isinstance(plain.get("handovers"), list),
+            f"handovers answers {{handovers: [...], verify}}, got {short(plain)}")
+    for row in plain["handovers"]:
+        require(isinstance(row, dict) and {"handover", "kind", "outcome"} <= set(row),
+                f"a handover row has handover, kind, outcome: {short(row)}")
+    checked = ctx.call("handovers", verify=True, last=1)
+    require(isinstance(checked, dict) and isinstance(checked.get("handovers"), list),
+            f"handovers (verify, last 1) answers a map, got {short(checked)}")
+    require(len(checked["handovers"]) <= 1, f"last: 1 gives at most one row, got "
+            f"{len(checked['handovers'])}")
+    verify = checked.get("verify")
+    require(isinstance(verify, dict) and isinstance(verify.get("ok"), bool),
+            f"verify: true answers the chain check {{ok, ...}}, got {short(verify)}")
+    require(verify["ok"], f"the handover log's chain does not verify: {short(verify)}")
+    return f"{len(plain['handovers'])} handover(s), chain ok"
+
+
+@check("evolve-unchanged", "3.5 evolve")
+def evolve_unchanged(ctx: Context) -> str:
+    """``evolve`` that changes nothing answers ``{outcome: "unchanged"}`` (or ``InvalidRequest``
+    where handovers are impossible), and re-adding an installed requirement is unchanged."""
+    rid, reply = ctx.ask("evolve", who="conformance")
+    result = _unchanged_or_refused(reply, rid, "evolve with no changes")
+    if result is None:
+        return "refused InvalidRequest: this server cannot hand over (env.mode current)"
+    env = (ctx.status().get("env") or {}).get("spec") or {}
+    requirements = env.get("requirements") if isinstance(env, dict) else None
+    if not requirements:
+        return "unchanged (status names no requirement to re-add)"
+    rid, reply = ctx.ask("evolve", add=[requirements[0]], who="conformance")
+    again = _unchanged_or_refused(reply, rid, f"evolve adding the installed {requirements[0]!r}")
+    require(again is not None, "re-adding an installed requirement is unchanged, not refused")
+    return f"unchanged, also re-adding {requirements[0]!r}"
+
+
+def _unchanged_or_refused(reply: dict[str, Any], rid: str, what: str) -> dict[str, Any] | None:
+    if not reply.get("ok"):
+        expect_error(reply, "InvalidRequest", rid=rid, what=what, where="supervisor")
+        return None
+    result = expect_ok(reply, rid, what)
+    require(isinstance(result, dict) and result.get("outcome") == "unchanged",
+            f"{what}: answers {{outcome: 'unchanged', ...}}, got {short(result)}")
+    return result
+
+
+@check("evolve-invalid", "3.5 evolve")
+def evolve_invalid(ctx: Context) -> str:
+    """``evolve`` removing a package that is not there, or adding a requirement that cannot
+    be parsed, is ``InvalidRequest`` (and starts nothing)."""
+    for fields in ({"remove": [f"conformance-absent-{ctx.tag}"]},
+                   {"add": ["(( not a requirement"]}):
+        rid, reply = ctx.ask("evolve", who="conformance", **fields)
+        expect_error(reply, "InvalidRequest", rid=rid, what=f"evolve {fields}", where="supervisor")
+    return "InvalidRequest for both"
+
+
+@check("rollback-invalid", "3.6 rollback")
+def rollback_invalid(ctx: Context) -> str:
+    """``rollback`` to an env that does not exist is ``InvalidRequest`` (and starts nothing)."""
+    env_id = f"conformance-no-env-{ctx.tag}"
+    rid, reply = ctx.ask("rollback", env_id=env_id, who="conformance")
+    err = expect_error(reply, "InvalidRequest", rid=rid, what=f"rollback to {env_id!r}",
+                       where="supervisor")
+    return short(err["message"], 120)
+
+
+@check("unknown-kind", "3 Requests")
+def unknown_kind(ctx: Context) -> str:
+    """A request of a kind the spec does not list is ``InvalidMessage`` naming ``kind``."""
+    rid, reply = ctx.ask("conformance_no_such_kind")
+    expect_error(reply, "InvalidMessage", rid=rid, what="kind 'conformance_no_such_kind'",
+                 mentions=("kind",), where="supervisor")
+    return "InvalidMessage"
+
