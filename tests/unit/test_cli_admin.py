@@ -23,8 +23,12 @@ def test_keys_generate_authorize_list_revoke(tmp_path, capsys):
     main(["keys", "list", "--home", str(home)])
     assert capsys.readouterr().out.split() == ["laptop", "local"]
     assert main(["keys", "revoke", "--home", str(home), "laptop"]) == 0
+    capsys.readouterr()
     assert main(["keys", "authorize", "--home", str(home),
                  str(other / "keys" / "client.key_secret")]) == 1  # a secret is never authorized
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("batos keys authorize: InvalidKeyFile: ")
+    assert "holds a secret key" in line
 
 
 def test_service_install_writes_a_notify_unit(tmp_path, capsys):
