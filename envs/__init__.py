@@ -20,7 +20,8 @@ fixed table.
 Boundary: this package sits beside ``bridge`` on the floor above ``lexicon`` and must
 import nothing of ``uvm``, ``weaver``, ``crucible``, ``ui_seed``, ``supervisor`` or
 ``batos`` (``tests/unit/test_layering.py``): the standard library, pydantic, psutil,
-ormsgpack (the fork-server's messages), ``packaging`` when present, and the ``uv``
+ormsgpack (the fork-server's messages), httpx (``envs.vllm``'s readiness probe),
+``packaging`` when present, and the ``uv``
 package only to locate its binary. It builds, describes and stops; it never starts
 an incarnation, never imports what it installs, and never decides which env is
 current or which to delete.
