@@ -81,6 +81,8 @@ def _own_handover(ctx: Context, stream: EventStream, kind: str) -> tuple[str, li
         require(result["handover"] == hid, f"the {kind} reply names handover {result['handover']!r}, "
                 f"its events {hid!r}")
     theirs = [s for s in stream.seen if s.kind.startswith("handover.") and s.data.get("handover") == hid]
+    ends = [s for s in theirs if s.kind == "handover.completed"]
+    require(len(ends) == 1, f"handover {hid} ends with exactly one handover.completed, got {len(ends)}")
     strays = [s.kind for s in theirs if s.data.get("request") != rid]
     require(not strays, f"events of handover {hid} that do not name request {rid}: {strays}")
     kinds = [s.kind for s in mine]
@@ -91,6 +93,8 @@ def _own_handover(ctx: Context, stream: EventStream, kind: str) -> tuple[str, li
     if isinstance(result, dict) and result.get("outcome") == "switched":
         require("handover.switched" in kinds, f"a switched {kind}'s events include "
                 f"handover.switched ({kinds})")
+    if not record["reply"].get("ok"):
+        require("handover.switched" not in kinds, f"a failed {kind} never has handover.switched")
     return hid, mine
 
 

@@ -42,8 +42,10 @@ def _idle(ctx: Context, what: str) -> dict[str, Any]:
                  f"no handover idle and serving {what}")
 
 
-def _count(ctx: Context) -> int:
-    return len(ctx.call("handovers")["handovers"])
+def _rows(ctx: Context) -> list[dict[str, Any]]:
+    rows = ctx.call("handovers")["handovers"]
+    require(isinstance(rows, list), f"handovers answers {{handovers: [rows]}}, got {short(rows)}")
+    return rows
 
 
 def _asked_twice(ctx: Context, kind: str, fields: dict[str, Any], *,
@@ -55,7 +57,7 @@ def _asked_twice(ctx: Context, kind: str, fields: dict[str, Any], *,
     first, second, other = ctx.wire.dealer(), ctx.wire.dealer(), ctx.wire.dealer()
     message = request(kind, new_id(kind), who="conformance", **fields)
     record: dict[str, Any] = {"rid": message["id"], "message": message, "busy": None,
-                              "count": _count(ctx)}
+                              "count": len(_rows(ctx))}
     first.send(message)
     running = _wait(ctx, lambda s: s.get("handover") is not None or _answered(first), f"{kind} not "
                     "seen running nor answered")
@@ -142,12 +144,19 @@ def _resent(ctx: Context, kind: str, record: dict[str, Any]) -> str:
     require(later == record["reply"], f"{kind} resent by id after its handover ended: expected "
             f"{short(record['reply'])}, got {short(later)}")
     _idle(ctx, f"after the {kind} was resent")
-    count = _count(ctx)
+    rows = _rows(ctx)
+    count = len(rows)
     reply = record["reply"]
     unchanged = reply.get("ok") and (reply.get("result") or {}).get("outcome") == "unchanged"
     wanted = record["count"] + (0 if unchanged else 1)
     require(count == wanted, f"one {kind} asked three times is {wanted - record['count']} "
             f"handover(s): the log went from {record['count']} to {count}")
+    hid = reply["result"].get("handover") if reply.get("ok") else None
+    if hid is not None:
+        row = next((r for r in rows if r.get("handover") == hid), None)
+        require(row is not None, f"the handover log has no row for handover {hid}")
+        require(row.get("request") == record["rid"], f"handover {hid}'s row names request "
+                f"{short(row.get('request'))}, not {record['rid']!r}")
     return "the same reply twice, one handover"
 
 

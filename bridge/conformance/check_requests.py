@@ -32,9 +32,9 @@ def _number(value: Any) -> bool:
 
 @check("reachable", "1.1 Sockets")
 def reachable(ctx: Context) -> str:
-    """A ``ping`` from a plain DEALER is answered (nothing else can run without it)."""
-    rid, reply = ctx.ask("ping")
-    expect_ok(reply, rid, "ping")
+    """A ``ping`` from a plain DEALER gets a reply carrying its id (its shape is ``ping``'s
+    to judge; with no reply at all, nothing else can run)."""
+    ctx.ask("ping")
     return f"{ctx.options.endpoint} answers"
 
 
