@@ -109,6 +109,10 @@ def evolve_switch(ctx: Context) -> str:
     fields: dict[str, Any] = {"add": [requirement], "offline": ctx.options.offline,
                               "find_links": list(ctx.options.find_links)}
     record = _asked_twice(ctx, "evolve", fields, busy_probe=True)
+    reply = record["reply"]
+    if not reply.get("ok") and (reply.get("error") or {}).get("type") == "InvalidRequest":
+        raise Skipped(f"evolve adding {requirement!r} was refused: InvalidRequest: "
+                      f"{reply['error'].get('message')}")
     ctx.state["evolve"] = record
     verdict = _judge("evolve", record)
     if verdict == "unchanged":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from . import (
     check_builtins,
@@ -35,6 +36,8 @@ __all__ = ["MODULES", "REACHABLE", "ordered", "run", "run_one"]
 
 #: the check every other one needs
 REACHABLE = "reachable"
+CURVE_HINT = ("; if that TCP frontend requires CURVE, it answers no client without keys: run "
+              "the suite against its ipc:// frontend")
 MODULES = (check_requests, check_frames, check_errors, check_image, check_builtins, check_once,
            check_handover, check_events)
 
@@ -69,6 +72,8 @@ def run(options: Options, on_result: Callable[[Result], None] | None = None) -> 
         ctx = Context(options, wire)
         reach = next(c for c in every if c.name == REACHABLE)
         first = run_one(ctx, reach)
+        if first.failed and options.endpoint.startswith("tcp://"):
+            first = replace(first, reason=first.reason + CURVE_HINT)
         unreachable = first.reason if first.failed else None
         if unreachable is None:
             ctx.open_events()
