@@ -67,22 +67,25 @@ def _own_handover(ctx: Context, stream: EventStream, kind: str) -> tuple[str, li
     its ``handover.completed``)."""
     record = ctx.state[kind]
     rid = record["rid"]
-    done = stream.wait_for(lambda s: s.kind == "handover.completed" and s.data.get("request") == rid,
-                           ctx.options.handover_timeout)
-    mine = [s for s in stream.seen if s.kind.startswith("handover.") and s.data.get("request") == rid]
+    done = stream.wait_for(lambda s: s.kind == "handover.completed"
+                           and s.data.get("request") == rid, ctx.options.handover_timeout)
+    handovers = [s for s in stream.seen if s.kind.startswith("handover.")]
+    mine = [s for s in handovers if s.data.get("request") == rid]
     if done is None:
         raise Failed(f"no handover.completed naming request {rid} within "
                      f"{ctx.options.handover_timeout:g}s; its events: {[s.kind for s in mine]}; "
-                     f"every handover event: {[(s.kind, short(s.data, 80)) for s in stream.seen if s.kind.startswith('handover.')]}")
+                     f"every handover event: {[(s.kind, short(s.data, 80)) for s in handovers]}")
     hid = done.data.get("handover")
-    require(isinstance(hid, str) and hid, f"handover.completed names its handover, got {short(done.data)}")
+    require(isinstance(hid, str) and hid,
+            f"handover.completed names its handover, got {short(done.data)}")
     result = record["reply"].get("result")
     if isinstance(result, dict) and "handover" in result:
-        require(result["handover"] == hid, f"the {kind} reply names handover {result['handover']!r}, "
-                f"its events {hid!r}")
-    theirs = [s for s in stream.seen if s.kind.startswith("handover.") and s.data.get("handover") == hid]
+        require(result["handover"] == hid, f"the {kind} reply names handover "
+                f"{result['handover']!r}, its events {hid!r}")
+    theirs = [s for s in handovers if s.data.get("handover") == hid]
     ends = [s for s in theirs if s.kind == "handover.completed"]
-    require(len(ends) == 1, f"handover {hid} ends with exactly one handover.completed, got {len(ends)}")
+    require(len(ends) == 1,
+            f"handover {hid} ends with exactly one handover.completed, got {len(ends)}")
     strays = [s.kind for s in theirs if s.data.get("request") != rid]
     require(not strays, f"events of handover {hid} that do not name request {rid}: {strays}")
     kinds = [s.kind for s in mine]
@@ -155,7 +158,8 @@ def _topic_check(topic: str) -> None:
         problems = sorted({p for s in seen for p in s.problems})
         require(not problems, " | ".join(problems))
         return f"{len(seen)} event(s): {', '.join(sorted({s.kind for s in seen}))}"
-    seen_on_topic.__doc__ = f"Events seen on topic ``{topic}`` during the run have the documented shape."
+    seen_on_topic.__doc__ = (f"Events seen on topic ``{topic}`` during the run have the "
+                             "documented shape.")
     check(f"events-{topic}", f"6 Events: {topic}")(seen_on_topic)
 
 

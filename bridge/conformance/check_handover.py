@@ -5,8 +5,9 @@
 second while it runs (the resend joins it: both get the one reply), and a different
 id asked meanwhile is ``Busy`` (``busy``). ``evolve-resend`` resends the id after
 the reply and again after the handover ended: the same reply each time, and the
-handover log holds one handover more, not two. ``rollback-switch`` hands back to the
-env before (the server is left on the env it had), asked and resent the same way.
+handover log holds one handover more, not two. ``evolve-unchanged`` adds the same
+requirement again (``unchanged``). ``rollback-switch`` hands back to the env before
+(the server is left on the env it had), asked and resent the same way.
 What they did stays in ``Context.state`` for the event checks (W7).
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from .context import Context
 from .registry import Failed, Skipped, check, require
-from .shapes import SUPERVISOR, expect_error, reply_problems, short
+from .shapes import SUPERVISOR, expect_error, expect_ok, reply_problems, short
 from .wire import Conn, new_id, request
 
 SWITCHED_KEYS = ("handover", "outcome", "env_before", "env_after", "timings", "validation")
@@ -66,7 +67,8 @@ def _asked_twice(ctx: Context, kind: str, fields: dict[str, Any], *,
         if busy_probe:  # an evolve that changes nothing: harmless if it is not refused
             busy = request("evolve", new_id("busy"), who="conformance")
             other.send(busy)
-            record["busy"] = (busy["id"], other.wait_reply(busy["id"], what="evolve asked meanwhile"))
+            answer = other.wait_reply(busy["id"], what="evolve asked meanwhile")
+            record["busy"] = (busy["id"], answer)
         record["joined"] = second.wait_reply(message["id"], ctx.options.handover_timeout,
                                              what=f"{kind} resent while it runs")
     record["reply"] = first.wait_reply(message["id"], ctx.options.handover_timeout, what=kind)
@@ -94,7 +96,8 @@ def _judge(kind: str, record: dict[str, Any]) -> str:
         return "unchanged"
     missing = [k for k in SWITCHED_KEYS if k not in result]
     require(not missing, f"a switched {kind} reply has {list(SWITCHED_KEYS)}; lacks {missing}")
-    require(result["outcome"] == "switched", f"outcome is 'switched', got {short(result['outcome'])}")
+    require(result["outcome"] == "switched",
+            f"outcome is 'switched', got {short(result['outcome'])}")
     return f"switched to {short(result['env_after'], 60)}"
 
 
@@ -174,6 +177,40 @@ def evolve_resend(ctx: Context) -> str:
     return _resent(ctx, "evolve", record)
 
 
+@check("evolve-unchanged", "3.5 evolve")
+def evolve_unchanged(ctx: Context) -> str:
+    """An ``evolve`` adding the requirement just installed answers ``{outcome: "unchanged",
+    env, message}``, starts nothing, and answers the same when resent by its id."""
+    record = ctx.state.get("evolve")
+    if record is None:
+        raise Skipped("no evolve ran (evolve-switch)")
+    if _outcome(record["reply"]) == "unchanged":
+        message, first = record["message"], record["reply"]  # it was installed already
+    else:
+        if _outcome(record["reply"]) != "switched":
+            raise Skipped("the evolve did not switch: nothing is installed to add again")
+        _idle(ctx, "after the evolve")
+        message = request("evolve", new_id("evolve"), **{
+            k: v for k, v in record["message"].items() if k not in ("v", "id", "kind")})
+        first = ctx.conn.ask(message, ctx.options.handover_timeout)
+    result = expect_ok(first, message["id"], "evolve adding what is installed")
+    require(isinstance(result, dict) and result.get("outcome") == "unchanged"
+            and {"env", "message"} <= set(result),
+            f"answers {{outcome: 'unchanged', env, message}}, got {short(result)}")
+    again = ctx.conn.ask(message, ctx.options.handover_timeout)
+    require(again == first, f"an unchanged evolve resent by id: expected {short(first)}, got "
+            f"{short(again)}")
+    status = ctx.status()
+    require(status.get("handover") is None, f"an unchanged evolve started a handover: "
+            f"{short(status.get('handover'))}")
+    return "unchanged, the same when resent"
+
+
+def _outcome(reply: dict[str, Any]) -> str | None:
+    result = reply.get("result") if reply.get("ok") else None
+    return result.get("outcome") if isinstance(result, dict) else None
+
+
 @check("rollback-switch", "3.6 rollback")
 def rollback_switch(ctx: Context) -> str:
     """``rollback`` to the env before the evolve switches back; resent by id it answers the
@@ -181,11 +218,9 @@ def rollback_switch(ctx: Context) -> str:
     record = ctx.state.get("evolve")
     if record is None:
         raise Skipped("no evolve ran (evolve-switch)")
-    reply = record["reply"]
-    result = reply.get("result") if reply.get("ok") else None
-    if not isinstance(result, dict) or result.get("outcome") != "switched":
+    if _outcome(record["reply"]) != "switched":
         raise Skipped("the evolve did not switch: nothing to roll back")
-    before = result.get("env_before")
+    before = record["reply"]["result"].get("env_before")
     env_id = before.get("id") if isinstance(before, dict) else before
     _idle(ctx, "before the rollback")
     fields = {"env_id": env_id} if isinstance(env_id, str) else {}

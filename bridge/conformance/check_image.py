@@ -33,8 +33,8 @@ ERROR_METHODS = {
 def _refused(ctx: Context, types: str, target: str, selector: str, *args: Any,
              mentions: tuple[str, ...] = ()) -> str:
     rid, reply = ctx.send(target, selector, *args)
-    err = expect_error(reply, types, rid=rid, what=f"send {target} {selector} {short(list(args), 80)}",
-                       mentions=mentions, not_where=SUPERVISOR)
+    what = f"send {target} {selector} {short(list(args), 80)}"
+    err = expect_error(reply, types, rid=rid, what=what, mentions=mentions, not_where=SUPERVISOR)
     require(err["where"], f"{types}: where names the incarnation that answered, got ''")
     return err["where"]
 

@@ -75,9 +75,12 @@ class Result:
 CHECKS: list[Check] = []
 
 
-def check(name: str, section: str) -> Callable[[Callable[[Any], str | None]], Callable[[Any], str | None]]:
+CheckFunction = Callable[[Any], str | None]
+
+
+def check(name: str, section: str) -> Callable[[CheckFunction], CheckFunction]:
     """Register the decorated function as the check ``name`` (unique) for ``section``."""
-    def register(func: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    def register(func: CheckFunction) -> CheckFunction:
         if any(c.name == name for c in CHECKS):
             raise ValueError(f"two conformance checks are named {name!r}")
         first = (func.__doc__ or "").strip().split("\n\n")[0]

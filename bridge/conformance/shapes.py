@@ -25,7 +25,8 @@ from .registry import Failed
 from .wire import PROTOCOL_VERSION, unpack
 
 __all__ = ["EVENT_DATA", "EVENT_TOPICS", "HANDOVER_OUTCOMES", "HANDOVER_PHASES",
-           "MAX_ERROR_MESSAGE", "MAX_ID", "SUPERVISOR", "event_problems", "expect_error", "expect_ok", "reply_problems", "short"]
+           "MAX_ERROR_MESSAGE", "MAX_ID", "SUPERVISOR", "event_problems", "expect_error",
+           "expect_ok", "reply_problems", "short"]
 
 MAX_ID = 128
 #: error messages are at most 4 KiB of text
@@ -84,7 +85,8 @@ def reply_problems(reply: Any) -> list[str]:
         problems.append(f"a reply carries v: {PROTOCOL_VERSION}, got {short(reply.get('v'))}")
     rid = reply.get("id")
     if not isinstance(rid, str) or len(rid) > MAX_ID:
-        problems.append(f"a reply's id is a string of at most {MAX_ID} characters, got {short(rid)}")
+        problems.append(f"a reply's id is a string of at most {MAX_ID} characters, "
+                        f"got {short(rid)}")
     if not ok:
         problems += _error_problems(reply.get("error"))
     return problems
@@ -95,7 +97,8 @@ def _error_problems(error: Any) -> list[str]:
         return [f"'error' is a map {{type, message, where}}, got {short(error)}"]
     problems = []
     if set(error) != {"type", "message", "where"}:
-        problems.append(f"'error' has exactly the keys type, message, where; got {sorted(map(str, error))}")
+        problems.append("'error' has exactly the keys type, message, where; "
+                        f"got {sorted(map(str, error))}")
     for key in ("type", "message", "where"):
         if not isinstance(error.get(key), str):
             problems.append(f"error.{key} is a string, got {short(error.get(key))}")
@@ -166,7 +169,8 @@ def event_problems(frames: list[bytes]) -> tuple[dict[str, Any] | None, list[str
         return None, [f"an event is a map, got {type(event).__name__}"]
     problems = []
     if set(event) != {"v", "kind", "ts", "data"}:
-        problems.append(f"an event has exactly the keys v, kind, ts, data; got {sorted(map(str, event))}")
+        problems.append("an event has exactly the keys v, kind, ts, data; "
+                        f"got {sorted(map(str, event))}")
     kind = event.get("kind")
     if event.get("v") != PROTOCOL_VERSION:
         problems.append(f"an event carries v: {PROTOCOL_VERSION}, got {short(event.get('v'))}")

@@ -106,7 +106,8 @@ class Conn:
         self.send_frames([payload])
         return self.wait_reply(rid, timeout, what="hand-built request")
 
-    def wait_reply(self, rid: str, timeout: float | None = None, *, what: str = "request") -> dict[str, Any]:
+    def wait_reply(self, rid: str, timeout: float | None = None, *,
+                   what: str = "request") -> dict[str, Any]:
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0:
@@ -133,7 +134,8 @@ class Conn:
             got = self.recv(left)
             if got is None:
                 break
-            if len(got.frames) == 1 and isinstance(got.reply, dict) and got.reply.get("id") == fence["id"]:
+            fenced = isinstance(got.reply, dict) and got.reply.get("id") == fence["id"]
+            if fenced and len(got.frames) == 1:
                 return seen
             seen.append(got)
         raise Failed(f"no reply to a fence ping sent after the probe within {wait:g}s "

@@ -31,8 +31,8 @@ from tests.integration.supervisor_fixtures import (
 pytestmark = pytest.mark.integration
 
 #: checks that need a real evolve, or events of kinds nothing in the suite provokes
-HANDOVER_CHECKS = {"evolve-switch", "busy", "evolve-resend", "rollback-switch",
-                   "events-handover", "events-handover-topic"}
+HANDOVER_CHECKS = {"evolve-switch", "busy", "evolve-resend", "evolve-unchanged",
+                   "rollback-switch", "events-handover", "events-handover-topic"}
 UNPROVOKED_TOPICS = {"events-supervisor", "events-zeo", "events-vllm", "events-image"}
 SKIPPED_WITHOUT_EVOLVE = HANDOVER_CHECKS | UNPROVOKED_TOPICS | {"events-shape",
                                                                 "events-incarnation"}
