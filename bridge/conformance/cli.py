@@ -34,8 +34,9 @@ examples:
       --find-links ./wheels --offline
 
 Without --evolve-requirement the suite changes no environment: evolve and rollback are
-asked only what the server must refuse or answer "unchanged". It does add a few objects
-to the image, named conformance_<run>_<label>.
+asked only what the server must refuse before it builds anything. It does add a few
+objects to the image, named conformance_<run>_<label>. With it, the suite evolves, asks
+the same again ("unchanged"), and rolls back to the env it found.
 """
 
 
