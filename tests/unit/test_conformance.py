@@ -28,8 +28,10 @@ def _ok(result: Any, rid: str = "r1") -> dict[str, Any]:
     return {"v": 1, "id": rid, "ok": True, "result": result}
 
 
-def _err(type_: str, message: str = "m", rid: str = "r1", where: str = "supervisor") -> dict[str, Any]:
-    return {"v": 1, "id": rid, "ok": False, "error": {"type": type_, "message": message, "where": where}}
+def _err(type_: str, message: str = "m", rid: str = "r1",
+         where: str = "supervisor") -> dict[str, Any]:
+    error = {"type": type_, "message": message, "where": where}
+    return {"v": 1, "id": rid, "ok": False, "error": error}
 
 
 # --- shapes -----------------------------------------------------------------------------
@@ -222,7 +224,8 @@ def fake(tmp_path: Path) -> Iterator[Callable[[Answer], str]]:
             server.close()
 
 
-CHOSEN = ("reachable", "ping", "unsupported-version", "envelope-echo", "envelope-too-many", "req-socket")
+CHOSEN = ("reachable", "ping", "unsupported-version", "envelope-echo", "envelope-too-many",
+          "req-socket")
 
 
 def _verdicts(endpoint: str) -> dict[str, Any]:
@@ -232,7 +235,8 @@ def _verdicts(endpoint: str) -> dict[str, Any]:
 
 def test_a_frontend_as_specified_passes(fake: Callable[[Answer], str]) -> None:
     verdicts = _verdicts(fake(frontend()))
-    assert {name: verdicts[name].outcome for name in CHOSEN} == dict.fromkeys(CHOSEN, PASS), verdicts
+    outcomes = {name: verdicts[name].outcome for name in CHOSEN}
+    assert outcomes == dict.fromkeys(CHOSEN, PASS), verdicts
 
 
 def test_replies_with_both_keys_fail_w1(fake: Callable[[Answer], str]) -> None:
