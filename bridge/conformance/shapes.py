@@ -47,7 +47,7 @@ EVENT_DATA: dict[str, tuple[str, ...]] = {
     "zeo.restarted": ("restarts",),
     "handover.phase": ("handover", "request", "phase"),
     "handover.switched": ("handover", "request", "old", "new", "env_id"),
-    "handover.rolled_back": ("handover", "request", "to"),
+    "handover.rolled_back": ("handover", "request", "to", "reason"),
     "handover.completed": ("handover", "request", "outcome"),
     "vllm.starting": ("pid", "port", "base_url"),
     "vllm.ready": ("pid", "base_url", "seconds"),
@@ -55,7 +55,8 @@ EVENT_DATA: dict[str, tuple[str, ...]] = {
     "vllm.failed": ("reason",),
 }
 HANDOVER_PHASES = ("build", "incarnate", "validate", "switch", "drain", "probation", "retire")
-HANDOVER_OUTCOMES = ("completed", "failed", "rolled_back")
+#: ``interrupted``: reverted by a restarted supervisor (``request: ""``, ``after_restart``)
+HANDOVER_OUTCOMES = ("completed", "failed", "rolled_back", "interrupted")
 #: data keys every image event carries (the supervisor adds the incarnation)
 IMAGE_EVENT_DATA = ("incarnation",)
 
@@ -208,6 +209,7 @@ def _handover_problems(kind: str, data: dict[str, Any]) -> list[str]:
         if outcome not in HANDOVER_OUTCOMES:
             problems.append(f"event {kind}: outcome is one of {HANDOVER_OUTCOMES}, got "
                             f"{short(outcome)}")
-        elif outcome != "completed" and not {"failed_phase", "reason"} <= set(data):
+        elif ((outcome != "completed" or data.get("after_restart"))
+              and not {"failed_phase", "reason"} <= set(data)):
             problems.append(f"event {kind}: a {outcome} handover names failed_phase and reason")
     return problems

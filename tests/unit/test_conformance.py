@@ -78,6 +78,9 @@ def test_events_are_judged_by_topic_shape_and_data() -> None:
     assert event_problems(_event("handover.phase", good))[1] == []
     assert event_problems(_event("handover.brand_new", {}))[1] == []  # a compatible addition
     assert event_problems(_event("image.inquiry.start", {"incarnation": "inc-1"}))[1] == []
+    recovered = {"handover": "h", "request": "", "outcome": "interrupted", "after_restart": True,
+                 "failed_phase": "validate", "reason": "the supervisor died in it"}
+    assert event_problems(_event("handover.completed", recovered))[1] == []
     problems = {
         "topic frame": _event("handover.phase", good, topic=b"handovers"),
         "lacks ['request']": _event("handover.phase", {"handover": "h", "phase": "build"}),
@@ -87,6 +90,8 @@ def test_events_are_judged_by_topic_shape_and_data() -> None:
         "names failed_phase": _event("handover.completed", {"handover": "h", "request": "",
                                                             "outcome": "failed"}),
         "lacks ['incarnation']": _event("image.x", {}),
+        "lacks ['reason']": _event("handover.rolled_back", {"handover": "h", "request": "",
+                                                            "to": None}),
         "not a documented topic": _event("gossip.x", {}),
         "two frames": [b"handover"],
     }
