@@ -10,7 +10,8 @@ chain from its last line and repairs a torn last line (an append that never
 returned), keeping the fragment in a ``.torn-<ts>`` file beside it.
 
 The readers live apart: ``handover_chain`` (``verify``, ``head``: the hash
-chain) and ``handover_report`` (``summarize``, ``interrupted``, ``report``).
+chain), ``handover_report`` (``summarize``, ``interrupted``, ``report``) and
+``handover_requests`` (the request ids it records: a resent evolve's reply).
 Their names, and the format's, are re-exported here for the callers that import
 them from ``supervisor.handover_log``; new code imports them where they live.
 

@@ -84,26 +84,24 @@ def _read_error(path: Path, exc: OSError) -> HomeError:
 
 
 def _request_lines(path: Path, stop: int | None = None) -> Iterator[Seen]:
-    """Every recorded request in file order (up to byte ``stop``)."""
+    """Every recorded request in file order (lines starting before byte ``stop``)."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            offset = 0
+            for line in f:
+                if (stop is not None and offset >= stop) or not line.endswith(b"\n"):
+                    return  # far enough, or a torn fragment (no entry)
+                if any(mark in line for mark in _MARKS):
+                    entry = parse_entry(line[:-1])
+                    request = entry["data"].get("request") if entry else None
+                    if entry and isinstance(request, str) and request:
+                        kind = str(entry["data"].get("kind") or "evolve")
+                        yield Seen(request, kind, entry["handover"], offset)
+                offset += len(line)
     except FileNotFoundError:
         return
     except OSError as exc:
         raise _read_error(path, exc) from exc
-    offset, end = 0, len(raw) if stop is None else min(stop, len(raw))
-    while offset < end:
-        newline = raw.find(b"\n", offset)
-        if newline == -1:
-            return  # a torn fragment: no entry
-        line = raw[offset:newline]
-        if any(mark in line for mark in _MARKS):
-            entry = parse_entry(line)
-            request = entry["data"].get("request") if entry else None
-            if entry and isinstance(request, str) and request:
-                yield Seen(request, str(entry["data"].get("kind") or "evolve"), entry["handover"],
-                           offset)
-        offset = newline + 1
 
 
 def _entries_of(path: Path, seen: Seen) -> list[dict[str, Any]]:

@@ -257,6 +257,7 @@ def test_ids_pushed_out_of_memory_are_still_found_in_the_log(hlog):
         seen = index.find(f"r{n}")
         assert seen is not None
         assert (seen.handover, seen.kind) == (f"h-{n}", "rollback")
+        assert index.recorded(seen).body["handover"] == f"h-{n}"
     assert index.find("never") is None
     scanned = RequestIndex.scan(hlog.path, capacity=2)
     assert scanned.find("r0") == index.find("r0")
