@@ -143,10 +143,10 @@ def test_evolve_adds_a_package_that_methods_can_then_import(sup: Supervisor,
     assert "module 'greetlib' cannot be imported" in refused.value.message
 
     done = run_batos("evolve", "--endpoint", sup.endpoint, "--add", "greetlib==1.0",
-                     "--find-links", dirs.wheels, "--offline", "--probation", "1",
+                     "--find-links", dirs.wheels, "--offline", "--probation", "1", "--json",
                      timeout=EVOLVE_TIMEOUT)
     assert done.code == 0, done
-    reply = done.json()
+    reply = json.loads(done.out.splitlines()[-1])["result"]  # after one line per event
     assert reply["outcome"] == "switched"
     assert re.fullmatch(r"h-[0-9a-f]+", reply["handover"])
     assert reply["env_before"]["id"] == before["env"]["id"]
@@ -172,7 +172,7 @@ def test_evolve_adds_a_package_that_methods_can_then_import(sup: Supervisor,
     assert greeted.code == 0, greeted
     assert greeted.json() == "hello world"
 
-    status = run_batos("status", "--endpoint", sup.endpoint)
+    status = run_batos("status", "--endpoint", sup.endpoint, "--verbose")
     assert status.code == 0, status
     state = status.json()
     assert state["env"]["id"] == reply["env_after"]["id"]
@@ -308,10 +308,10 @@ def test_rollback_returns_to_the_previous_env(sup: Supervisor, dirs: SharedDirs)
     assert changed["outcome"] == "switched"
     wait_idle(sup)
 
-    done = run_batos("rollback", "--endpoint", sup.endpoint, "--probation", "1",
+    done = run_batos("rollback", "--endpoint", sup.endpoint, "--probation", "1", "--json",
                      timeout=EVOLVE_TIMEOUT)
     assert done.code == 0, done
-    reply = done.json()
+    reply = json.loads(done.out.splitlines()[-1])["result"]
     assert reply["outcome"] == "switched"
     assert reply["handover"] != changed["handover"]
     assert reply["env_before"]["id"] == changed["env_after"]["id"]
@@ -337,12 +337,12 @@ def test_rollback_skips_an_env_that_never_served(sup: Supervisor, dirs: SharedDi
     assert "phase validate failed" in failed.message
     wait_idle(sup)
 
-    done = run_batos("rollback", "--endpoint", sup.endpoint, "--probation", "1",
+    done = run_batos("rollback", "--endpoint", sup.endpoint, "--probation", "1", "--json",
                      timeout=EVOLVE_TIMEOUT)
     assert done.code == 0, (
         "batos rollback did not return to the env that served before "
         f"({before['env']['id']}); it chose another:\n{done}")
-    assert done.json()["env_after"]["id"] == before["env"]["id"]
+    assert json.loads(done.out.splitlines()[-1])["result"]["env_after"]["id"] == before["env"]["id"]
     assert wait_idle(sup)["env"]["id"] == before["env"]["id"]
 
 

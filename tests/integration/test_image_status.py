@@ -19,7 +19,7 @@ def batos(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_status_shows_the_cem_of_the_serving_image(supervisors: Supervisors) -> None:
     sup = supervisors.start()
-    plain = batos("status", "--endpoint", sup.endpoint)
+    plain = batos("status", "--endpoint", sup.endpoint, "--verbose")
     assert plain.returncode == 0, plain.stderr
     shown = json.loads(plain.stdout)
     assert shown["state"] == "serving"
@@ -36,6 +36,6 @@ def test_status_shows_the_cem_of_the_serving_image(supervisors: Supervisors) -> 
     # an image that no longer understands entropy: status still answers, with the error
     sent = batos("send", "--endpoint", sup.endpoint, "traits", "removeSlot:", "entropy")
     assert sent.returncode == 0, sent.stderr
-    degraded = json.loads(batos("status", "--endpoint", sup.endpoint).stdout)
+    degraded = json.loads(batos("status", "--endpoint", sup.endpoint, "--verbose").stdout)
     assert degraded["state"] == "serving"
     assert degraded["image"]["error"]["type"] in {"DoesNotUnderstand", "NoMind"}

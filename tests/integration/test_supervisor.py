@@ -78,9 +78,9 @@ def test_up_on_a_fresh_home_serves_the_cli(supervisors: Supervisors) -> None:
     assert reply["result"]["state"] == "serving"
     assert reply["result"]["incarnations"][0]["env_id"] == "current"
 
-    pong = batos("ping", "--endpoint", sup.endpoint)
+    pong = batos("ping", "--endpoint", sup.endpoint, "--json")
     assert pong.returncode == 0, pong.stderr
-    assert json.loads(pong.stdout)["pong"] is True
+    assert json.loads(pong.stdout)["result"]["pong"] is True
 
     assert (sup.home / "live_image.fs").is_file()
     records = sup.log_records()  # every line parses as JSON
