@@ -229,7 +229,7 @@ class Evolution:
 
     def takes_reply(self, rid: str) -> bool:
         """A reply with id ``rid`` answers the running handover's probe, not a client."""
-        return self.current is not None and rid.startswith(("probe-", "health-"))
+        return self.current is not None and self.current.owns_probe(rid)
 
     def on_probe(self, rid: str, payload: bytes) -> None:
         assert self.current is not None

@@ -152,6 +152,8 @@ class Handover:
     served_before: int = 0
     drained: int = 0
     health_probe: str | None = None
+    #: every probe id this handover sent: their replies are its own, not a client's
+    probes_sent: set[str] = field(default_factory=set)
     health_sent: float = 0.0
     #: the reply given: (ok, body); None until then
     answered: tuple[bool, dict[str, Any]] | None = None
@@ -211,11 +213,17 @@ class Handover:
             for side, inc in targets:
                 rid = f"probe-{self.id}-{index}-{side}"
                 self.probes[rid] = (side, index)
+                self.probes_sent.add(rid)
                 self.host.send_probe(inc, rid, target, selector, args)
 
     def on_validated(self, ident: str, ok: bool, record: dict[str, Any]) -> None:
         if ident == self.candidate and self.phase == "validate":
             self.validation = dict(record, ok=ok)
+
+    def owns_probe(self, rid: str) -> bool:
+        """``rid`` is the id of a probe this handover sent (a client's id never is: the
+        match is exact, so a client may use any id, ``probe-...`` included)."""
+        return rid in self.probes_sent
 
     def on_probe(self, rid: str, reply: dict[str, Any]) -> bool:
         """A reply to one of this handover's probes; True if it was one."""
@@ -319,6 +327,7 @@ class Handover:
         elif self.health_probe is None and now - self.health_sent >= 1.0:
             self.health_probe = f"health-{self.id}-{int(now * 1000)}"
             self.health_sent = now
+            self.probes_sent.add(self.health_probe)
             self.host.send_probe(self.candidate, self.health_probe, "genesis", "printString", [])
 
     def _retire(self) -> None:

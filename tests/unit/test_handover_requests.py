@@ -438,3 +438,22 @@ def test_a_recovered_handover_is_published_with_no_request(tmp_path):
         assert "phase build failed: interrupted" in again["error"]["message"]
     finally:
         desked.hlog.close()
+
+
+def test_only_the_probes_a_handover_sent_are_its_own_a_clients_probe_id_is_the_clients(hlog):
+    """A client may use any id: ``probe-...`` or ``health-...`` from a client during a
+    handover still reaches the client (the match is exact, not by prefix)."""
+    host, replies = Host(), []
+    h = Handover(host=host, log=hlog, kind="evolve", spec_after=EnvSpec(python="3.11"),
+                 reply=lambda ok, body: replies.append((ok, body)), who="ops", request="req-p",
+                 add=["greetlib==1.0"], probation=0.5)
+    h.begin()
+    h.built(AFTER)
+    h.on_ready("inc-new")
+    sent = list(host.probes)
+    assert sent and all(h.owns_probe(rid) for rid in sent)
+    for rid in (f"probe-{h.id}-99-candidate", "probe-1", "health-1", "client-1"):
+        assert not h.owns_probe(rid), rid
+    for rid in sent:  # answered: still its own (a late duplicate is not a client's reply)
+        h.on_probe(rid, {"ok": True, "result": "same"})
+        assert h.owns_probe(rid)
