@@ -148,37 +148,34 @@ class Client:
         force: bool = False,
         probation: float | None = None,
         who: str = "",
+        request_id: str | None = None,
         timeout: float = 900.0,
     ) -> Any:
         """Hand the image over to an env with these library changes; answers at the switch.
 
-        Not resent on timeout (a resend while it runs would only be answered ``Busy``).
+        Resent with the same id on timeout like any request: the supervisor starts at most
+        one handover per id (a resend joins it, or gets its recorded outcome).
         """
         message = EvolveRequest(
-            id=new_request_id(), add=list(add or []), remove=list(remove or []), offline=offline,
+            id=request_id or new_request_id(), add=list(add or []), remove=list(remove or []), offline=offline,
             find_links=list(find_links or []), force=force, probation=probation,
             who=who or _who(),
         )
-        return self._once(message, timeout)
+        return self.call(message, timeout=timeout)
 
     def rollback(self, env_id: str | None = None, *, force: bool = False,
-                 probation: float | None = None, who: str = "", timeout: float = 900.0) -> Any:
-        """Hand over to a previous generation's env (the one before the current by default)."""
-        message = RollbackRequest(id=new_request_id(), env_id=env_id, force=force,
+                 probation: float | None = None, who: str = "", request_id: str | None = None,
+                 timeout: float = 900.0) -> Any:
+        """Hand over to a previous generation's env (the one before the current by default);
+        resent by id like ``evolve``."""
+        message = RollbackRequest(id=request_id or new_request_id(), env_id=env_id, force=force,
                                   probation=probation, who=who or _who())
-        return self._once(message, timeout)
+        return self.call(message, timeout=timeout)
 
     def handovers(self, *, last: int | None = None, verify: bool = False,
                   timeout: float | None = None) -> Any:
         return self.call(HandoversRequest(id=new_request_id(), last=last, verify=verify),
                          timeout=timeout)
-
-    def _once(self, message: Any, timeout: float) -> Any:
-        retries, self.retries = self.retries, 0
-        try:
-            return self.call(message, timeout=timeout)
-        finally:
-            self.retries = retries
 
     def describe(self, target: str = "genesis", *, timeout: float | None = None) -> Any:
         return self.call(DescribeRequest(id=new_request_id(), target=target), timeout=timeout)
