@@ -70,16 +70,16 @@ class _Version(argparse.Action):
 
 
 def version_line() -> str:
-    """``batos 0.1.0 (protocol 1)``: the installed distribution's version and the wire's."""
+    """``batos 0.1.0 (protocol 1.0)``: the installed distribution's version and the wire's."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from bridge.messages import PROTOCOL_VERSION
+    from bridge.messages import PROTOCOL
 
     try:
         mine = version("batos")
     except PackageNotFoundError:  # run from a checkout that was never installed
         mine = "unknown"
-    return f"batos {mine} (protocol {PROTOCOL_VERSION})"
+    return f"batos {mine} (protocol {PROTOCOL})"
 
 
 def _command_modules() -> Iterator[Any]:

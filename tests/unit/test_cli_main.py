@@ -19,7 +19,7 @@ import pytest
 from batos import main as batos_main
 from batos.completion import parsers
 from batos.main import build_parser, main
-from bridge.messages import PROTOCOL_VERSION
+from bridge.messages import PROTOCOL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ def test_version_names_batos_and_the_protocol(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0
-    assert capsys.readouterr().out.strip() == f"batos {version('batos')} (protocol {PROTOCOL_VERSION})"
+    assert capsys.readouterr().out.strip() == f"batos {version('batos')} (protocol {PROTOCOL})"
 
 
 def test_python_dash_m_batos_is_the_same_command():
