@@ -42,7 +42,7 @@ def reachable(ctx: Context) -> str:
 
 @check("ping", "3.4 ping")
 def ping(ctx: Context) -> str:
-    """``ping`` answers ``{pong: true, pid, uptime, state}``."""
+    """``ping`` answers ``{pong: true, pid, uptime, state, protocol}`` (protocol 1.x)."""
     result = ctx.call("ping")
     require(isinstance(result, dict), f"ping answers a map, got {short(result)}")
     require(result.get("pong") is True, f"pong is true, got {short(result.get('pong'))}")
@@ -52,7 +52,10 @@ def ping(ctx: Context) -> str:
             f"uptime is seconds, got {short(result.get('uptime'))}")
     require(result.get("state") in STATES, f"state is one of {STATES}, got "
             f"{short(result.get('state'))}")
-    return f"state {result['state']}"
+    protocol = result.get("protocol")
+    require(isinstance(protocol, str) and protocol.split(".")[0] == "1",
+            f"protocol is the full version, 1.x, got {short(protocol)}")
+    return f"state {result['state']}, protocol {protocol}"
 
 
 @check("status", "3.3 status")

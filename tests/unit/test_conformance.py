@@ -179,7 +179,8 @@ def frontend(*, both_keys: bool = False, echo_version_id: bool = True,
             return [[*envelope, reply(_err("UnsupportedVersion", f"v {found}; this side speaks 1",
                                            echoed))]]
         if data.get("kind") == "ping":
-            result = {"pong": True, "pid": 1, "uptime": 0.5, "state": "serving"}
+            result = {"pong": True, "pid": 1, "uptime": 0.5, "state": "serving",
+                      "protocol": "1.0"}
             return [[*envelope, reply(_ok(result, rid))]]
         if data.get("kind") == "status":
             return [[*envelope, reply(_ok({"state": "serving"}, rid))]]
