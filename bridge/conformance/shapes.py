@@ -181,9 +181,7 @@ def event_problems(frames: list[bytes]) -> tuple[dict[str, Any] | None, list[str
     if topic_bytes != topic.encode():
         problems.append(f"event {kind}: the topic frame is the kind up to its first dot "
                         f"({topic!r}), got {topic_bytes!r}")
-    if topic not in EVENT_TOPICS:
-        problems.append(f"event {kind}: topic {topic!r} is not a documented topic "
-                        f"({', '.join(sorted(EVENT_TOPICS))})")
+    # a topic outside EVENT_TOPICS is a later 1.x server's compatible addition: not judged
     ts = event.get("ts")
     if isinstance(ts, bool) or not isinstance(ts, int | float) or ts < 1e9:
         problems.append(f"event {kind}: ts is wall-clock seconds (a number), got {short(ts)}")
