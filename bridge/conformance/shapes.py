@@ -8,7 +8,7 @@ drift between our schema and the spec shows as a failure instead of passing alon
 * ``expect_ok`` / ``expect_error``: a reply to a request of ours, judged (the id it
   must carry, the error type, words its message must name, who answered);
 * ``event_problems``: an event on the PUB stream is two frames, the topic (``kind`` up
-  to its first dot, one of ``EVENT_TOPICS``) and ``{v, kind, ts, data}``; the kinds in
+  to its first dot: ``EVENT_TOPICS`` in 1.0, any other a later addition) and ``{v, kind, ts, data}``; the kinds in
   ``EVENT_DATA`` carry at least the data keys listed there, a handover's phase and
   outcome are among the documented ones.
 
