@@ -4,7 +4,9 @@ The supervisor publishes a handover's phases on its event stream (topic ``handov
 ``handover.phase``, ``handover.switched``, ``handover.rolled_back``,
 ``handover.completed``). ``follow`` subscribes to that stream *before* it sends the
 request, so no phase is missed, then waits for the reply while it shows the events of
-this request's handover: those whose ``data.request`` is the request's id (protocol
+this request's handover up to the switch (or the failure), where the reply is given
+(drain, probation and retire come after it: ``batos status`` shows them): those whose
+``data.request`` is the request's id (protocol
 1.0), or, from a supervisor that does not name the request yet, the first handover
 whose ``build`` phase begins after the request was sent. On stderr one line per event
 (the phase and the seconds since sending); with ``--json`` one JSON object per line
@@ -40,6 +42,8 @@ __all__ = ["EventFeed", "Follower", "follow", "package_changes", "summary"]
 
 #: how long to wait for the events the reply implies, once the reply is in
 SETTLE_SECONDS = 1.0
+#: the events at the reply's moment: nothing after them is shown
+LAST_SHOWN = frozenset({"handover.switched", "handover.completed"})
 HANDSHAKE_SECONDS = 2.0
 
 
@@ -214,6 +218,10 @@ class _View:
         self._phase: tuple[str, float] | None = None
 
     def event(self, event: dict[str, Any]) -> None:
+        """Show ``event``, unless the reply's moment has passed: the reply is given at
+        the switch (or the failure); drain, probation and retire are ``status``'s to show."""
+        if self.seen & LAST_SHOWN:
+            return
         self.seen.add(event["kind"])
         output.emit_line(self.args, event, self._line(event))
 

@@ -50,8 +50,8 @@ def short_status(status: Any) -> str:
              f"home {sup.get('home', '?')}"]
     env = status.get("env")
     if isinstance(env, dict):
-        lines.append(f"env:         {env.get('id', '?')} (python {env.get('python') or '?'}, "
-                     f"{len(env.get('packages') or {})} packages)")
+        lines.append(f"env:         {env.get('id', '?')} ({len(env.get('packages') or {})} "
+                     "packages)")
     else:
         lines.append("env:         none")
     lines += _members(status)
