@@ -297,6 +297,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
     def human(pong: Any) -> str:
         if not isinstance(pong, dict):
             return _as_json(pong)
+        protocol = f" (protocol {pong['protocol']})" if pong.get("protocol") else ""
         return (f"pong: supervisor pid {pong.get('pid')}, up {pong.get('uptime', 0):.0f}s, "
-                f"state {pong.get('state')}")
+                f"state {pong.get('state')}{protocol}")
     return _print_reply(args, reply, human)
