@@ -32,9 +32,6 @@ __all__ = ["COMMANDS", "BatosParser", "build_parser", "main", "version_line"]
 COMMANDS = ("supervise", "client", "logs", "image", "admin", "audit", "crucible", "ui",
             "train", "inquiry", "quarantine", "completion")
 
-#: listed before their module is on main: skipped while ``batos.<name>`` does not exist
-_NOT_YET = frozenset({"logs"})
-
 EXAMPLES = """\
 examples:
   batos up                          run the supervisor (home: $BATOS_HOME)
@@ -84,11 +81,7 @@ def version_line() -> str:
 
 def _command_modules() -> Iterator[Any]:
     for name in COMMANDS:
-        try:
-            yield importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as exc:
-            if name not in _NOT_YET or exc.name != f"{__package__}.{name}":
-                raise
+        yield importlib.import_module(f"{__package__}.{name}")
 
 
 def build_parser() -> BatosParser:
