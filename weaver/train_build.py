@@ -44,8 +44,9 @@ __all__ = [
     "TrainingFailed", "build", "default_root", "default_spec",
 ]
 
+#: the ML stack, then what ``weaver`` itself imports (runs import it from the source tree)
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate",
-            "pydantic")
+            "pydantic", "httpx")
 #: the file whose presence says an env under the root is complete (``envs``' record)
 MARKER = ENV_RECORD
 SOURCE_ROOT = Path(__file__).resolve().parent.parent

@@ -88,7 +88,7 @@ def test_budgets_and_quarantine_in_a_live_system(supervisors: Supervisors) -> No
     # a person releases it through the live image's storage; it runs again
     zeo = sup.status()["zeo"]["address"]
     done = subprocess.run([BATOS, "quarantine", "release", "hogger", "hog:", "--by", "tester",
-                           "--reason", "test", "--zeo", zeo],
+                           "--reason", "test", "--zeo", zeo, "--json"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["released"]["request"] == "hog-1"
