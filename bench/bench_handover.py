@@ -46,8 +46,8 @@ from bridge.errors import BridgeError
 from bridge.messages import SendRequest
 from envs import find_uv
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' wheel maker
-from tests.integration.wheels import make_wheel  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.wheels: the wheel maker
+from bench.wheels import make_wheel  # noqa: E402
 
 RATE = 100  # requests per second, reads and writes alternating
 RESEND_S = 1.0

@@ -42,7 +42,7 @@ from bridge import Timeout
 from supervisor import handover_log
 from tests.conftest import wait_until
 from tests.integration.supervisor_fixtures import BATOS, Supervisor, alive
-from tests.integration.wheels import make_wheel
+from bench.wheels import make_wheel
 
 __all__ = [
     "BOOM", "CHECKGATE_BAD", "CHECKGATE_OK", "GREETLIB", "ROLLLIB", "SLOWBUILD", "Batos",

@@ -27,7 +27,7 @@ from envs import (
     list_envs,
     remove_env,
 )
-from tests.integration.wheels import make_wheel
+from bench.wheels import make_wheel
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,11 @@ package; ``from pkg import name`` is an import of ``pkg.name`` when that is a mo
 else of ``pkg`` (its ``__init__``). On that graph: no import cycle between files or
 between folders (packages and subpackages), no module importing its own package's
 ``__init__`` (import the defining module), no module over ``MAX_LINES`` lines in the
-shipped packages and ``bench/``. The command line (``batos/*.py``) loads a layer only
-when one of its commands runs; ``batos/root/`` imports eagerly. Inside ``uvm/`` the
-modules stack as its docstring's layer list says.
+shipped packages and ``bench/`` (test files may be longer: the escape corpus and its
+fixtures are data). Above the packages: ``bench/``, then ``tests/`` (no package imports
+either, the benches never import the tests). The command line (``batos/*.py``) loads a
+layer only when one of its commands runs; ``batos/root/`` imports eagerly. Inside
+``uvm/`` the modules stack as its docstring's layer list says.
 """
 
 from __future__ import annotations
@@ -329,6 +331,36 @@ def test_no_module_imports_its_own_package_init():
            and modules()[imp.target].name == "__init__.py"
            and imp.importer.startswith(imp.target + ".")]
     assert not bad, _report(bad, "imports of a package's own __init__")
+
+
+#: the folders above every package: the benches may use the packages; the tests may use
+#: the packages and the benches (never the other way round: no loop between folders)
+OUTER = {"bench": set(), "tests": {"bench"}}
+
+
+def _outer_imports(folder: str) -> list[tuple[Path, int, str, str]]:
+    """(path, line, statement, top-level name) of every absolute import under ``folder``."""
+    found = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node, _level in _statements(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                continue  # relative: inside the folder
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""])
+            for name in names:
+                found.append((path, node.lineno, ast.unparse(node), name.split(".")[0]))
+    return found
+
+
+def test_the_benches_and_tests_stand_above_the_packages():
+    bad = [f"{imp.where()}: the package {_package(imp.importer)} imports {imp.target}"
+           for imp in imports() if not imp.inside and imp.target in OUTER]
+    for folder, may in OUTER.items():
+        bad += [f"{path.relative_to(ROOT)}:{line}: `{text}`: {folder} imports {name}"
+                for path, line, text, name in _outer_imports(folder)
+                if name in OUTER and name != folder and name not in may]
+    assert not bad, _report(bad, "imports up to the benches or the tests")
 
 
 # --- sizes ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Wheels made by hand for tests that install packages without a network or a build backend."""
+"""Wheels made by hand, for the benches and tests that install packages without a network
+or a build backend."""
 
 from __future__ import annotations
 
