@@ -6,7 +6,7 @@ changed (``+pkg -pkg``), outcome, total and per-phase durations, requests
 served during it. ``--verify`` checks the hash chain and exits 1 naming the
 first entry edited, removed or reordered; ``--anchor SEQ:HASH`` (a head printed
 earlier by ``--verify``) extends the check to the last entries. ``--json``
-prints ``supervisor.handover_log.report``: the same data the UI gets over the
+prints ``supervisor.handover_report.report``: the same data the UI gets over the
 bridge (with ``warning`` when the chain is broken and ``--verify`` was not asked).
 An unreadable log is one error line (``batos.output``), exit 1.
 """

@@ -89,10 +89,11 @@ def _fail(args: argparse.Namespace, exc: Exception) -> int:
 
 
 def _handovers(home: Path) -> list[dict[str, Any]]:
-    from supervisor import handover_log
+    from supervisor.handover_log import LOG_FILE
+    from supervisor.handover_report import summarize
 
-    path = home / "logs" / handover_log.LOG_FILE
-    return handover_log.summarize(path) if path.is_file() else []
+    path = home / "logs" / LOG_FILE
+    return summarize(path) if path.is_file() else []
 
 
 def cmd_dataset_build(args: argparse.Namespace) -> int:

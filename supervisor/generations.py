@@ -17,9 +17,10 @@ from typing import Any
 
 from envs import EnvSpec, list_envs, remove_env
 
-from . import handover_log
 from .config import Config, Home
+from .handover_entries import COMPLETED, RECOVERED
 from .handover_log import HandoverLog
+from .handover_report import interrupted, summarize
 from .incarnations import EnvInfo, envs_dir, save_current_spec
 
 __all__ = ["modules_of", "prune", "recover", "rollback_spec"]
@@ -33,7 +34,7 @@ def rollback_spec(config: Config, home: Home, hlog: HandoverLog, current: str | 
     served), never one that only failed validation. ``ValueError`` names the known envs."""
     known = {e.id: e for e in list_envs(envs_dir(config, home))}
     if env_id is None:
-        for row in reversed(handover_log.summarize(hlog.path)):
+        for row in reversed(summarize(hlog.path)):
             before = row.get("env_before")
             before = before.get("id") if isinstance(before, dict) else before
             if row.get("outcome") == "completed" and before and before != current and before in known:
@@ -92,10 +93,10 @@ def prune(config: Config, home: Home, in_use: Iterable[str]) -> None:
 def recover(config: Config, home: Home, hlog: HandoverLog) -> dict[str, Any] | None:
     """At start: finish or revert a handover a previous supervisor left unfinished.
 
-    The log alone decides (``handover_log.interrupted``); the env it keeps is
+    The log alone decides (``handover_report.interrupted``); the env it keeps is
     recorded as current before any incarnation starts.
     """
-    found = handover_log.interrupted(hlog.path)
+    found = interrupted(hlog.path)
     if found is None:
         return None
     keep = found.get("keep_env")
@@ -105,8 +106,8 @@ def recover(config: Config, home: Home, hlog: HandoverLog) -> dict[str, Any] | N
     elif found["action"] == "revert" and keep is None:
         save_current_spec(home, None)  # the configured spec was the one serving
     finish = found["action"] == "finish"
-    hlog.append(found["handover"], handover_log.RECOVERED, found=found, action=found["action"])
-    hlog.append(found["handover"], handover_log.COMPLETED,
+    hlog.append(found["handover"], RECOVERED, found=found, action=found["action"])
+    hlog.append(found["handover"], COMPLETED,
                 outcome="completed" if finish else "interrupted", after_restart=True,
                 reason=found["why"], env_before=found.get("env_before"),
                 env_after=found.get("env_after"), failed_phase=None if finish else found.get("phase"))

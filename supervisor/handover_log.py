@@ -11,9 +11,8 @@ returned), keeping the fragment in a ``.torn-<ts>`` file beside it.
 
 The readers live apart: ``handover_chain`` (``verify``, ``head``: the hash
 chain), ``handover_report`` (``summarize``, ``interrupted``, ``report``) and
-``handover_requests`` (the request ids it records: a resent evolve's reply).
-Their names, and the format's, are re-exported here for the callers that import
-them from ``supervisor.handover_log``; new code imports them where they live.
+``handover_requests`` (the request ids it records: a resent evolve's reply);
+callers import them where they live.
 
 Boundary: stdlib only; one writer process (the supervisor, whose home lock
 keeps a second one off), thread-safe within it. ``append`` blocks for one
@@ -39,37 +38,18 @@ from typing import Any
 
 from .errors import HomeError
 from .files import fsync_dir
-from .handover_chain import VerifyResult, head, verify
 from .handover_entries import (
-    COMPLETED,
     EVENTS,
-    FAILED,
-    INTENT_RETIRE,
-    INTENT_ROLLBACK,
-    INTENT_SWITCH,
-    OUTCOMES,
     PHASE_END,
     PHASE_START,
     PHASES,
-    RECOVERED,
-    REQUESTED,
-    RETIRED,
-    ROLLED_BACK,
-    SWITCHED,
     ZERO_HASH,
     digest,
     parse_entry,
-    read_entries,
     read_lines,
 )
-from .handover_report import interrupted, report, summarize
 
-__all__ = [
-    "COMPLETED", "EVENTS", "FAILED", "INTENT_RETIRE", "INTENT_ROLLBACK", "INTENT_SWITCH",
-    "LOG_FILE", "OUTCOMES", "PHASES", "PHASE_END", "PHASE_START", "RECOVERED", "REQUESTED",
-    "RETIRED", "ROLLED_BACK", "SWITCHED", "ZERO_HASH", "HandoverLog", "VerifyResult", "head",
-    "interrupted", "new_handover_id", "read_entries", "report", "summarize", "verify",
-]
+__all__ = ["LOG_FILE", "HandoverLog", "new_handover_id"]
 
 log = logging.getLogger("batos.supervisor.handovers")
 

@@ -4,13 +4,13 @@ Request: ``HandoversRequest`` ``{"kind": "handovers", "id", "last": int | None,
 "verify": bool}``: the last ``last`` handovers (None: all), and with ``verify`` the
 hash chain checked.
 
-Reply: ``handover_log.report``'s answer: one row per handover and the chain's state.
+Reply: ``handover_report.report``'s answer: one row per handover and the chain's state.
 """
 
 from __future__ import annotations
 
-from . import handover_log
 from .desk import Asked, Desk
+from .handover_report import report
 
 __all__ = ["KIND", "handle"]
 
@@ -19,5 +19,5 @@ KIND = "handovers"
 
 def handle(desk: Desk, asked: Asked) -> None:
     request = asked.request
-    desk.answer(asked, handover_log.report(desk.hlog.path, last=request.last,
+    desk.answer(asked, report(desk.hlog.path, last=request.last,
                                            check=request.verify))

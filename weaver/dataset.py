@@ -11,7 +11,7 @@ Sources, each turned into didactic turns (``weaver.narrative.DidacticRecord``):
 * **method versions** (``["methods"]``) not already told by a synthesis: genesis' own
   methods -> chapter 2; a rollback (``rollback to version N``) -> 7 as ``ROLLBACK_METHOD``;
   a later version by anyone -> 7 (a correction); a first version -> by the names as above.
-* **handovers** (rows of ``supervisor.handover_log.summarize``) -> chapter 8, no act; one
+* **handovers** (rows of ``supervisor.handover_report.summarize``) -> chapter 8, no act; one
   still in progress is skipped.
 * **templates** (``weaver.curriculum``) for chapters no lived turn reached (or all, or none).
 

@@ -38,11 +38,11 @@ from typing import Any
 import psutil
 import pytest
 
+from bench.wheels import make_wheel
 from bridge import Timeout
-from supervisor import handover_log
+from supervisor import handover_log, handover_report
 from tests.conftest import wait_until
 from tests.integration.supervisor_fixtures import BATOS, Supervisor, alive
-from bench.wheels import make_wheel
 
 __all__ = [
     "BOOM", "CHECKGATE_BAD", "CHECKGATE_OK", "GREETLIB", "ROLLLIB", "SLOWBUILD", "Batos",
@@ -196,7 +196,7 @@ def wait_idle(sup: Supervisor, timeout: float = 60.0) -> dict[str, Any]:
 
 def handover_rows(home: Path) -> list[dict[str, Any]]:
     """``summarize`` of the home's handover log, oldest first."""
-    return handover_log.summarize(home / "logs" / handover_log.LOG_FILE)
+    return handover_report.summarize(home / "logs" / handover_log.LOG_FILE)
 
 
 def active(state: dict[str, Any]) -> dict[str, Any]:

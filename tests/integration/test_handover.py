@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 
 from bridge import Client, RemoteError
-from supervisor import handover_log
+from supervisor import handover_chain, handover_log
 from tests.conftest import wait_until
 from tests.integration.handover_fixtures import (
     SharedDirs,
@@ -422,18 +422,18 @@ def test_handovers_verify_names_an_edited_removed_or_swapped_entry(
     entry["ts"] = entry["ts"] + 1.0  # a plausible edit: still valid JSON, keys sorted
     edited_line = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
     edited = tampered("edited", [*original[:k - 1], edited_line, *original[k:]])
-    result = handover_log.verify(edited)
+    result = handover_chain.verify(edited)
     assert (result.ok, result.first_bad, result.bad_seq) == (False, k, k - 1), result
     assert result.reason.startswith(f"line {k} (seq {k - 1}): edited")
 
     removed = tampered("removed", [*original[:k - 1], *original[k:]])
-    result = handover_log.verify(removed)
+    result = handover_chain.verify(removed)
     assert (result.ok, result.first_bad) == (False, k), result
     assert "removed" in result.reason
     assert f"seq {k - 1}" in result.reason
 
     swapped = tampered("swapped", [*original[:k - 1], original[k], original[k - 1], *original[k + 1:]])
-    result = handover_log.verify(swapped)
+    result = handover_chain.verify(swapped)
     assert (result.ok, result.first_bad) == (False, k), result
     assert "out of order" in result.reason
     assert f"line {k + 1}" in result.reason
