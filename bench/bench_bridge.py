@@ -47,6 +47,7 @@ from bridge import Client
 from bridge.codec import decode_reply, encode
 from bridge.errors import BridgeError
 from bridge.messages import SendRequest
+from envs.children import stop
 from uvm import UvmObject, open_db
 
 WINDOW = 32
@@ -199,14 +200,9 @@ def spawn_child(stack: contextlib.ExitStack, argv: list[str], log: Path) -> subp
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
-    proc.send_signal(signal.SIGTERM)  # does nothing once it has exited
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        print(f"pid {proc.pid} ignored SIGTERM for {grace:g}s: SIGKILL", file=sys.stderr)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    """SIGTERM to the process alone (a supervisor stops its own children), up to ``grace``
+    seconds, then SIGKILL: ``envs.children.stop``, the one stop of every layer."""
+    stop(proc, f"pid {proc.pid}", grace=grace, group=False)
 
 
 def kill_leftovers(pids: list[int]) -> None:
