@@ -223,7 +223,7 @@ def _trial(db: Any, request: dict[str, Any], limits: dict[str, Any], answer: dic
 def _confine(config: dict[str, Any]) -> dict[str, Any] | bool:
     """Lock this worker as the live incarnation is locked; exit 3 with the reason if it cannot.
 
-    The environment (set by the fork-server's fixed table, ``crucible.trial.worker_command``)
+    The environment (set by the fork-server's fixed table, ``crucible.trial_launch.worker_command``)
     overrides the argv: a request cannot ask for an unlocked worker or a wider network.
     """
     required = os.environ.get("BATOS_CONFINE_REQUIRED") == "1"
