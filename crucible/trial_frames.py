@@ -16,13 +16,15 @@ from typing import Any
 
 import ormsgpack
 
+from .errors import CrucibleError
+
 __all__ = ["MAX_FRAME", "FrameTooLarge", "read_frame", "write_frame"]
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 16 << 20
 
 
-class FrameTooLarge(ValueError):  # noqa: N818 - a ValueError, as the worker has always raised
+class FrameTooLarge(CrucibleError, ValueError):  # noqa: N818 - a ValueError, as always
     """A frame's header announced more than ``MAX_FRAME`` bytes."""
 
     def __init__(self, size: int) -> None:

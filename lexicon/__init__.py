@@ -10,5 +10,8 @@ agree on and may not import from each other:
              caller can catch "retry later" across layers
     frames   the tags of the supervisor <-> incarnation backend frames
     acts     the autopoietic_act schema (the kinds of act, their fields and
-             limits); the UVM applies acts, the weaver trains on them
+             limits); the UVM applies acts, the weaver trains on them. Its
+             ``ActError`` (a ``ValueError``) is the floor's one error: each
+             layer turns it into its own (``InvalidAct``, ``InvalidRecord``)
+    names    the slot-name rule the schema and the image share
 """

@@ -46,9 +46,10 @@ class Incarnations(Model):
         self.events: list[dict[str, Any]] = []
 
     def refresh(self) -> None:
-        self.run(lambda c: c.status(), self._set)
+        self.run(lambda c: c.status(), self.update)
 
-    def _set(self, status: dict[str, Any]) -> None:
+    def update(self, status: dict[str, Any]) -> None:
+        """Show ``status`` (a status reply fetched here or by the session)."""
         self.status, self.fetched = status, time.monotonic()
 
     @property

@@ -97,7 +97,7 @@ class Session(Model):
         self.worker.submit(lambda c: c.ping(timeout=min(self.timeout, 3.0)), done)
 
     def _status(self, status: dict[str, Any], events: bool) -> None:
-        self.incarnations._set(status)
+        self.incarnations.update(status)
         self.incarnations.changed()
         self.events_address = (status.get("supervisor") or {}).get("events", "")
         if events and self.events_address and self.subscriber is None:

@@ -63,7 +63,7 @@ def find_vllm_python(venv: str | Path | None = None) -> Path:
     python = root / "bin" / "python"
     if not python.exists():
         raise VllmNotInstalled(f"no vLLM virtualenv at {root}: {INSTALL_HINT}")
-    if not any(root.glob("lib/python*/site-packages/vllm/entrypoints/openai/api_server.py")):
+    if not any(root.glob(f"lib/python*/site-packages/{vllm.MODULE.replace('.', '/')}.py")):
         raise VllmNotInstalled(f"{root} is a virtualenv without vLLM in it: {INSTALL_HINT}")
     return python
 
