@@ -116,8 +116,14 @@ def _validate(adapter: TypeAdapter[Any], data: dict[str, Any]) -> Any:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        raise InvalidMessage(f"field {loc!r}: {err['msg']}" if loc else err["msg"],
-                             request_id=peek_id(data)) from None
+        if err["type"] == "union_tag_not_found":  # the discriminator is missing
+            message = "field 'kind': missing (what is asked: the message's kind)"
+        elif err["type"] == "union_tag_invalid":
+            expected = err.get("ctx", {}).get("expected_tags", "")
+            message = f"field 'kind': unknown kind {data.get('kind')!r}; one of {expected}"
+        else:
+            message = f"field {loc!r}: {err['msg']}" if loc else err["msg"]
+        raise InvalidMessage(message, request_id=peek_id(data)) from None
 
 
 def validate_request(data: dict[str, Any]) -> Any:

@@ -64,7 +64,15 @@ class _Message(BaseModel):
 # --- client -> supervisor ---------------------------------------------------------------
 
 
-class SendRequest(_Message):
+class _Request(_Message):
+    """A client's request: every field takes exactly its wire type (strict: ``"3"``, ``2.0``
+    or ``true`` is no integer, msgpack bin is no string); only an integer is also a float."""
+
+    model_config = ConfigDict(strict=True)
+
+
+
+class SendRequest(_Request):
     """Send one message to an image object: one transaction in the incarnation."""
 
     kind: Literal["send"] = "send"
@@ -76,7 +84,7 @@ class SendRequest(_Message):
                                description="who sends it, recorded with what it changes")
 
 
-class DescribeRequest(_Message):
+class DescribeRequest(_Request):
     """An object's uuid, names and slots with their kinds (read-only)."""
 
     kind: Literal["describe"] = "describe"
@@ -84,14 +92,14 @@ class DescribeRequest(_Message):
     target: Target = "genesis"
 
 
-class StatusRequest(_Message):
+class StatusRequest(_Request):
     """The supervisor's state: incarnations, routing, restarts (answered by the supervisor)."""
 
     kind: Literal["status"] = "status"
     id: RequestId
 
 
-class PingRequest(_Message):
+class PingRequest(_Request):
     """Liveness of the supervisor itself (answered without an incarnation)."""
 
     kind: Literal["ping"] = "ping"
@@ -107,7 +115,7 @@ Who = Annotated[str, Field(max_length=128, description="who asked, for the hando
                                                        "(bridge.Client: user@host)")]
 
 
-class EvolveRequest(_Message):
+class EvolveRequest(_Request):
     """Change the incarnation's libraries through a validated handover (answered when the
     switch happened or the handover failed; probation goes on after the reply)."""
 
@@ -118,15 +126,15 @@ class EvolveRequest(_Message):
     remove: list[Requirement] = Field(default=[], max_length=100,
                                       description="distribution names to remove")
     offline: bool = Field(default=False, description="no network (uv --offline)")
-    find_links: list[str] = Field(default=[], max_length=20,
-                                  description="extra folders or URLs to find wheels in")
+    find_links: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default=[], max_length=20, description="extra folders or URLs to find wheels in")
     force: bool = Field(default=False, description="hand over even if methods still import "
                                                     "a removed package")
     probation: Probation = None
     who: Who = ""
 
 
-class RollbackRequest(_Message):
+class RollbackRequest(_Request):
     """Hand over to a previous generation's environment (a new handover)."""
 
     kind: Literal["rollback"] = "rollback"
@@ -140,7 +148,7 @@ class RollbackRequest(_Message):
     who: Who = ""
 
 
-class HandoversRequest(_Message):
+class HandoversRequest(_Request):
     """The handover audit: one row per handover, and the chain's verification."""
 
     kind: Literal["handovers"] = "handovers"

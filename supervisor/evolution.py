@@ -121,8 +121,9 @@ class Evolution:
         answer(recorded.ok, recorded.body)
         return True
 
-    def admit(self) -> EnvSpec:
-        """The spec a handover starts from; ``RequestRefused`` when one may not start now."""
+    def admit(self, kind: str = "evolve") -> EnvSpec:
+        """The spec a ``kind`` handover starts from; ``RequestRefused`` when one may not
+        start now."""
         if self.pool.state == "stopping":
             raise RequestRefused("Unavailable", "the supervisor is shutting down")
         if self.current is not None:
@@ -137,7 +138,7 @@ class Evolution:
         except Exception as exc:
             raise RequestRefused("InvalidRequest", str(exc)) from exc
         if spec is None:
-            raise RequestRefused("InvalidRequest", "evolve needs env.mode = 'uv': incarnations now "
+            raise RequestRefused("InvalidRequest", f"{kind} needs env.mode = 'uv': incarnations now "
                                  "run on the supervisor's own interpreter, which a handover cannot "
                                  "replace")
         return spec

@@ -37,7 +37,7 @@ def handle(desk: Desk, asked: Asked) -> None:
     try:
         if desk.evolution.recall(request.id, KIND, asked.envelope, answer):
             return None
-        spec = desk.evolution.admit()
+        spec = desk.evolution.admit(KIND)
         after = spec.with_changes(add=request.add, remove=request.remove)
         if request.find_links:
             data = after.to_dict()

@@ -31,7 +31,7 @@ def handle(desk: Desk, asked: Asked) -> None:
     try:
         if desk.evolution.recall(request.id, KIND, asked.envelope, answer):
             return None
-        desk.evolution.admit()
+        desk.evolution.admit(KIND)
         after = desk.evolution.rollback_spec(request.env_id)
     except RequestRefused as exc:
         return desk.refuse(asked, exc.type, exc.message)
