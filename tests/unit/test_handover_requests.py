@@ -451,7 +451,8 @@ def test_only_the_probes_a_handover_sent_are_its_own_a_clients_probe_id_is_the_c
     h.built(AFTER)
     h.on_ready("inc-new")
     sent = list(host.probes)
-    assert sent and all(h.owns_probe(rid) for rid in sent)
+    assert sent
+    assert all(h.owns_probe(rid) for rid in sent)
     for rid in (f"probe-{h.id}-99-candidate", "probe-1", "health-1", "client-1"):
         assert not h.owns_probe(rid), rid
     for rid in sent:  # answered: still its own (a late duplicate is not a client's reply)
