@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench.wheels import make_wheel
 from envs import (
     ENV_RECORD,
     BuildFailed,
@@ -27,7 +28,6 @@ from envs import (
     list_envs,
     remove_env,
 )
-from bench.wheels import make_wheel
 
 pytestmark = pytest.mark.integration
 

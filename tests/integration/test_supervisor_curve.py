@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import zmq.auth
 
-from bridge import Client, Timeout
 from batos.main import main as batos
+from bridge import Client, Timeout
 from supervisor import keys
 from tests.integration.supervisor_fixtures import Supervisor
 
