@@ -45,7 +45,8 @@ from tests.conftest import wait_until
 from tests.integration.supervisor_fixtures import BATOS, Supervisor, alive
 
 __all__ = [
-    "BOOM", "CHECKGATE_BAD", "CHECKGATE_OK", "GREETLIB", "ROLLLIB", "SLOWBUILD", "Batos",
+    "BOOM", "CHECKGATE_BAD", "CHECKGATE_OK", "EVOLVE_TIMEOUT", "GREETLIB", "ROLLLIB",
+    "SLOWBUILD", "SLOW_CHECK", "Batos",
     "active", "kill_process_groups",
     "SharedDirs", "handover_rows", "incarnation_processes", "make_sdist", "run_batos",
     "shared_dirs", "start_uv_supervisor", "uv_config", "wait_idle",
@@ -57,6 +58,11 @@ BOOM = "raise RuntimeError('boomlib refuses to be imported')\n"
 CHECKGATE_OK = "OK = True\n"
 CHECKGATE_BAD = "OK = False\n"
 ROLLLIB = "VALUE = 7\n"
+#: the longest one evolve may take in these tests (a uv build from the session's wheels)
+EVOLVE_TIMEOUT = 180.0
+#: a self-check that holds validation for ``k`` loop steps: ``SLOW_CHECK.format(k=...)``
+SLOW_CHECK = ("def checkSlowly(self):\n    t = 0\n    for j in range({k}):\n        t = t + j\n"
+              "    return True\n")
 SLOWBUILD_SECONDS = 120  # far longer than the test needs the build phase to last
 SLOWBUILD = ("import time\nfrom setuptools import setup\n"
              f"time.sleep({SLOWBUILD_SECONDS})  # a build that takes long: see handover_fixtures\n"

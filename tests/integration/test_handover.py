@@ -43,6 +43,7 @@ from bridge import Client, RemoteError
 from supervisor import handover_chain, handover_log
 from tests.conftest import wait_until
 from tests.integration.handover_fixtures import (
+    EVOLVE_TIMEOUT,
     SharedDirs,
     active,
     handover_rows,
@@ -58,7 +59,6 @@ pytestmark = pytest.mark.integration
 
 GREET = "def greet(self, n):\n    import greetlib\n    return greetlib.hello(n)\n"
 CHECK_GATE = "def checkGate(self):\n    import checkgate\n    return checkgate.OK\n"
-EVOLVE_TIMEOUT = 180.0
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,8 @@ from bridge.codec import encode
 from bridge.messages import EvolveRequest
 from tests.conftest import wait_until
 from tests.integration.handover_fixtures import (
+    EVOLVE_TIMEOUT,
+    SLOW_CHECK,
     SharedDirs,
     active,
     handover_rows,
@@ -67,13 +69,10 @@ from tests.integration.supervisor_fixtures import (
 
 pytestmark = pytest.mark.integration
 
-EVOLVE_TIMEOUT = 180.0
 REPLY_DEADLINE = 30.0  # s one id may take, resends included, before the test calls it lost
 SLOW_RECORD = ("def slowRecord(self, i, k):\n    t = 0\n    for j in range(k):\n"
                "        t = t + j\n    self.seen.append(i)\n    self.n = self.n + 1\n"
                "    return self.n\n")
-SLOW_CHECK = ("def checkSlowly(self):\n    t = 0\n    for j in range({k}):\n        t = t + j\n"
-              "    return True\n")
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,8 @@ import pytest
 from bridge import Client
 from bridge.messages import EvolveRequest, Reply, RollbackRequest
 from tests.integration.handover_fixtures import (
+    EVOLVE_TIMEOUT,
+    SLOW_CHECK,
     SharedDirs,
     handover_rows,
     shared_dirs,
@@ -46,9 +48,6 @@ from tests.integration.supervisor_fixtures import (
 
 pytestmark = pytest.mark.integration
 
-EVOLVE_TIMEOUT = 180.0
-SLOW_CHECK = ("def checkSlowly(self):\n    t = 0\n    for j in range({k}):\n        t = t + j\n"
-              "    return True\n")
 
 
 @pytest.fixture(scope="module")
