@@ -44,6 +44,10 @@ __all__ = [
 #: Largest frame either side accepts (1 MiB); larger frames get a FrameTooLarge error reply.
 MAX_FRAME = 1 << 20
 
+#: the largest frame read byte by byte (in Python) to locate a map or array used as a map
+#: key; a larger one is refused without the path, so no frame holds the loop for long
+SCAN_LIMIT = 64 << 10
+
 _OPTS = ormsgpack.OPT_SERIALIZE_PYDANTIC | ormsgpack.OPT_NON_STR_KEYS
 _requests: TypeAdapter[Any] = TypeAdapter(Request)
 _controls: TypeAdapter[Any] = TypeAdapter(Control)
@@ -88,7 +92,12 @@ def _diagnose(frame: bytes, failure: Exception) -> tuple[Any, str | None]:
     except (ormsgpack.MsgpackDecodeError, ValueError, TypeError) as exc:
         # a map (or an extension) as a map key: valid msgpack no dict holds; read the bytes
         # (ormsgpack says "invalid type <its name for the key>"); anything else is not msgpack
-        scanned = wire_values.scan(frame) if str(exc).startswith("invalid type") else None
+        container_key = str(exc).startswith("invalid type")
+        if container_key and len(frame) > SCAN_LIMIT:
+            raise InvalidValue(
+                f"a map key is a map or an array, which is not a string (frames over "
+                f"{SCAN_LIMIT} bytes are not searched for where)") from None
+        scanned = wire_values.scan(frame) if container_key else None
         if scanned is None:
             raise MalformedFrame(f"frame is not valid msgpack: {exc}") from None
         return (scanned.fields if scanned.is_map else []), scanned.problem

@@ -13,7 +13,15 @@ import ormsgpack
 import pytest
 
 from bridge import InvalidValue as ExportedInvalidValue
-from bridge.codec import decode_reply, decode_request, encode, peek_id, unpack, validate_request
+from bridge.codec import (
+    SCAN_LIMIT,
+    decode_reply,
+    decode_request,
+    encode,
+    peek_id,
+    unpack,
+    validate_request,
+)
 from bridge.errors import (
     FrameTooLarge,
     InvalidMessage,
@@ -89,6 +97,16 @@ def test_a_map_or_an_extension_as_a_map_key_is_found_in_the_bytes():
     assert (type(refusal(no_v)), refusal(no_v).request_id) == (UnsupportedVersion, "x")
     truncated = b"\x83\xa1v\x01\xa2id\xa1x\xa4args\x91\x81\x81\x01"
     assert type(refusal(truncated)) is MalformedFrame
+
+
+def test_a_map_as_a_key_in_a_large_frame_is_refused_without_reading_its_bytes():
+    """Over ``SCAN_LIMIT`` the byte reader (Python) is not run: still ``InvalidValue``."""
+    filler = b"\xc0" * (SCAN_LIMIT + 10)  # nils, then {{}: 1}
+    frame = (b"\x83\xa1v\x01\xa2id\xa1x\xa4args\xdd" + (len(filler) + 1).to_bytes(4, "big")
+             + filler + b"\x81\x80\x01")
+    exc = refusal(frame)
+    assert type(exc) is InvalidValue
+    assert "not searched for where" in str(exc)
 
 
 def test_invalid_value_is_a_protocol_error_the_package_exports():
