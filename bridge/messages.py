@@ -6,8 +6,9 @@ Three conversations, all msgpack maps with a protocol version ``v``:
   (discriminated on ``kind``) and a ``Reply``. Every request carries a
   client-chosen ``id`` (a uuid4 by default); the reply carries the same id, ``ok``,
   and ``result`` or ``error``, never both (``Reply.wire``; the old both-keys form is read).
-* supervisor <-> incarnation (backend, ZMQ DEALER -> ROUTER): ``Ready``,
-  ``Heartbeat``, ``Bye``, ``Validated``, ``Publish`` and ``Suspect`` from the incarnation;
+* supervisor <-> incarnation (backend, ZMQ DEALER -> ROUTER): ``Ready``, ``Attach``
+  (from each of its lanes), ``Heartbeat``, ``Bye``, ``Validated``, ``Publish`` and
+  ``Suspect`` from the incarnation;
   ``Stop``, ``Validate`` and ``Quarantine`` from the supervisor; requests and replies
   travel as the client's own bytes.
 * supervisor -> anyone (event stream, ZMQ PUB): ``Event``.
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "INCARNATION_ERROR_TYPES", "MAX_QUARANTINED_REPORTED", "PROTOCOL",
-    "PROTOCOL_VERSION", "SUPERVISOR_ERROR_TYPES", "Bye", "Control", "DescribeRequest",
+    "PROTOCOL_VERSION", "SUPERVISOR_ERROR_TYPES", "Attach", "Bye", "Control", "DescribeRequest",
     "ErrorInfo", "Event", "EvolveRequest", "HandoversRequest", "Heartbeat",
     "PingRequest", "Publish", "Quarantine", "QuarantinedMethod", "Ready", "Reply",
     "Request", "RollbackRequest", "SendRequest", "StatusRequest", "Stop", "Suspect",
@@ -268,6 +269,21 @@ class Ready(_Message):
     #: what the process lock applied (``envs.confine.lock``'s answer), or
     #: ``{"mode": "off"}`` for ``--unconfined``; None: not reported
     confinement: dict[str, Any] | None = None
+    lanes: int = Field(default=0, ge=0, description=(
+        "how many lanes (DEALERs with identity '<incarnation>#<k>', k = 0..lanes-1) this "
+        "incarnation serves requests on, each having said Attach before this Ready; 0: "
+        "none, every request goes to the incarnation's own identity"))
+
+
+class Attach(_Message):
+    """Incarnation lane -> supervisor, the first frame on a lane's own DEALER (identity
+    ``f"{incarnation}#{lane}"``): requests may be routed to this lane from now on. A
+    request a lane gets is received, run and answered on that lane's socket; its
+    ``Quarantine`` is applied before the lane reads its next request."""
+
+    kind: Literal["attach"] = "attach"
+    incarnation: str
+    lane: int = Field(ge=0, description="the lane's index k, 0-based")
 
 
 class Heartbeat(_Message):
@@ -370,7 +386,8 @@ class Publish(_Message):
 
 
 Control = Annotated[
-    Ready | Heartbeat | Bye | Stop | Validate | Validated | Publish | Suspect | Quarantine,
+    Ready | Attach | Heartbeat | Bye | Stop | Validate | Validated | Publish | Suspect
+    | Quarantine,
     Field(discriminator="kind"),
 ]
 
