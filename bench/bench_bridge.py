@@ -5,13 +5,18 @@ home, ``--env-mode current``, default config), sequential and with ``WINDOW`` re
 outstanding on one DEALER, each with a fresh uuid4 id as ``bridge.Client`` sends them.
 Read-only: ``genesis name`` (a data slot). Writing: ``bump`` (``n = n + 1``) on one hot
 object (concurrent workers conflict and retry) and spread over ``SPREAD`` clones.
-Baselines: a raw ZMQ 3-hop echo in the same process layout (client DEALER -> broker
-process, ROUTER front and back -> worker process DEALER) fed the same encoded frames;
-raw ZEO commits of ``n = n + 1`` on a FileStorage behind its own ``runzeo``, sequential
-and from ``ZEO_THREADS`` threads (own connection and transaction manager each, separate
-objects). Cases alternate within each round; rates are best and median of the rounds,
-latencies pool them, "cpu" is the user+system time per message of every process on
-the path (client included). Run ``python bench/bench_bridge.py [--quick]``.
+Baselines (``bridge_baselines``): a raw ZMQ 3-hop echo in the same process layout (client
+DEALER -> broker process, ROUTER front and back -> worker process DEALER) fed the same
+encoded frames; the same layout whose worker reads one attribute in a ZODB transaction over
+its own ``runzeo`` (the echo-with-ZODB-read); raw ZEO commits of ``n = n + 1`` on a
+FileStorage behind its own ``runzeo``, sequential and from ``ZEO_THREADS`` threads (own
+connection and transaction manager each, separate objects). Every ZEO server is
+``runzeo`` on a Unix socket over a FileStorage, as the supervisor runs it. Cases alternate
+within each round; rates are best and median of the rounds, latencies pool them; CPU is
+the user+system time per message of each process on the path (client, broker or
+supervisor, worker or incarnation, ZEO), read with psutil around each case (the
+supervisor's incarnations and ZEO are found among its descendants each time). The tables
+and issue 14's targets: ``bridge_report``. Run ``python bench/bench_bridge.py [--quick]``.
 """
 
 from __future__ import annotations
@@ -26,11 +31,9 @@ import platform
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -42,6 +45,17 @@ import ormsgpack
 import psutil
 import transaction
 import zmq
+from bridge_baselines import (
+    ZODB_ECHO_ATTRIBUTE,
+    ZODB_ECHO_ROOT,
+    Result,
+    echo_broker,
+    echo_worker,
+    server_sync_param,
+    zeo_commits,
+    zodb_worker,
+)
+from bridge_report import WINDOW, ZEO_THREADS, Runs, report
 
 from bridge import Client
 from bridge.codec import decode_reply, encode
@@ -50,24 +64,15 @@ from bridge.messages import SendRequest
 from envs.children import stop
 from uvm import UvmObject, open_db
 
-WINDOW = 32
 SPREAD = 8
-ZEO_THREADS = 4
 WAIT_MS = 30_000  # every receive has a timeout; a write under conflicts can take a while
 BUMP = "def bump(self):\n    self.n = self.n + 1\n    return self.n\n"
-BASE = {  # case -> (baseline, target ratio, or None: information only)
-    "batos read seq": ("echo seq", 0.7),
-    f"batos read w{WINDOW}": (f"echo w{WINDOW}", 0.7),
-    "batos write hot seq": ("zeo commit seq", 0.8),
-    "batos write spread seq": ("zeo commit seq", 0.8),
-    f"batos write hot w{WINDOW}": (f"zeo commit x{ZEO_THREADS}", None),
-    f"batos write spread w{WINDOW}": (f"zeo commit x{ZEO_THREADS}", 0.8),
-}
-Result = tuple[int, float, list[float], int]  # messages, seconds, latencies, error replies
 Maker = Callable[[int], tuple[str, bytes]]
-Cases = dict[str, tuple[Callable[[float], Result], list[int]]]  # name -> (run, pids on path)
+Roles = dict[str, list[int]]  # role (bridge_report.ROLES) -> pids
+Cases = dict[str, tuple[Callable[[float], Result], Callable[[], Roles]]]  # name -> (run, path)
 KEYS: dict[str, Callable[[bytes], tuple[str, bool]]] = {  # reply -> (request id, ok)
     "echo": lambda frame: (ormsgpack.unpackb(frame)["id"], True),
+    "echo zodb": lambda frame: (ormsgpack.unpackb(frame)["id"], True),
     "batos": lambda frame: ((reply := decode_reply(frame)).id, reply.ok),
 }
 
@@ -99,34 +104,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} not ready within {timeout:.0f}s")
         time.sleep(0.05)  # polling a condition with a deadline
-
-
-def echo_broker(frontend: str, backend: str) -> None:
-    ctx = zmq.Context()
-    front, back = ctx.socket(zmq.ROUTER), ctx.socket(zmq.ROUTER)
-    front.bind(frontend)
-    back.bind(backend)
-    poller = zmq.Poller()
-    poller.register(front, zmq.POLLIN)
-    poller.register(back, zmq.POLLIN)
-    routes = ((front, lambda f: back.send_multipart([b"worker", *f])),  # [client, payload]
-              (back, lambda f: front.send_multipart(f[1:])))  # [worker, client, payload]
-    while True:
-        events = dict(poller.poll())
-        for sock, forward in routes:
-            while sock in events:
-                try:
-                    forward(sock.recv_multipart(zmq.NOBLOCK))
-                except zmq.Again:
-                    break
-
-
-def echo_worker(backend: str) -> None:
-    sock = zmq.Context().socket(zmq.DEALER)
-    sock.setsockopt(zmq.IDENTITY, b"worker")
-    sock.connect(backend)
-    while True:
-        sock.send_multipart(sock.recv_multipart())  # [client, payload] back as it came
 
 
 def request_maker(targets: list[str], selector: str) -> Maker:
@@ -161,37 +138,6 @@ def run_window(sock: zmq.Socket[bytes], make: Maker, key: Callable[[bytes], tupl
             errors += not ok
 
 
-def zeo_commits(db: Any, oids: list[bytes], seconds: float) -> Result:
-    """One thread per oid, each with its own connection, committing ``n = n + 1``."""
-    per: list[list[float]] = [[] for _ in oids]
-    start = time.perf_counter()
-    stop = start + seconds
-
-    def commit_loop(oid: bytes, out: list[float]) -> None:
-        tm = transaction.TransactionManager(explicit=True)
-        tm.begin()
-        conn = db.open(transaction_manager=tm)
-        try:
-            obj = conn.get(oid)
-            while time.perf_counter() < stop:
-                t0 = time.perf_counter()
-                obj.n = obj.n + 1
-                tm.commit()
-                tm.begin()
-                out.append(time.perf_counter() - t0)
-        finally:
-            tm.abort()
-            conn.close()
-
-    threads = [threading.Thread(target=commit_loop, args=a) for a in zip(oids, per, strict=True)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    latencies = [x for p in per for x in p]
-    return len(latencies), time.perf_counter() - start, latencies, 0
-
-
 def spawn_child(stack: contextlib.ExitStack, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -221,32 +167,80 @@ def serving(endpoint: str) -> bool:
         return False
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
+def cpu_snapshot(roles: Callable[[], Roles]) -> dict[int, tuple[str, float]]:
+    """pid -> (role, user+system seconds) of every process on a case's path now."""
+    snap = {}
+    for role, pids in roles().items():
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                snap[pid] = (role, sum(psutil.Process(pid).cpu_times()[:2]))
+    return snap
 
 
-def setup(stack: contextlib.ExitStack, tmp: Path) -> Cases:
-    """Start every process (stopped by ``stack``); answers case -> (run, pids on its path)."""
-    fe, be = f"tcp://127.0.0.1:{free_port()}", f"ipc://{tmp}/echo-be.sock"
+def cpu_split(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+              messages: int) -> dict[str, float]:
+    """Seconds per message of each role (a process born meanwhile counts from zero)."""
+    split: dict[str, float] = {}
+    for pid, (role, seconds) in after.items():
+        spent = seconds - before.get(pid, (role, 0.0))[1]
+        split[role] = split.get(role, 0.0) + spent / max(1, messages)
+    return split
+
+
+def supervisor_roles(me: int, sup: int) -> Roles:
+    """The supervisor's descendants now: ``runzeo`` is ZEO, the rest incarnations (and theirs)."""
+    roles: Roles = {"client": [me], "front": [sup], "back": [], "zeo": []}
+    for child in psutil.Process(sup).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            roles["zeo" if "ZEO.runzeo" in child.cmdline() else "back"].append(child.pid)
+    return roles
+
+
+def start_zeo(stack: contextlib.ExitStack, tmp: Path, name: str) -> tuple[str, int]:
+    """``runzeo`` on a Unix socket over ``<name>.fs``, as the supervisor runs it."""
+    sock = tmp / f"{name}.sock"
+    zeo = spawn_child(stack, [sys.executable, "-m", "ZEO.runzeo", "-a", str(sock), "-f",
+                              str(tmp / f"{name}.fs")], tmp / f"{name}.log")
+    wait_until(sock.exists, 30, f"ZEO server {name}")
+    return str(sock), zeo.pid
+
+
+def start_echo(stack: contextlib.ExitStack, tmp: Path, name: str, worker: Callable[..., None],
+               *args: Any) -> tuple[str, int, int]:
+    """Broker and worker processes of a 3-hop echo: (frontend, broker pid, worker pid)."""
+    fe, be = f"tcp://127.0.0.1:{free_port()}", f"ipc://{tmp}/{name}-be.sock"
     spawn = multiprocessing.get_context("spawn")
-    echo = [spawn.Process(target=echo_broker, args=(fe, be), daemon=True),
-            spawn.Process(target=echo_worker, args=(be,), daemon=True)]
-    for proc in echo:
+    procs = [spawn.Process(target=echo_broker, args=(fe, be), daemon=True),
+             spawn.Process(target=worker, args=(be, *args), daemon=True)]
+    for proc in procs:
         proc.start()
         stack.callback(proc.join, 5)
         stack.callback(proc.terminate)
-    zeo_sock = tmp / "zeo.sock"
-    zeo = spawn_child(stack, [sys.executable, "-m", "ZEO.runzeo", "-a", str(zeo_sock), "-f",
-                              str(tmp / "raw.fs")], tmp / "zeo.log")
-    wait_until(zeo_sock.exists, 30, "raw ZEO server")
-    db = open_db(zeo=str(zeo_sock), pool_size=ZEO_THREADS + 2)
-    stack.callback(db.close)
+    return fe, procs[0].pid or 0, procs[1].pid or 0
+
+
+def store(db: Any, key: str, value: Any) -> None:
     tm = transaction.TransactionManager(explicit=True)
     tm.begin()
     conn = db.open(transaction_manager=tm)
-    conn.root()["bench"] = objs = [UvmObject({"n": 0}) for _ in range(ZEO_THREADS)]
+    conn.root()[key] = value
     tm.commit()
     conn.close()
+
+
+def setup(stack: contextlib.ExitStack, tmp: Path) -> Cases:
+    """Start every process (stopped by ``stack``); answers case -> (run, roles on its path)."""
+    me = os.getpid()
+    fe, broker, worker = start_echo(stack, tmp, "echo", echo_worker)
+    zodb_zeo, zodb_zeo_pid = start_zeo(stack, tmp, "echo-zeo")
+    seed = open_db(zeo=zodb_zeo)
+    store(seed, ZODB_ECHO_ROOT, UvmObject({ZODB_ECHO_ATTRIBUTE: "genesis"}))
+    seed.close()
+    zfe, zbroker, zworker = start_echo(stack, tmp, "echo-zodb", zodb_worker, zodb_zeo)
+    zeo_sock, zeo_pid = start_zeo(stack, tmp, "raw")
+    db = open_db(zeo=zeo_sock, pool_size=ZEO_THREADS + 2)
+    stack.callback(db.close)
+    store(db, "bench", objs := [UvmObject({"n": 0}) for _ in range(ZEO_THREADS)])
     oids = [o._p_oid for o in objs]
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     leftovers: list[int] = []
@@ -266,20 +260,25 @@ def setup(stack: contextlib.ExitStack, tmp: Path) -> Cases:
         spread = [client.send(hot, "clone")["$ref"] for _ in range(SPREAD)]
     ctx = zmq.Context()
     stack.callback(ctx.destroy, linger=0)
-    socks = {name: ctx.socket(zmq.DEALER) for name in ("echo", "batos")}
-    for name, address in (("echo", fe), ("batos", endpoint)):
+    addresses = {"echo": fe, "echo zodb": zfe, "batos": endpoint}
+    socks = {name: ctx.socket(zmq.DEALER) for name in addresses}
+    for name, address in addresses.items():
         socks[name].setsockopt(zmq.LINGER, 0)
         socks[name].connect(address)
     read = request_maker(["genesis"], "name")
-    # a ROUTER drops what it cannot route yet: probe until the worker answers
-    wait_until(lambda: bool(socks["echo"].send(read(0)[1]) or socks["echo"].poll(100)),
-               30, "echo worker")
-    me = os.getpid()
-    paths = {"echo": [me, *(p.pid for p in echo)], "batos": [me, sup.pid, *leftovers],
-             "zeo": [me, zeo.pid]}
+    for name in ("echo", "echo zodb"):  # a ROUTER drops what it cannot route yet: probe
+        wait_until(lambda s=socks[name]: bool(s.send(read(0)[1]) or s.poll(100)), 30, name)
+    paths: dict[str, Callable[[], Roles]] = {
+        "echo": lambda: {"client": [me], "front": [broker], "back": [worker]},
+        "echo zodb": lambda: {"client": [me], "front": [zbroker], "back": [zworker],
+                              "zeo": [zodb_zeo_pid]},
+        "batos": functools.partial(supervisor_roles, me, sup.pid),
+        "zeo": lambda: {"client": [me], "zeo": [zeo_pid]},
+    }
     cases: Cases = {}
     for mode, window in (("seq", 1), (f"w{WINDOW}", WINDOW)):
-        for name, sock, make in (("echo", "echo", read), ("batos read", "batos", read),
+        for name, sock, make in (("echo", "echo", read), ("echo zodb", "echo zodb", read),
+                                 ("batos read", "batos", read),
                                  ("batos write hot", "batos", request_maker([hot], "bump")),
                                  ("batos write spread", "batos", request_maker(spread, "bump"))):
             run = functools.partial(run_window, socks[sock], make, KEYS[sock], window)
@@ -293,46 +292,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (< 30 s)")
     opts = parser.parse_args()
-    rounds, round_s = (2, 0.3) if opts.quick else (5, 2.5)
+    rounds, round_s = (3, 0.4) if opts.quick else (5, 2.5)
     print("\n".join(machine()))
     print(f"mode:     {'quick' if opts.quick else 'full'}: {rounds} rounds of {round_s:g}s per "
-          f"case, window {WINDOW}\n")
+          f"case, window {WINDOW}")
+    print("echo zodb: one worker thread (the read case's one target goes to one lane); "
+          + ("open_db(server_sync=False), as the incarnation" if server_sync_param() else
+             "uvm.open_db has no server_sync parameter yet: its default (a ZEO round trip "
+             "per transaction)") + "\n")
     with contextlib.ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="batos-bench-"))
         stack.callback(shutil.rmtree, tmp, ignore_errors=True)
         cases = setup(stack, tmp)
-        for run, _pids in cases.values():  # warm up caches and connection pools
+        for run, _roles in cases.values():  # warm up caches and connection pools
             run(min(0.2, round_s / 3))
-        results: dict[str, list[tuple[Result, float]]] = {name: [] for name in cases}
+        results: Runs = {name: [] for name in cases}
         for _ in range(rounds):  # alternate the cases in every round
-            for name, (run, pids) in cases.items():
-                cpu = cpu_seconds(pids)
+            for name, (run, roles) in cases.items():
+                before = cpu_snapshot(roles)
                 result = run(round_s)
-                results[name].append((result, (cpu_seconds(pids) - cpu) / max(1, result[0])))
+                results[name].append((result, cpu_split(before, cpu_snapshot(roles), result[0])))
     report(results)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
-
-
-def report(results: dict[str, list[tuple[Result, float]]]) -> None:
-    rates = {name: [r[0] / r[1] for r, _cpu in rs] for name, rs in results.items()}
-    best = {name: max(r) for name, r in rates.items()}
-    print(f"{'case':<24}{'best/s':>8}{'median/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'cpu ms':>8}"
-          f"{'errors':>7}  best as a share of the baseline's best")
-    for name, rs in results.items():
-        lat = sorted(x for r, _cpu in rs for x in r[2])
-        p50, p99 = (lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3 for q in (0.5, 0.99))
-        cpu = statistics.median(c for _r, c in rs) * 1e3
-        base = BASE.get(name)
-        share = f"{best[name] / best[base[0]]:6.1%} of {base[0]}" if base else ""
-        print(f"{name:<24}{best[name]:>8.0f}{statistics.median(rates[name]):>9.0f}{p50:>8.2f}"
-              f"{p99:>8.2f}{cpu:>8.2f}{sum(r[3] for r, _cpu in rs):>7}  {share}")
-    print("\ntargets (best against best):")
-    for what, goal, against in (("read-only", 0.7, "the raw 3-hop echo"),
-                                ("writing", 0.8, "raw ZEO commits")):
-        shares = {n: best[n] / best[b] for n, (b, g) in BASE.items() if g == goal}
-        verdict = "met" if all(s >= goal for s in shares.values()) else "NOT met"
-        detail = ", ".join(f"{n} {s:.1%}" for n, s in shares.items())
-        print(f"  {what} messages >= {goal:.0%} of {against}: {verdict} ({detail})")
 
 
 if __name__ == "__main__":
