@@ -11,10 +11,18 @@ subclasses that name what was wrong. Never pickle over the bridge.
 "a map" carries the frame's ``id`` when it is a valid one (``request_id``), so
 its reply can be matched to the request. ``encode`` writes a ``Reply`` in its
 wire form (``Reply.wire``: ``result`` or ``error``, never both).
+
+``check_forwarded`` is the supervisor's fast check of a ``send`` or ``describe`` it
+forwards as the client's own bytes: hand-written, it refuses exactly what pydantic's
+``SendRequest``/``DescribeRequest`` refuse, with the same ``InvalidMessage`` naming the
+same field (the first in the model's order, then unknown fields), and answers only what
+routing needs (``Forwarded``); the incarnation validates the request fully once
+(tests/unit/test_fast_check.py holds the two to agreement).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import ormsgpack
@@ -28,10 +36,12 @@ from .errors import (
     MalformedFrame,
     UnsupportedVersion,
 )
-from .messages import PROTOCOL_VERSION, Control, Reply, Request
+from .messages import PROTOCOL_VERSION, Control, DescribeRequest, Reply, Request, SendRequest
 
 __all__ = [
     "MAX_FRAME",
+    "Forwarded",
+    "check_forwarded",
     "decode_control",
     "decode_reply",
     "decode_request",
@@ -153,3 +163,96 @@ def decode_reply(frame: bytes) -> Reply:
         return Reply.model_validate(unpack(frame))
     except ValidationError as exc:
         raise InvalidMessage(f"invalid reply: {exc.errors()[0]['msg']}") from None
+
+
+# --- the fast check of forwarded kinds ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """A ``send`` or ``describe`` that passed ``check_forwarded``: what routing needs."""
+
+    kind: str
+    id: str
+    target: str
+    #: the selector of a send; None for a describe
+    selector: str | None = None
+
+
+def _bounded(value: str, low: int, high: int) -> str | None:
+    if len(value) < low:
+        return f"String should have at least {low} character{'s' if low != 1 else ''}"
+    if len(value) > high:
+        return f"String should have at most {high} characters"
+    return None
+
+
+def _limits(model: Any) -> dict[str, tuple[int, int]]:
+    """Each constrained string field's (min_length, max_length), read from the model."""
+    out = {}
+    for name, info in model.model_fields.items():
+        low, high = 0, None
+        for rule in info.metadata:
+            low = getattr(rule, "min_length", None) or low
+            high = getattr(rule, "max_length", None) or high
+        if high is not None:
+            out[name] = (low, high)
+    return out
+
+
+_LIMITS = {"send": _limits(SendRequest), "describe": _limits(DescribeRequest)}
+_FIELDS = {"send": frozenset(SendRequest.model_fields),
+           "describe": frozenset(DescribeRequest.model_fields)}
+_MISSING = object()
+
+
+def _string(value: Any, limits: tuple[int, int], *, required: bool = True,
+            nullable: bool = False) -> str | None:
+    """What pydantic (strict) says of a constrained string field's ``value``; None: fine."""
+    if value is _MISSING:
+        return "Field required" if required else None
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        return "Input should be a valid string"
+    return _bounded(value, *limits)
+
+
+def _problem(data: dict[str, Any], kind: str) -> tuple[str, str] | None:
+    """The first field pydantic would refuse (its name, its message): the model's fields in
+    their order, then unknown fields in the map's order."""
+    get, limits, send = data.get, _LIMITS[kind], kind == "send"
+    if get("v", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+        return "v", f"Input should be {PROTOCOL_VERSION}"
+    found = _string(get("id", _MISSING), limits["id"])
+    if found is not None:
+        return "id", found
+    found = _string(get("target", _MISSING), limits["target"], required=send)
+    if found is not None:
+        return "target", found
+    if send:
+        found = _string(get("selector", _MISSING), limits["selector"])
+        if found is not None:
+            return "selector", found
+        if not isinstance(get("args", []), list):
+            return "args", "Input should be a valid list"
+        found = _string(get("author", _MISSING), limits["author"], required=False,
+                        nullable=True)
+        if found is not None:
+            return "author", found
+    known = _FIELDS[kind]
+    if not data.keys() <= known:
+        return str(next(name for name in data if name not in known)), \
+            "Extra inputs are not permitted"
+    return None
+
+
+def check_forwarded(data: dict[str, Any]) -> Forwarded:
+    """An unpacked ``send`` or ``describe`` map (``data["kind"]`` is one of them) -> what
+    routing needs, or ``InvalidMessage`` as ``validate_request`` would raise it."""
+    kind = data["kind"]
+    found = _problem(data, kind)
+    if found is not None:
+        raise InvalidMessage(f"field '{kind}.{found[0]}': {found[1]}", request_id=peek_id(data))
+    return Forwarded(kind, data["id"], data.get("target", "genesis"),
+                     data["selector"] if kind == "send" else None)

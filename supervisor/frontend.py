@@ -28,6 +28,12 @@ decode (``FrameTooLarge``, ``MalformedFrame``, ``UnsupportedVersion``,
 answered with that error, echoing the request's id when the payload had a valid one
 (``ProtocolError.request_id``), and a log line; a valid request goes to its handler
 (``HANDLERS``). Nothing a client sends can stop the loop. Runs in the loop's thread.
+
+Forwarded kinds (``send``, ``describe``) are not built into models here: the fast
+check (``bridge.codec.check_forwarded``) refuses what pydantic would, with the same
+error, and the handler gets a ``Forwarded`` (kind, id, target, selector); the client's
+own bytes go to the incarnation, which validates them fully once. Every other kind
+is validated fully here (``validate_request``).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from bridge.codec import unpack, validate_request
+from bridge.codec import check_forwarded, unpack, validate_request
 from bridge.errors import MalformedFrame, ProtocolError
 from bridge.messages import FORWARDED_KINDS, ErrorInfo, Reply
 
@@ -111,8 +117,12 @@ class Frontend:
             log.warning("bad frame from a client: %s", exc)
             sockets.reply(envelope, _refusal(exc))
             return
+        kind = data.get("kind")
         try:
-            request = validate_request(data)
+            if kind.__class__ is str and kind in FORWARDED_KINDS:
+                request = check_forwarded(data)
+            else:
+                request = validate_request(data)
         except ProtocolError as exc:
             log.warning("invalid request from a client: %s", exc)
             sockets.reply(envelope, _refusal(exc))

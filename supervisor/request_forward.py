@@ -22,14 +22,14 @@ __all__ = ["handle"]
 
 
 def handle(desk: Desk, asked: Asked) -> None:
-    request, pool, routing = asked.request, desk.pool, desk.routing
+    request, pool, routing = asked.request, desk.pool, desk.routing  # a codec.Forwarded
     if pool.state in ("degraded", "stopping") and routing.poison.verdict(request.id) is None:
         why = pool.unavailable() if pool.state == "degraded" else (
             "the supervisor is shutting down; send again once it is back (by the same id)")
         return desk.refuse(asked, "Unavailable", why)
     route = routing.accept(request.id, asked.envelope, asked.payload, asked.now,
                            target=request.target,
-                           selector=getattr(request, "selector", request.kind))
+                           selector=request.selector or request.kind)
     if route is Route.SEND:
         desk.sockets.forward(routing.inflight[request.id])
     elif route is Route.POISONED:
