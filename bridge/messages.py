@@ -269,17 +269,13 @@ class Ready(_Message):
     #: what the process lock applied (``envs.confine.lock``'s answer), or
     #: ``{"mode": "off"}`` for ``--unconfined``; None: not reported
     confinement: dict[str, Any] | None = None
-    lanes: int = Field(default=0, ge=0, description=(
-        "how many lanes (DEALERs with identity '<incarnation>#<k>', k = 0..lanes-1) this "
-        "incarnation serves requests on, each having said Attach before this Ready; 0: "
-        "none, every request goes to the incarnation's own identity"))
+    lanes: int = Field(default=0, ge=0, description="lanes ('<incarnation>#<k>', k < lanes) "
+                       "that said Attach before this; 0: all requests to the incarnation")
 
 
 class Attach(_Message):
-    """Incarnation lane -> supervisor, the first frame on a lane's own DEALER (identity
-    ``f"{incarnation}#{lane}"``): requests may be routed to this lane from now on. A
-    request a lane gets is received, run and answered on that lane's socket; its
-    ``Quarantine`` is applied before the lane reads its next request."""
+    """A lane -> supervisor, first on the lane's DEALER (identity ``incarnation#lane``):
+    requests may go to this lane now; each is received, run and answered on it."""
 
     kind: Literal["attach"] = "attach"
     incarnation: str
