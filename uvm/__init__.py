@@ -34,13 +34,15 @@ Layers, bottom up (each imports only those below it):
     dispatch                   one message in the current cycle, under its budget:
                                the one path of live messages and trials
     replies                    exactly-once replies kept in the image
+    pickles, image             the class allowlist of records; opening storages and
+                               catching up with ZEO (freshness by transaction id)
     attempts, flights          the kernel's tries (transaction's attempts, only conflicts
                                retried); one synthesis per receiver and selector at a time
+    own_transactions           the kernel's own reads and writes (quarantine, listings)
     kernel, front              one message = one transaction; asyncio front
     genesis_checks,            the Genesis table (objects, parents, slots, what only a
     genesis_table              person changes) and its self-checks, as method sources
-    pickles, image, genesis    the class allowlist of records; opening storages;
-                               Genesis bootstrap and verify
+    genesis                    Genesis bootstrap and verify
     env_imports,               validation's parts: the env's packages import and are
     record_reader              allowed; one record unpickled strictly (no Broken)
     image_walk                 every reachable object unpickled, digested, methods compiled

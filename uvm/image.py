@@ -16,6 +16,15 @@ with what to do about them.
 Every database opened here is a ``uvm.pickles.ImageDB``: records load and
 store only under the image's class allowlist, so a stored value can never run
 code when it is loaded (see ``uvm.pickles``).
+
+Freshness over ZEO: by default (``server_sync=True``) every transaction begins with
+a round trip to the server, so it sees every commit that returned before it began.
+An incarnation opens with ``server_sync=False`` and asks for that round trip only
+when it may be behind: ``catch_up(db, after)`` pings the server unless the storage
+has already heard of transaction ``after`` (ZEO queues a commit's invalidations
+before it advances ``lastTransaction``, so the next transaction begun on this
+database then sees that commit). Storages without ``ping`` (FileStorage,
+MappingStorage) are always current and left alone.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from ZODB.POSException import POSError
 from .errors import ImageError, ImageLocked
 from .pickles import ImageDB
 
-__all__ = ["open_db", "parse_zeo_address"]
+__all__ = ["catch_up", "last_tid", "open_db", "parse_zeo_address"]
 
 
 def parse_zeo_address(address: str) -> str | tuple[str, int]:
@@ -51,8 +60,10 @@ def open_db(
     pool_size: int = 16,
     cache_size: int = 10_000,
     zeo_timeout: float = 30.0,
+    server_sync: bool = True,
 ) -> Any:
-    """Open the image's database over a FileStorage at ``path`` or a ZEO server at ``zeo``."""
+    """Open the image's database over a FileStorage at ``path`` or a ZEO server at ``zeo``;
+    ``server_sync`` (ZEO only): see the module docstring."""
     if (path is None) == (zeo is None):
         raise ImageError("open the image either from a file path or from a ZEO address")
     if zeo is not None:
@@ -61,10 +72,11 @@ def open_db(
         try:
             # server_sync: each transaction starts with a round trip to the server, so a
             # message sees every commit that returned before it began (read-your-writes
-            # across incarnations); without it ZEO 6 may serve a stale snapshot.
+            # across incarnations); without it ZEO 6 may serve a stale snapshot, unless
+            # the caller catches up itself (catch_up).
             storage = ClientStorage(
                 parse_zeo_address(zeo), wait_timeout=zeo_timeout, read_only=read_only,
-                server_sync=True,
+                server_sync=server_sync,
             )
         except Exception as exc:  # ZEO raises ClientDisconnected or OSError subclasses
             raise ImageError(
@@ -90,3 +102,27 @@ def open_db(
     except POSError as exc:
         storage.close()
         raise ImageError(f"cannot open a database on {path or zeo}: {exc}") from exc
+
+
+def last_tid(db: Any) -> bytes | None:
+    """The newest transaction id ``db``'s storage has heard of (8 bytes), or None."""
+    last = getattr(db.storage, "lastTransaction", None)
+    return None if last is None else last()
+
+
+def catch_up(db: Any, after: bytes | None) -> None:
+    """Make the next transaction begun on ``db`` see every commit up to ``after``: with
+    ``after`` None, a round trip to the ZEO server (everything committed before this
+    call); else a round trip only when the storage has not yet heard of ``after``.
+    A storage without ``ping``, or one that syncs every transaction itself
+    (``server_sync``), is left alone. Call it before the transaction takes its snapshot;
+    a ZEO server that is away raises ``ClientDisconnected`` (the caller translates)."""
+    storage = db.storage
+    ping = getattr(storage, "ping", None)
+    if ping is None or getattr(storage, "server_sync", False):
+        return
+    if after is not None:
+        last = storage.lastTransaction()
+        if last is not None and last >= after:
+            return
+    ping()

@@ -45,24 +45,32 @@ carries changes when a message starts has them discarded, never committed
 with that message; a ``begin`` that fails drops the thread's transaction
 manager, so the next message starts clean.
 
+Freshness (``uvm.image.catch_up``): before its first try a message catches up
+to ``after``, the newest transaction id its sender has seen (None: a round trip
+to the ZEO server, as ``server_sync`` does); a try after a conflict always makes
+the round trip. ``seen()`` answers the newest transaction id the storage had
+heard of when this thread's last message ended: an upper bound of what it saw
+or made, for its sender to pass on as a later message's ``after``. The kernel's
+own transactions (``read``, ``write``, ``maintain``) always make the round trip.
+
 Threading: ``send`` is synchronous and may be called from any number of
 threads at once; each thread has its own transaction manager (reused), each
-call its own connection.
-The asyncio front (``uvm.front``) calls it from worker threads.
+call its own connection. An incarnation calls it on its lane threads
+(``uvm.lanes``); ``shard`` names the reply record's shard the caller writes.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ZODB.POSException import ConflictError
 
 from . import primitives as _primitives  # noqa: F401 - installs method globals
-from . import quarantine as _quarantine
 from .attempts import Manager, pause, storage_error
 from .budget import MAX_REPLY_BYTES, Limits
 from .dispatch import DNU, dispatch, run_message
@@ -78,7 +86,9 @@ from .errors import (
     cap_message,
 )
 from .flights import Flights
+from .image import catch_up, last_tid
 from .integrity import discard_pending, guard
+from .own_transactions import OwnTransactions
 from .registry import Cycle, Registry, using_cycle
 from .replies import ReplyStore
 from .values import from_plain
@@ -89,13 +99,21 @@ log = logging.getLogger("batos.kernel")
 
 _AGAIN = object()
 
+# TODO(H4): ReplyStore(root, shard=...) lands in uvm/replies.py; until then one tree
+_SHARDED = "shard" in inspect.signature(ReplyStore).parameters
+
+
+def _reply_store(root: Any, shard: str | None) -> ReplyStore:
+    return ReplyStore(root, shard=shard) if _SHARDED and shard is not None else ReplyStore(root)
+
+
 def _changed(conn: Any) -> bool:
     # ZODB has no public "did this transaction modify anything" query; the
     # connection's registration list is what its commit itself consults.
     return bool(getattr(conn, "_registered_objects", True)) or bool(getattr(conn, "_added", False))
 
 
-class Kernel:
+class Kernel(OwnTransactions):
     """Runs messages against one database, each in its own transaction."""
 
     def __init__(
@@ -134,31 +152,43 @@ class Kernel:
         *,
         author: str | None = None,
         request_id: str | None = None,
+        after: bytes | None = None,
+        shard: str | None = None,
     ) -> Any:
         """Run one message; returns its plain result or raises a ``UVMError``.
 
         With a ``request_id`` the message runs at most once: if a message with
         that id already committed, its recorded result is returned instead
-        (see ``uvm.replies``).
+        (see ``uvm.replies``; its record goes to ``shard``). ``after``: see
+        the module docstring (freshness).
         """
         if not isinstance(args, list | tuple):
             raise BadArguments(f"arguments must be a list, got {type(args).__name__}")
         who = author or self.author
         try:
-            return self._send(target, selector, args, who, request_id)
+            return self._send(target, selector, args, who, request_id, after, shard)
         except UVMError as exc:
             text = str(exc)
             if len(text) > MAX_ERROR_CHARS:
                 exc.args = (cap_message(text),)
             raise
+        finally:
+            self._local.seen = last_tid(self.db)
+
+    def seen(self) -> bytes | None:
+        """The newest transaction id the storage had heard of when this thread's last
+        ``send`` ended (None: none yet, or a storage without transaction ids)."""
+        return getattr(self._local, "seen", None)
 
     def _send(self, target: Any, selector: str, args: Sequence[Any], who: str,
-              request_id: str | None) -> Any:
+              request_id: str | None, after: bytes | None, shard: str | None) -> Any:
         for _round in range(3):
             try:
-                return self._retrying(target, selector, args, who, request_id)
+                return self._retrying(target, selector, args, who, request_id, after=after,
+                                      shard=shard)
             except NeedsSynthesis as need:
-                result = self._synthesized(need, target, selector, args, who, request_id)
+                result = self._synthesized(need, target, selector, args, who, request_id,
+                                           shard)
             if result is not _AGAIN:
                 return result
         raise SynthesisFailed(
@@ -167,11 +197,13 @@ class Kernel:
         )
 
     def _retrying(self, target: Any, selector: str, args: Sequence[Any], who: str,
-                  request_id: str | None, install: Any = None) -> Any:
+                  request_id: str | None, install: Any = None, *, after: bytes | None = None,
+                  shard: str | None = None) -> Any:
         """The message in ``retries + 1`` attempts of this thread's transaction manager: a
         conflict pauses (jittered) and tries again; the last one raises RetriesExhausted.
         With a request id, an outage of the ZEO server is waited out, attempts anew (if a
-        try committed before it, the reply record answers)."""
+        try committed before it, the reply record answers). The first try catches up to
+        ``after``, every later one with a round trip (None)."""
         outage_deadline = time.monotonic() + self.outage_wait
         while True:
             tm = getattr(self._local, "tm", None)
@@ -186,11 +218,12 @@ class Kernel:
                                   target, selector, number, delay)
                         time.sleep(delay)
                     result = self._once(tm, attempt, target, selector, args, who, request_id,
-                                        install)
+                                        install, None if number else after, shard)
                 return result
             except StorageUnavailable:
                 if request_id is None or time.monotonic() > outage_deadline:
                     raise
+                after = None
                 time.sleep(0.1)
             except ConflictError as exc:
                 raise RetriesExhausted(
@@ -219,27 +252,9 @@ class Kernel:
             return 0
         return dropped
 
-    def quarantine(self, target: Any, selector: str, reason: str = "", request_id: str = "",
-                   *, by: str = "supervisor") -> dict[str, Any]:
-        """Quarantine the method ``selector`` reaches from ``target`` (``uvm.quarantine``),
-        in a transaction of its own; idempotent. Answers the record."""
-        return self.write(
-            lambda cycle: _quarantine.quarantine(cycle, target, selector, reason=reason,
-                                                 request=request_id, by=by),
-            author=by, note=f"quarantine {target} {selector}")
-
-    def release(self, target: Any, selector: str, *, by: str, reason: str = "") -> dict[str, Any]:
-        """A person lifts a quarantine; answers the record lifted (``BadArguments`` if none)."""
-        return self.write(
-            lambda cycle: _quarantine.release(cycle, target, selector, by=by, reason=reason),
-            author=by, note=f"release quarantine {target} {selector}")
-
-    def quarantined(self) -> list[dict[str, Any]]:
-        """The quarantined methods, oldest first (for Ready, Heartbeat and status)."""
-        return self.read(lambda cycle: _quarantine.listing(cycle.connection.root()))
-
     def _synthesized(self, need: NeedsSynthesis, target: Any, selector: str,
-                     args: Sequence[Any], who: str, request_id: str | None) -> Any:
+                     args: Sequence[Any], who: str, request_id: str | None,
+                     shard: str | None) -> Any:
         """Ask the mind for what ``need`` names (once per receiver and selector at a time,
         ``uvm.flights``), then run the message again with the approved proposal installed,
         in one transaction. Answers the message's result, or ``_AGAIN`` when another
@@ -256,7 +271,8 @@ class Kernel:
         try:
             plan = self.mind.plan(self, need, author=who)
             try:
-                return self._retrying(target, selector, args, who, request_id, plan)
+                return self._retrying(target, selector, args, who, request_id, plan,
+                                      shard=shard)
             except NeedsSynthesis:
                 exc = SynthesisFailed(
                     f"the approved proposal did not make the receiver understand {selector!r}; "
@@ -273,67 +289,25 @@ class Kernel:
         finally:
             self._flights.land(key, flight, error)
 
-    def read(self, fn: Any, *, author: str | None = None) -> Any:
-        """Run ``fn(cycle)`` in a transaction that is always aborted; answers what it answers.
-
-        For work that must see the image but never change it (the mind's prompt).
-        """
-        tm = Manager()
-        tm.begin()
-        conn = self.db.open(transaction_manager=tm)
-        try:
-            cycle = Cycle(conn, Registry(conn.root()), author or self.author, mind=self.mind)
-            with using_cycle(cycle):
-                return fn(cycle)
-        finally:
-            tm.abort()
-            conn.close()
-
-    def _tries(self, tm: Manager) -> Iterator[tuple[Any, Any]]:
-        """``tm.attempts`` for the kernel's own transactions (``write``, ``maintain``):
-        each try after the first waits ``pause``; each gets a connection, closed after."""
-        for number, attempt in enumerate(tm.attempts(self.retries + 1)):
-            if number:
-                time.sleep(pause(self.backoff, number - 1))
-            conn = self.db.open(transaction_manager=tm)
-            try:
-                yield attempt, conn
-            finally:
-                conn.close()
-
-    def write(self, fn: Any, *, author: str | None = None, note: str = "") -> Any:
-        """Run ``fn(cycle)`` in a transaction of its own and commit it, retrying conflicts."""
-        tm = Manager()
-        who = author or self.author
-        result = None
-        try:
-            for attempt, conn in self._tries(tm):
-                with attempt as txn:
-                    cycle = Cycle(conn, Registry(conn.root()), who, mind=self.mind)
-                    with using_cycle(cycle):
-                        result = fn(cycle)
-                    txn.setUser(who)
-                    txn.note(note[:200])
-        except ConflictError:
-            raise RetriesExhausted(f"{note or 'a write'} kept conflicting") from None
-        return result
-
     def _once(self, tm: Manager, attempt: Any, target: Any, selector: str, args: Sequence[Any],
-              author: str, request_id: str | None, install: Any) -> Any:
-        """One try of the message, in ``attempt`` of ``tm``: it begins the transaction and
-        commits it at the end (a read-only message, or one whose reply is recorded, skips
-        the commit: aborted). Storage failures become the kernel's errors."""
+              author: str, request_id: str | None, install: Any, after: bytes | None,
+              shard: str | None) -> Any:
+        """One try of the message, in ``attempt`` of ``tm``: it begins the transaction,
+        catches up to ``after`` (before the connection takes its snapshot) and commits at
+        the end (a read-only message, or one whose reply is recorded, skips the commit:
+        aborted). Storage failures become the kernel's errors."""
         stage, conn, result = "begin", None, None
         try:
             with attempt:
                 stage = "open"
+                catch_up(self.db, after)
                 conn = self.db.open(transaction_manager=tm)
                 stage = "run"
                 discard_pending(conn, tm)
                 root = conn.root()
                 replies = None
                 if request_id is not None and ReplyStore.exists(root):
-                    replies = ReplyStore(root)
+                    replies = _reply_store(root, shard)
                     stored = replies.get(request_id)
                     if stored is not ReplyStore.MISSING:
                         tm.skip_commit()
@@ -353,7 +327,7 @@ class Kernel:
                     return result
                 if request_id is not None:
                     if replies is None:  # (not `or`: a BTree's truth value counts its buckets)
-                        replies = ReplyStore(root)
+                        replies = _reply_store(root, shard)
                     replies.record(request_id, result)
                 txn = tm.get()  # (discard_pending may have begun a fresh one)
                 txn.setUser(author)
