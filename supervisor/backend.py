@@ -1,18 +1,23 @@
 """What incarnations send the supervisor: replies and control messages, dispatched.
 
-Frames (docs/protocol.md, "Backend"; tags from ``lexicon.frames``), after the
-ROUTER's identity frame (the incarnation id):
+Frames (docs/protocol.md section 8; tags from ``lexicon.frames``), after the
+ROUTER's identity frame: the incarnation id for its main socket, ``f"{id}#{k}"`` for
+its lane k (split at the last ``#``: both are the incarnation's):
 
-* ``[REPLY, id, reply]``: a reply to a forwarded request, passed to its clients as
-  the incarnation's own bytes (the routing table completes it by id, never decoding
-  the reply); a reply to a handover's probe goes to the handover desk instead;
-* ``[CONTROL, message]``: ``Ready`` (the pool), ``Validated`` (the handover desk),
-  ``Publish`` (re-published as its own ``image.*`` event, at most
-  ``MAX_PUBLISH_BYTES``), ``Suspect`` and ``Heartbeat`` (the poison ledger, the
-  incarnation's liveness), ``Bye`` (it is leaving).
+* ``[REPLY, id, reply]`` or ``[REPLY, id, reply, tid]``: a reply to a forwarded
+  request, passed to its clients as the incarnation's own bytes (the routing table
+  completes it by id, never decoding the reply); a reply to a handover's probe goes
+  to the handover desk instead. ``tid`` (8 bytes: the transaction the request saw or
+  made) moves ``RoutingTable.newest`` forward; a frame of another size is ignored;
+* ``[CONTROL, message]``: ``Ready`` (the pool), ``Attach`` (from a lane: the pool
+  routes to it from now on), ``Validated`` (the handover desk), ``Publish``
+  (re-published as its own ``image.*`` event, at most ``MAX_PUBLISH_BYTES``),
+  ``Suspect`` and ``Heartbeat`` (the poison ledger, the incarnation's liveness),
+  ``Bye`` (it is leaving).
 
-A message from an unknown identity is answered ``Stop``; bad frames are logged and
-dropped: nothing an incarnation sends can stop the loop. Runs in the loop's thread.
+A message from an unknown incarnation is answered ``Stop`` (on its main identity);
+bad frames are logged and dropped: nothing an incarnation sends can stop the loop.
+Runs in the loop's thread.
 """
 
 from __future__ import annotations
@@ -21,7 +26,16 @@ import logging
 
 from bridge.codec import decode_control
 from bridge.errors import ProtocolError
-from bridge.messages import MAX_PUBLISH_BYTES, Heartbeat, Publish, Ready, Stop, Suspect, Validated
+from bridge.messages import (
+    MAX_PUBLISH_BYTES,
+    Attach,
+    Heartbeat,
+    Publish,
+    Ready,
+    Stop,
+    Suspect,
+    Validated,
+)
 from lexicon.frames import CONTROL, REPLY
 
 from .evolution import Evolution
@@ -47,20 +61,25 @@ class Backend:
         if len(frames) < 3:
             log.warning("dropped a backend message with %d frames", len(frames))
             return
-        ident = frames[0].decode(errors="replace")
+        ident, sep, lane = frames[0].decode(errors="replace").rpartition("#")
+        if not sep:  # no '#': the main socket
+            ident, lane = lane, ""
         inc = self.pool.incarnations.get(ident)
         if inc is None:
-            log.warning("message from unknown incarnation %r: asking it to stop", ident)
-            self.sockets.control(frames[0], Stop(reason="unknown"))
+            log.warning("message from unknown incarnation %r: asking it to stop",
+                        frames[0].decode(errors="replace"))
+            self.sockets.control(ident if sep else frames[0], Stop(reason="unknown"))
             return
         inc.last_seen = now
-        tag = frames[1]
-        if tag == REPLY and len(frames) == 4:
+        tag, count = frames[1], len(frames)
+        if tag == REPLY and (count == 4 or count == 5):
+            if count == 5:
+                self.routing.saw(frames[4])
             self._reply(inc, frames[2].decode(errors="replace"), frames[3], now)
         elif tag == CONTROL:
-            self._control(inc, frames[2], now)
+            self._control(inc, frames[2], now, lane)
         else:
-            log.warning("unexpected backend frames from %s", ident)
+            log.warning("unexpected backend frames from %s", frames[0].decode(errors="replace"))
 
     def _reply(self, inc: Incarnation, rid: str, payload: bytes, now: float) -> None:
         if self.evolution.takes_reply(rid):
@@ -73,13 +92,19 @@ class Backend:
             if self.routing.pending and self.routing.lane is None:  # the next suspect may go
                 self.sockets.forward_all(self.routing.release_pending(now))
 
-    def _control(self, inc: Incarnation, frame: bytes, now: float) -> None:
+    def _control(self, inc: Incarnation, frame: bytes, now: float, lane: str) -> None:
         try:
             message = decode_control(frame)
         except ProtocolError as exc:
             log.warning("bad control message from %s: %s", inc.id, exc)
             return
-        if isinstance(message, Ready):
+        if isinstance(message, Attach):
+            if lane != str(message.lane) or message.incarnation != inc.id:
+                log.warning("ignored an attach of lane %s of %s from %s", message.lane,
+                            message.incarnation, f"{inc.id}#{lane}" if lane else inc.id)
+                return
+            self.pool.on_attach(inc, message.lane)
+        elif isinstance(message, Ready):
             self.pool.on_ready(inc, message, now)
         elif isinstance(message, Validated):
             self.evolution.on_validated(inc.id, message.ok, message.record)

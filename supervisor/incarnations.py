@@ -124,6 +124,10 @@ class Incarnation:
     confined: bool = False
     #: the sandbox shares the host's network
     network: bool = False
+    #: its lanes (``Ready.lanes``; 0: everything goes to its main socket) and those that
+    #: sent ``Attach`` (identity ``f"{id}#{k}"``): requests may be routed to these
+    lanes: int = 0
+    attached: set[int] = field(default_factory=set)
     _code_pid: int | None = None
 
     @property
@@ -149,6 +153,7 @@ class Incarnation:
             "served": self.served, "busy": self.busy, "packages": dict(self.packages),
             "exit_code": self.exit_code,
             "confined": self.confined, "network": self.network,
+            "lanes": self.lanes, "attached": sorted(self.attached),
             **({"sandbox_pid": self.proc.pid} if self.confined else {}),
         }
 

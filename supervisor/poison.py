@@ -243,6 +243,11 @@ class PoisonLedger:
             record.sent_to.append(incarnation)
         return due
 
+    def quarantines_sent(self, incarnation: str) -> list[Poisoned]:
+        """Records a ``Quarantine`` went to ``incarnation`` for, not yet reported done."""
+        return [p for p in self.poisoned.values()
+                if not p.reported and incarnation in p.sent_to]
+
     def recent(self, now: float, limit: int = STATUS_RECENT) -> list[dict[str, Any]]:
         """The newest poisoned requests, newest first (for ``status``)."""
         newest = list(self.poisoned.values())[-limit:]

@@ -8,7 +8,10 @@ table judge what was in flight, answers each poison message ``PoisonMessage``
 and publishes ``supervisor.poisoned``. The pool (``supervisor.pool``) takes the
 ``Judgement`` from there: it pardons the restarts the poison message caused and
 calls ``quarantine`` with the active incarnation, which sends it a ``Quarantine``
-for each poisoned method once it is ready.
+for each poisoned method once it is ready: to its main socket and to each lane that
+has attached (a lane applies it before it reads its next request, so no request sent
+after it runs the method); a lane that attaches later gets those already sent
+(``quarantine_lane``).
 
 Runs in the loop's thread; it holds no state of its own (the ledger is the routing
 table's) and never blocks.
@@ -54,11 +57,20 @@ class Poisoning:
         for record in self.routing.poison.quarantines_due(inc.id):
             log.info("quarantine sent", extra={"incarnation": inc.id, "request": record.request_id,
                                                "target": record.target, "selector": record.selector})
-            error = self.sockets.control(inc.id, Quarantine(
-                request=record.request_id, target=record.target, selector=record.selector,
-                reason=record.reason[:2000]))
-            if error is not None:
-                _send_log.warning("could not send to %s: %s", inc.id, error)
+            for ident in (inc.id, *self.sockets.lanes(inc)):
+                self._send(ident, record)
+
+    def quarantine_lane(self, inc: Incarnation, lane: int) -> None:
+        """Lane ``lane`` of ``inc`` just attached: the quarantines ``inc`` was sent, to it."""
+        for record in self.routing.poison.quarantines_sent(inc.id):
+            self._send(f"{inc.id}#{lane}", record)
+
+    def _send(self, ident: str, record: Poisoned) -> None:
+        error = self.sockets.control(ident, Quarantine(
+            request=record.request_id, target=record.target, selector=record.selector,
+            reason=record.reason[:2000]))
+        if error is not None:
+            _send_log.warning("could not send to %s: %s", ident, error)
 
     def judge(self, inc: Incarnation, now: float, *, why: str = "") -> Judgement:
         """Judge what ``inc`` had in flight and answer its poison messages; ``why`` is the

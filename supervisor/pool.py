@@ -156,6 +156,7 @@ class Pool:
         inc.ready_at = now
         inc.packages = dict(ready.packages)
         inc.python = ready.python
+        inc.lanes = ready.lanes
         if ready.quarantined is not None:
             self.routing.poison.report(inc.id, ready.quarantined, now)
         log.info("incarnation ready", extra={"incarnation": inc.id, "pid": inc.code_pid,
@@ -176,6 +177,15 @@ class Pool:
                 self.notifier.ready(summary)
             else:
                 self.notifier.status(summary)
+
+    def on_attach(self, inc: Incarnation, lane: int) -> None:
+        """Lane ``lane`` of ``inc`` sent ``Attach``: requests may go to it from now on; the
+        quarantines ``inc`` was sent go to it first (it may attach after they were sent)."""
+        if lane in inc.attached:
+            return
+        inc.attached.add(lane)
+        log.info("lane attached", extra={"incarnation": inc.id, "lane": lane})
+        self.poisoning.quarantine_lane(inc, lane)
 
     # --- stopping -------------------------------------------------------------------
 

@@ -27,19 +27,39 @@ here, none keeps a copy.
 * *Suspects* (requests that were in flight at one death) take a lane of their
   own: at most one is in flight at a time, the others wait in ``pending`` even
   while an incarnation is active; everything else flows past them.
+* ``newest`` is the newest transaction id any reply carried (``saw``: 8 bytes,
+  big-endian, so bytes order is time order); forwarded requests carry it as
+  their ``after`` frame, so the incarnation that runs one first catches up to it
+  (read-your-writes across incarnations, docs/protocol.md section 8).
+* ``lane_for`` picks an incarnation's lane for a target: the same target always
+  the same lane index (``zlib.crc32``, stable across processes), None (main)
+  when that lane has not attached.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict
+from collections.abc import Container
 from dataclasses import dataclass, field
 from enum import Enum
 
 from .poison import Judgement, PoisonLedger
 
-__all__ = ["InFlight", "Route", "RoutingTable"]
+__all__ = ["TID_SIZE", "InFlight", "Route", "RoutingTable", "lane_for"]
 
 Envelope = tuple[bytes, ...]
+#: a transaction id's size on the backend (ZODB's 8-byte tid)
+TID_SIZE = 8
+
+
+def lane_for(target: str, lanes: int, attached: Container[int]) -> int | None:
+    """The lane of an incarnation with ``lanes`` lanes that serves ``target``; None: main
+    (no lanes, or that lane has not attached)."""
+    if lanes <= 0:
+        return None
+    lane = zlib.crc32(target.encode()) % lanes
+    return lane if lane in attached else None
 
 
 class Route(Enum):
@@ -73,6 +93,13 @@ class RoutingTable:
         self.poison = poison or PoisonLedger()
         #: the one suspect in flight (None: the lane is free)
         self.lane: str | None = None
+        #: the newest transaction id a reply carried (None: none yet)
+        self.newest: bytes | None = None
+
+    def saw(self, tid: bytes) -> None:
+        """A reply's transaction id: ``newest`` is the largest seen (other sizes ignored)."""
+        if len(tid) == TID_SIZE and (self.newest is None or tid > self.newest):
+            self.newest = tid
 
     def switch(self, incarnation: str | None) -> str | None:
         """Route new requests to ``incarnation`` (None: hold them); answers the previous one."""

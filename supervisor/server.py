@@ -21,14 +21,17 @@ gets the supervisor):
   handover desk;
 * the ZEO server, the vLLM server, ``children.json``, sd_notify.
 
-The loop (``_loop``) receives in batches (``_pump``) and runs the timers
-(``_tick``); shutdown answers what waits, drains what is in flight for up to
+The loop (``_loop``) receives in batches (``_pump``, ``sockets.drain``) and runs the
+timers (``_tick``); what was built before it is frozen out of the garbage collector's
+generations (``gc.freeze``), so a collection under load scans only what the messages
+made; shutdown answers what waits, drains what is in flight for up to
 ``stop_grace``, stops the incarnations, vLLM and ZEO.
 """
 
 from __future__ import annotations
 
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -54,7 +57,7 @@ from .notify import Notifier
 from .poisoning import Poisoning
 from .pool import Pool
 from .routing import RoutingTable
-from .sockets import Sockets
+from .sockets import Sockets, drain
 from .vllm import VllmChild
 from .zeo import ZeoServer
 
@@ -85,8 +88,8 @@ class Supervisor:
         # cancelled at shutdown, so neither path waits for or leaves behind a build
         self.build_watch = BuildWatch(started=lambda pid: self.children.add(pid, "uv build"),
                                       ended=self.children.remove)
-        self.sockets = Sockets(home, config)
         self.routing = RoutingTable(max_pending=config.max_pending)
+        self.sockets = Sockets(home, config, routing=self.routing)
         self.poisoning = Poisoning(self.routing, self.sockets, drain=self._drain_backend)
         self.pool = Pool(home, config, routing=self.routing, sockets=self.sockets,
                          poisoning=self.poisoning, notifier=self.notifier, children=self.children,
@@ -95,6 +98,7 @@ class Supervisor:
                                    sockets=self.sockets, hlog=self.hlog, notifier=self.notifier,
                                    worker=self.worker, build_watch=self.build_watch)
         self.pool.handovers = self.evolution
+        self.sockets.incarnations = self.pool.incarnations  # where forward finds the lanes
         self.backend = Backend(pool=self.pool, evolution=self.evolution, routing=self.routing,
                                sockets=self.sockets)
         self.frontend = Frontend(Desk(
@@ -121,6 +125,7 @@ class Supervisor:
             if self.config.vllm.enabled:  # serving does not wait for it to be ready
                 self._vllm_events(self.vllm.start(time.monotonic()))
             self.pool.prepare()
+            gc.freeze()  # the startup's objects: never scanned again
             self._loop()
         finally:
             self._shutdown()
@@ -168,11 +173,7 @@ class Supervisor:
         now = time.monotonic()
         for index, sock in enumerate(self.sockets.frontends):
             if sock in events:
-                for _ in range(_BATCH):
-                    try:
-                        frames = sock.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
+                for frames in drain(sock, _BATCH):
                     self.frontend.receive(index, frames, now)
         if self.sockets.backend in events:
             self._drain_backend(now, _BATCH)
@@ -188,11 +189,7 @@ class Supervisor:
         backend = self.sockets.backend
         if backend is None:
             return
-        for _ in range(limit):
-            try:
-                frames = backend.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in drain(backend, limit):
             self.backend.receive(frames, now)
 
     def _tick(self, now: float) -> None:

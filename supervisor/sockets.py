@@ -6,7 +6,8 @@ Addresses come from ``config.Home`` (docs/protocol.md has the frames):
   ``ipc://<run>/fe.sock``: client requests and replies; a reply's envelope
   starts with the index of the frontend the request came in on;
 * backend   ROUTER  ``ipc://<run>/be.sock``: incarnations (DEALER, identity =
-  incarnation id); every message's first frame is a ``lexicon.frames`` tag;
+  incarnation id, and one DEALER per lane, identity ``f"{id}#{k}"``); every
+  message's first frame is a ``lexicon.frames`` tag;
 * events    PUB     ``ipc://<run>/ev.sock``: incarnation and supervisor events.
 
 Thread boundary: one ``Sockets`` belongs to the loop's thread (``server``); no
@@ -16,15 +17,24 @@ with the error for the caller to judge, an event nobody can take is dropped.
 Before ``open`` (and after ``close``) ``publish`` is a no-op, so collaborators
 built around an unopened ``Sockets`` (unit tests) still run.
 
-What arrives is not read here: the loop (``server``) receives and hands frames
-to ``frontend`` and ``backend``.
+A forwarded request (``forward``) goes to the lane of its incarnation that
+``routing.lane_for`` picks for its target when that lane has attached, else (no
+lanes, not attached, or the lane cannot take it) to the incarnation's main
+socket; it carries ``routing.newest`` as its ``after`` frame once a reply has
+carried a transaction id (docs/protocol.md section 8).
+
+What arrives is handled elsewhere: the loop (``server``) drains each readable
+socket (``drain``: at most a batch, without waiting) and hands the frames to
+``frontend`` and ``backend``. Per message this path passes plain ints as flags
+and options to pyzmq (its enum arithmetic costs more than the send) and ends a
+drain by asking the socket (``EVENTS``), not by a raised ``zmq.Again``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import zmq
@@ -36,17 +46,53 @@ from lexicon.frames import CONTROL, REQUEST
 
 from . import keys
 from .config import Config, Home
-from .routing import Envelope, InFlight
+from .incarnations import Incarnation
+from .routing import Envelope, InFlight, RoutingTable, lane_for
 
-__all__ = ["Sockets"]
+__all__ = ["Sockets", "drain", "put"]
 
 log = logging.getLogger("batos.supervisor")
 
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE = int(zmq.SNDMORE) | _NOBLOCK
+_RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+
+
+def put(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
+    """``frames`` as one message without blocking (``zmq.ZMQError`` when it cannot take
+    it: a ROUTER_MANDATORY peer that is gone or full refuses the first frame)."""
+    send = sock.send
+    for frame in frames[:-1]:
+        send(frame, _MORE)
+    send(frames[-1], _NOBLOCK)
+
+
+def drain(sock: zmq.Socket[bytes], limit: int) -> Iterator[list[bytes]]:
+    """Up to ``limit`` messages ``sock`` already holds, each as its frames; never waits."""
+    recv, get = sock.recv, sock.get
+    for _ in range(limit):
+        if not get(_EVENTS) & _POLLIN:
+            return
+        try:
+            frames = [recv(_NOBLOCK)]
+        except zmq.Again:  # EVENTS said readable: not expected, but never an error
+            return
+        while get(_RCVMORE):
+            frames.append(recv(_NOBLOCK))
+        yield frames
+
 
 class Sockets:
-    def __init__(self, home: Home, config: Config) -> None:
+    def __init__(self, home: Home, config: Config, *, routing: RoutingTable | None = None,
+                 incarnations: Mapping[str, Incarnation] | None = None) -> None:
         self.home = home
         self.config = config
+        #: where ``forward`` reads ``newest`` (None: no ``after`` frame)
+        self.routing = routing
+        #: the pool's process table, where ``forward`` reads each incarnation's lanes
+        self.incarnations: Mapping[str, Incarnation] = incarnations or {}
         self.ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self.frontends: list[zmq.Socket[bytes]] = []
         self.backend: zmq.Socket[bytes] | None = None
@@ -123,9 +169,8 @@ class Sockets:
 
     def reply(self, envelope: Envelope, reply: Reply | bytes) -> None:
         payload = reply if isinstance(reply, bytes) else encode(reply)
-        sock = self.frontends[envelope[0][0]]
         try:
-            sock.send_multipart([*envelope[1:], payload], zmq.NOBLOCK)
+            put(self.frontends[envelope[0][0]], [*envelope[1:], payload])
         except zmq.ZMQError as exc:  # the client went away (EHOSTUNREACH) or is not reading
             log.info("reply not delivered: %s", exc)
 
@@ -146,7 +191,7 @@ class Sockets:
         assert self.backend is not None
         name = ident.encode() if isinstance(ident, str) else ident
         try:
-            self.backend.send_multipart([name, *frames], zmq.NOBLOCK)
+            put(self.backend, [name, *frames])
         except zmq.ZMQError as exc:
             return exc
         return None
@@ -155,11 +200,24 @@ class Sockets:
         return self.send(ident, [CONTROL, encode(message)])
 
     def forward(self, entry: InFlight) -> None:
-        """A client's request to the incarnation the routing table gave it."""
-        assert entry.incarnation is not None
-        error = self.send(entry.incarnation, [REQUEST, entry.payload])
+        """A client's request to the incarnation the routing table gave it: to the lane
+        for its target when attached, else (or when the lane cannot take it) to main."""
+        ident = entry.incarnation
+        assert ident is not None
+        newest = self.routing.newest if self.routing is not None else None
+        frames = [REQUEST, entry.payload] if newest is None else [REQUEST, entry.payload, newest]
+        inc = self.incarnations.get(ident)
+        if inc is not None and inc.attached:
+            lane = lane_for(entry.target, inc.lanes, inc.attached)
+            if lane is not None and self.send(f"{ident}#{lane}", frames) is None:
+                return
+        error = self.send(ident, frames)
         if error is not None:  # it just went away: its exit will requeue the request
-            log.warning("could not forward to %s: %s", entry.incarnation, error)
+            log.warning("could not forward to %s: %s", ident, error)
+
+    def lanes(self, inc: Incarnation) -> list[str]:
+        """The backend identities of ``inc``'s attached lanes."""
+        return [f"{inc.id}#{lane}" for lane in sorted(inc.attached)]
 
     def forward_all(self, entries: Iterable[InFlight]) -> None:
         for entry in entries:

@@ -218,7 +218,7 @@ def test_a_crash_requeues_then_a_second_death_poisons_the_request_and_is_explain
     assert parts.pool.policy.recent(10.0) == 1
     second = parts.incarnation("inc-2")
     parts.pool.on_ready(second, SimpleNamespace(  # type: ignore[arg-type]
-        packages={}, python="3", quarantined=None, env_id="e1"), now=11.0)
+        packages={}, python="3", quarantined=None, env_id="e1", lanes=0), now=11.0)
     assert parts.pool.state == "serving"
     assert parts.routing.inflight["r1"].incarnation == "inc-2"
     second.proc.returncode = -11
