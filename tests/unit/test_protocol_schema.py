@@ -49,7 +49,7 @@ def test_the_document_names_its_dialect_version_and_every_message():
         "send", "describe", "status", "ping", "evolve", "rollback", "handovers"}
     assert set(defs["Control"]["discriminator"]["mapping"]) == {
         "ready", "heartbeat", "bye", "stop", "validate", "validated", "publish", "suspect",
-        "quarantine"}
+        "quarantine", "attach"}
 
 
 def test_the_limits_and_defaults_are_in_the_schema():
