@@ -49,6 +49,8 @@ Layers, bottom up (each imports only those below it):
     validation                 a candidate incarnation proving itself on the image
     budget_link                the incarnation's side of budgets and quarantine
     control                    an incarnation's control frames: Stop, Quarantine, Validate
+    lanes                      request lanes: one DEALER per thread, each request received,
+                               run and answered there
     incarnation                serving the image on the backend, the mind and the inquiry
                                loop injected (batos.root.incarnation is the process)
 

@@ -12,13 +12,17 @@
   in a thread, and the incarnation's frame loop awaits it (``apply_quarantine``)
   before it reads its next frame, so a request for the same method queued
   behind the ``Quarantine`` meets the mark, committed, and cannot crash this
-  process once more; then the list is refreshed in the background;
+  process once more; then the list is refreshed in the background. The same
+  ``Quarantine`` reaches each lane (``uvm.lanes``), which marks the method on
+  its own thread before its next frame (``apply_here``; idempotent) and nudges
+  the loop to refresh the list;
 * the quarantined list reported in ``Ready`` and ``Heartbeat``: a copy kept
   here and refreshed in the background, so a heartbeat never waits on the
   storage.
 
 Threads: ``_suspect`` and ``_kill`` run on the watchdog's thread and only hand
-frames to the event loop; everything else runs in the loop. ``apply_quarantine``
+frames to the event loop; ``apply_here`` runs on a lane's thread and hands the
+refresh to the loop; everything else runs in the loop. ``apply_quarantine``
 holds the frame loop for at most ``QUARANTINE_WAIT`` seconds (a storage that slow
 lets the write finish in its thread while frames are read again).
 """
@@ -29,6 +33,7 @@ import argparse
 import asyncio
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -108,6 +113,33 @@ class BudgetLink:
             time.sleep(0.2)  # let ZMQ's I/O thread put the frame on the wire before _exit
         except Exception as exc:
             log.error("could not tell the supervisor about request %s: %s", request, exc)
+
+    # --- a lane's thread ----------------------------------------------------------------
+
+    def apply_here(self, message: Quarantine) -> None:
+        """Mark the method ``message`` names on this (lane's) thread, committed before this
+        returns; then the loop refreshes the list (a failure is logged, never raised)."""
+        try:
+            self.kernel.quarantine(message.target, message.selector, message.reason,
+                                   message.request)
+        except Exception as exc:  # noqa: BLE001 - never the lane's end: logged
+            log.error("cannot quarantine %s %s (request %s) on a lane: %s: %s",
+                      message.target, message.selector, message.request,
+                      type(exc).__name__, exc)
+            return
+        log.info("quarantine of %s %s (request %s) applied on %s", message.target,
+                 message.selector, message.request, threading.current_thread().name)
+        self.nudge()
+
+    def nudge(self) -> None:
+        """Refresh the reported list soon, in the loop (any thread)."""
+        loop = self.incarnation._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(lambda: self._background(self.refresh()))
+        except RuntimeError:  # the loop closed meanwhile
+            pass
 
     # --- the event loop -----------------------------------------------------------------
 

@@ -8,7 +8,8 @@ loop, in the event loop, for each ``[CONTROL, control]`` frame (docs/protocol.md
     Quarantine  keep a method that killed an incarnation from running
                 (``uvm.budget_link.BudgetLink.apply_quarantine``): answered as a
                 coroutine that the frame loop awaits before it reads the next frame,
-                so the next request already sees it
+                so the next request already sees it (each lane gets the same
+                Quarantine and applies it itself: ``uvm.lanes``)
     Validate    a handover's candidate proves itself on the image
                 (``uvm.validation.validate_image``, in a thread) and answers
                 ``Validated`` with the record
@@ -31,7 +32,7 @@ from bridge.errors import ProtocolError
 from bridge.messages import Quarantine, Stop, Validate, Validated
 
 from .errors import UVMError
-from .image import open_db
+from .image import catch_up, open_db
 from .validation import validate_image
 
 __all__ = ["on_control", "validate"]
@@ -81,6 +82,8 @@ async def validate(incarnation: Any, message: Validate) -> None:
     """Prove ``incarnation`` against the image (a handover's validate phase); answer
     ``Validated`` with the record (a crash in the checks is a failed record)."""
     try:
+        # the incarnation's storage has no server_sync: every commit before this counts
+        await asyncio.to_thread(catch_up, incarnation.db, None)
         record = await asyncio.to_thread(_validate_image, incarnation, message)
     except Exception as exc:
         log.exception("validation crashed")

@@ -1,6 +1,7 @@
 """The asyncio front of the kernel: N workers, each with its own queue and thread.
 
-``AsyncKernel`` is what an incarnation's event loop talks to. ``send``
+``AsyncKernel`` is for asyncio code that runs messages (an incarnation does
+not: its requests run on its lanes' threads, ``uvm.lanes``). ``send``
 enqueues a message and awaits its result; each of N worker coroutines takes
 messages from its own queue and runs them with ``Kernel.send`` on the
 worker's own thread (a single-thread executor per worker), so each worker's

@@ -1,13 +1,16 @@
 """A UVM incarnation's serving object: the image served to the supervisor over the backend.
 
 ``Incarnation.run`` opens the image through the supervisor's ZEO server (bootstrapping
-it if it is new), connects a DEALER to the backend with its id as identity, says
-``Ready`` (pid, env id, package versions, what confinement applied), heartbeats, and
-serves requests: each ``send``/``describe`` runs as one kernel transaction with the
-request's id, so a request resent after a crash runs at most once. Every
-``maintenance`` seconds the exactly-once record is pruned. ``Stop`` or ``stop()``
-(SIGTERM) stops taking requests, lets those in flight finish, says ``Bye``; ``run``
-answers 0.
+it if it is new; ``server_sync`` off: each message catches up to the transaction id the
+supervisor sends, ``uvm.kernel``), starts ``workers`` request lanes (``uvm.lanes``: each
+a DEALER with identity ``f"{id}#{k}"`` and its own thread, which says ``Attach``),
+connects its main DEALER with its id as identity, says ``Ready`` (pid, env id, package
+versions, what confinement applied, ``lanes``), heartbeats, and serves requests: each
+``send``/``describe`` runs as one kernel transaction with the request's id, so a
+request resent after a crash runs at most once. Every ``maintenance`` seconds the
+exactly-once record is pruned. ``Stop`` or ``stop()`` (SIGTERM) stops taking requests,
+lets those in flight and those already in the lanes' sockets finish, says ``Bye``;
+``run`` answers 0.
 
 The process around it (arguments, the process lock, the fork-server, which mind and
 inquiry loop) is the composition root's, ``batos.root.incarnation``: this module
@@ -19,12 +22,17 @@ and ``stop()``, or None); ``spawner`` is the fork-server (``envs.spawner``) the 
 starts children through, closed at the end; ``confinement`` what the lock applied.
 
 Backend frames (docs/protocol.md; tags in ``lexicon.frames``): supervisor ->
-incarnation ``[REQUEST, request]`` or ``[CONTROL, control]``; incarnation ->
-supervisor ``[REPLY, id, reply]`` or ``[CONTROL, control]``. Control frames in are
-acted on by ``uvm.control`` (``Stop``, ``Quarantine``, ``Validate``).
+incarnation ``[REQUEST, request(, after)]`` or ``[CONTROL, control]``; incarnation ->
+supervisor ``[REPLY, id, reply(, tid)]`` or ``[CONTROL, control]``. Requests normally
+come to the lanes; the main socket takes them too (handover probes, a lane not yet
+attached): decoded in the loop, run on a small executor (``MAIN_WORKERS`` threads),
+answered on main the same way. Control frames on main are acted on by
+``uvm.control`` (``Stop``, ``Quarantine``, ``Validate``); a lane applies a
+``Quarantine`` itself.
 
-Boundaries: the event loop owns the socket and never touches ZODB; the kernel runs
-in the ``AsyncKernel`` worker threads. Methods may import the top-level modules of
+Boundaries: the event loop owns the main socket (control, heartbeats, publish,
+maintenance) and never touches ZODB; each lane's thread owns its socket and runs its
+messages; the main executor runs main's. Methods may import the top-level modules of
 the env spec's packages (``packages``; ``uvm.allowlist``). ``publish(kind, **data)``
 sends an image event (``image.*``) for the supervisor to re-publish on its event
 stream; it may be called from the loop or from any worker thread (the send itself
@@ -36,42 +44,43 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import gc
 import logging
 import os
 import resource
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
-from bridge.codec import decode_request, encode
-from bridge.errors import BridgeError, ProtocolError
-from bridge.messages import (
-    MAX_PUBLISH_BYTES,
-    Bye,
-    ErrorInfo,
-    Heartbeat,
-    Publish,
-    Ready,
-    Reply,
-)
-from lexicon.frames import CONTROL, REPLY, REQUEST
+from bridge.codec import encode
+from bridge.errors import BridgeError
+from bridge.messages import MAX_PUBLISH_BYTES, Bye, Heartbeat, Publish, Ready
+from lexicon.frames import CONTROL, REQUEST
 
 from .allowlist import set_allowed, top_level_modules
 from .budget_link import BudgetLink, limits_from_args
 from .control import on_control
 from .errors import InvalidValue, UVMError
-from .front import AsyncKernel
 from .genesis import bootstrap
-from .image import open_db
+from .image import catch_up, open_db
 from .kernel import Kernel
+from .lanes import Lanes, Serving, after_frame
 
-__all__ = ["Incarnation", "installed_packages"]
+__all__ = ["MAIN_WORKERS", "Incarnation", "installed_packages"]
 
 log = logging.getLogger("batos.incarnation")
+
+#: threads that run the requests the main socket takes (probes, the lanes' fallback)
+MAIN_WORKERS = 2
+#: the sockets' LINGER (ms): replies and control frames still queued get this long to leave
+LINGER = 2000
+#: the longest (seconds) the lanes may take to connect and say Attach
+ATTACH_TIMEOUT = 30.0
 
 
 def installed_packages() -> dict[str, str]:
@@ -102,7 +111,9 @@ class Incarnation:
         self.packages = list(packages)
         self.image = image
         self.maintenance = maintenance
-        self.served = 0
+        self.serving: Serving  # set by run, before any request is taken
+        self.lanes: Lanes | None = None
+        self._pool = ThreadPoolExecutor(max_workers=MAIN_WORKERS, thread_name_prefix="batos-main")
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._send_lock = asyncio.Lock()
@@ -125,7 +136,7 @@ class Incarnation:
     async def run(self) -> int:
         self._loop = asyncio.get_running_loop()
         set_allowed(top_level_modules(self.packages))
-        db = open_db(zeo=self.zeo, pool_size=self.workers + 4)
+        db = open_db(zeo=self.zeo, pool_size=self.workers + MAIN_WORKERS + 4, server_sync=False)
         mind = None
         try:
             await asyncio.to_thread(self._bootstrap, db)
@@ -140,49 +151,73 @@ class Incarnation:
             self.link.enable()  # over-budget messages are reported, stuck ones end the process
             if self.start_inquiry is not None:
                 self.inquiry = await asyncio.to_thread(self.start_inquiry, kernel, self.publish)
+            self.serving = Serving(kernel, self.ident, inquiry=self.inquiry)
             ctx = zmq.asyncio.Context()
-            sock = ctx.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 2000)
-            sock.setsockopt(zmq.IDENTITY, self.ident.encode())
-            sock.connect(self.backend)
-            self.sock = sock
             try:
-                async with AsyncKernel(kernel, workers=self.workers) as front:
-                    self.front = front
-                    self._settle_memory()
-                    await self._control(Ready(
-                        incarnation=self.ident, pid=os.getpid(), env_id=self.env_id,
-                        packages=installed_packages(), python=sys.version.split()[0],
-                        confinement=self._confinement_report(),
-                        quarantined=await self.link.listing(),
-                    ))
-                    log.info("ready: %s", self.ident)
-                    background = [asyncio.create_task(self._beat()),
-                                  asyncio.create_task(self._maintain(kernel))]
-                    self._serving = asyncio.create_task(self._serve())
-                    try:
-                        await self._serving
-                    except asyncio.CancelledError:
-                        if not self._stopping.is_set():
-                            raise
-                    finally:
-                        for task in background:
-                            task.cancel()
-                    if self._tasks:
-                        await asyncio.wait(self._tasks)
-                await self._control(Bye(incarnation=self.ident, reason="stopped"))
+                await self._serve_all(ctx, kernel, self.link)
             finally:
-                sock.close()
                 ctx.term()
         finally:
             if self.inquiry is not None:
                 await asyncio.to_thread(self.inquiry.stop)
             if mind is not None and self.close_mind is not None:
                 self.close_mind(mind)
+            self._pool.shutdown(wait=True)
             db.close()
             if self.spawner is not None:
                 self.spawner.close()  # its remaining children (trial workers) die with it
         return 0
+
+    async def _serve_all(self, ctx: zmq.asyncio.Context, kernel: Kernel,
+                         link: BudgetLink) -> None:
+        """The lanes first (each says Attach), then main: Ready, serving until Stop, the
+        lanes drained and joined, Bye. Every socket is closed when this returns."""
+        lanes = self.lanes = Lanes(
+            self.serving, context=zmq.Context.shadow(ctx.underlying), backend=self.backend,
+            count=self.workers, linger=LINGER, on_quarantine=link.apply_here,
+            on_failure=self._lane_failed)
+        await asyncio.to_thread(lanes.start, ATTACH_TIMEOUT)
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, LINGER)
+        sock.setsockopt(zmq.IDENTITY, self.ident.encode())
+        sock.connect(self.backend)
+        self.sock = sock
+        try:
+            self._settle_memory()
+            await self._control(Ready(
+                incarnation=self.ident, pid=os.getpid(), env_id=self.env_id,
+                packages=installed_packages(), python=sys.version.split()[0],
+                confinement=self._confinement_report(),
+                quarantined=await link.listing(), lanes=self.workers,
+            ))
+            log.info("ready: %s (%d lanes)", self.ident, self.workers)
+            gc.collect()
+            gc.freeze()  # what start-up made is kept: full collections skip it from now on
+            background = [asyncio.create_task(self._beat()),
+                          asyncio.create_task(self._maintain(kernel))]
+            self._serving = asyncio.create_task(self._serve())
+            try:
+                await self._serving
+            except asyncio.CancelledError:
+                if not self._stopping.is_set():
+                    raise
+            finally:
+                lanes.stop()
+                for task in background:
+                    task.cancel()
+            if self._tasks:
+                await asyncio.wait(self._tasks)
+            await asyncio.to_thread(lanes.join)
+            await self._control(Bye(incarnation=self.ident, reason="stopped"))
+        finally:
+            lanes.stop()
+            sock.close()
+
+    def _lane_failed(self) -> None:
+        """A lane ended on its own (logged): stop the incarnation (a lane's thread)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.stop)
 
     def _settle_memory(self) -> None:
         """Every thread, library and the storage are up: the memory budget becomes the
@@ -192,11 +227,11 @@ class Incarnation:
             return
         from envs.confine import settle_memory
 
-        # the message workers' threads start at their first message: their stacks (the
-        # pthread default, RLIMIT_STACK) are counted as held already
+        # the lanes are running; the main executor's threads start at their first message:
+        # their stacks (the pthread default, RLIMIT_STACK) are counted as held already
         stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
         stack = 8 << 20 if stack == resource.RLIM_INFINITY else stack
-        settled = settle_memory(pending=self.workers * (stack + (64 << 10)))
+        settled = settle_memory(pending=MAIN_WORKERS * (stack + (64 << 10)))
         if settled is not None:
             log.info("memory budget: %d MiB over the %.0f MiB this process holds serving",
                      settled["headroom_mb"], settled["held"] / (1 << 20))
@@ -216,6 +251,7 @@ class Incarnation:
     @staticmethod
     def _bootstrap(db: Any) -> None:
         for _attempt in range(5):
+            catch_up(db, None)  # no server_sync: see every commit before this try
             try:
                 bootstrap(db)
                 return
@@ -225,13 +261,16 @@ class Incarnation:
         bootstrap(db)
 
     def stop(self) -> None:
-        """Stop taking requests; those in flight finish. Called in the loop."""
+        """Stop taking requests; those in flight, and those already in the lanes'
+        sockets, finish. Called in the loop."""
         self._stopping.set()
+        if self.lanes is not None:
+            self.lanes.stop()
         if self._serving is not None:
             self._serving.cancel()
 
     def track(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run ``work`` (a request or a validation) as a task that ``run`` waits for
+        """Run ``work`` (a main request or a validation) as a task that ``run`` waits for
         before it says ``Bye``. Called in the loop."""
         task = asyncio.create_task(work)
         self._tasks.add(task)
@@ -291,17 +330,19 @@ class Incarnation:
         return True
 
     async def _beat(self) -> None:
+        serving = self.serving
         while True:
             await asyncio.sleep(self.heartbeat)  # a period, not a readiness wait
-            await self._control(Heartbeat(incarnation=self.ident, served=self.served,
-                                          busy=len(self._tasks),
+            await self._control(Heartbeat(incarnation=self.ident, served=serving.served,
+                                          busy=serving.busy,
                                           quarantined=self.link.reported() if self.link else None))
 
     async def _maintain(self, kernel: Kernel) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.maintenance)  # a period, not a readiness wait
             try:
-                dropped = await self.front.run(kernel.maintain)
+                dropped = await loop.run_in_executor(self._pool, kernel.maintain)
                 if dropped:
                     log.info("pruned %d exactly-once records", dropped)
             except UVMError as exc:
@@ -311,7 +352,7 @@ class Incarnation:
         while True:
             frames = await self.sock.recv_multipart()
             if len(frames) >= 2 and frames[0] == REQUEST:
-                self.track(self._handle(frames[1]))
+                self._request(frames)
             elif len(frames) >= 2 and frames[0] == CONTROL:
                 quarantine = on_control(self, frames[1])
                 if quarantine is not None:  # committed before the next frame is read
@@ -319,43 +360,18 @@ class Incarnation:
             else:
                 log.warning("unexpected backend frames (%d)", len(frames))
 
-    async def _handle(self, frame: bytes) -> None:
-        try:
-            request = decode_request(frame)
-        except ProtocolError as exc:
-            log.warning("bad request from supervisor: %s", exc)
-            return
-        if self.inquiry is not None:
-            self.inquiry.touch()  # a client asked: not idle
-        try:
-            if request.kind == "send":
-                result = await self.front.send(request.target, request.selector, request.args,
-                                               author=request.author, request_id=request.id)
-            elif request.kind == "describe":
-                result = await self.front.send(request.target, "describe", [])
-            else:
-                raise UVMError(f"an incarnation does not answer {request.kind!r} requests")
-            reply = Reply(id=request.id, ok=True, result=result)
-        except UVMError as exc:
-            reply = Reply(id=request.id, ok=False, error=ErrorInfo(
-                type=type(exc).__name__, message=str(exc), where=self.ident))
-        except Exception as exc:
-            log.exception("request %s failed unexpectedly", request.id)
-            reply = Reply(id=request.id, ok=False, error=ErrorInfo(
-                type="InternalError", message=f"{type(exc).__name__}: {exc}", where=self.ident))
-        self.served += 1
-        try:
-            payload = encode(reply)
-        except ProtocolError as exc:
-            payload = encode(Reply(id=request.id, ok=False, error=ErrorInfo(
-                type="UnserializableResult", message=str(exc), where=self.ident)))
-        await self._send([REPLY, request.id.encode(), payload])
+    def _request(self, frames: list[bytes]) -> None:
+        """A request on main: decoded here, run on the main executor, answered on main."""
+        request, error = self.serving.decode(frames[1])
+        if error is not None:
+            self.track(self._send(error))
+        else:
+            self.track(self._run(request, after_frame(frames)))
 
-
-def _done(value: bool) -> concurrent.futures.Future[bool]:
-    future: concurrent.futures.Future[bool] = concurrent.futures.Future()
-    future.set_result(value)
-    return future
+    async def _run(self, request: Any, after: bytes | None) -> None:
+        frames = await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.serving.run, request, after, "main")
+        await self._send(frames)
 
 
 def _done(value: bool) -> concurrent.futures.Future[bool]:

@@ -61,7 +61,6 @@ call its own connection. An incarnation calls it on its lane threads
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -99,12 +98,8 @@ log = logging.getLogger("batos.kernel")
 
 _AGAIN = object()
 
-# TODO(H4): ReplyStore(root, shard=...) lands in uvm/replies.py; until then one tree
-_SHARDED = "shard" in inspect.signature(ReplyStore).parameters
-
-
 def _reply_store(root: Any, shard: str | None) -> ReplyStore:
-    return ReplyStore(root, shard=shard) if _SHARDED and shard is not None else ReplyStore(root)
+    return ReplyStore(root) if shard is None else ReplyStore(root, shard=shard)
 
 
 def _changed(conn: Any) -> bool:
