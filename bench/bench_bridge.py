@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
@@ -258,6 +259,12 @@ def setup(stack: contextlib.ExitStack, tmp: Path) -> Cases:
         client.send(hot, "setSlot:value:", "n", 0)
         client.send(hot, "defineMethod:source:", "bump", BUMP)
         spread = [client.send(hot, "clone")["$ref"] for _ in range(SPREAD)]
+        incs = client.status()["incarnations"]
+    lanes = max([1, *(i.get("lanes", 0) for i in incs)])  # the supervisor's choice: crc32 % lanes
+    print("batos:    " + "; ".join(f"{i['id']} {i['role']}, lanes {i.get('lanes', 0)} (attached "
+                                   f"{i.get('attached', [])})" for i in incs)
+          + f"; the {SPREAD} spread targets on lanes "
+          f"{sorted({zlib.crc32(t.encode()) % lanes for t in spread})}\n")
     ctx = zmq.Context()
     stack.callback(ctx.destroy, linger=0)
     addresses = {"echo": fe, "echo zodb": zfe, "batos": endpoint}
@@ -299,7 +306,7 @@ def main() -> None:
     print("echo zodb: one worker thread (the read case's one target goes to one lane); "
           + ("open_db(server_sync=False), as the incarnation" if server_sync_param() else
              "uvm.open_db has no server_sync parameter yet: its default (a ZEO round trip "
-             "per transaction)") + "\n")
+             "per transaction)"))
     with contextlib.ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="batos-bench-"))
         stack.callback(shutil.rmtree, tmp, ignore_errors=True)
