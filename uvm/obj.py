@@ -14,10 +14,20 @@ Python attribute syntax maps onto slots: ``obj.x = v`` writes the slot ``x``
 and marks the object changed; ``obj.x`` looks ``x`` up through delegation and
 raises ``DoesNotUnderstand`` (an ``AttributeError``) when the chain is
 exhausted. Names starting with ``_`` are never slots: they are the object's
-own machinery (``_slots``, ``_uuid``, persistence's ``_p_`` and ``_v_``). A slot
+own machinery (``_slots``, ``_uuid``, persistence's ``_p_`` and ``_v_``), read
+as persistence reads them; every other name is a slot (``__getattribute__``,
+so a slot read costs no failed attribute lookup first). A slot
 written anew must have its name in NFKC form (``check_slot_name``, the rule of
 ``lexicon.names``), so no slot is spelled like machinery (``\uff3fslots``) or
 like another slot.
+
+Where delegation found a slot is remembered (``uvm.slot_cache``: the rules of
+when an answer goes stale are there). This module tells the cache of every change
+of an object's shape it makes or sees: a slot gained or removed, ``parent*``
+written, ``_slots`` replaced, ``_p_changed`` set by code that mutated ``_slots``
+in place, a list of parents changed in place, and persistence's invalidations
+(another connection's commit, an abort). Writing a new value into an existing
+slot is not a change of shape: a cached lookup re-reads the value.
 
 This module knows nothing of transactions or of the registry; callers that
 need those (the kernel, the primitives) bring them.
@@ -45,16 +55,21 @@ from .containers import (
 )
 from .errors import DoesNotUnderstand, InvalidValue
 from .selectors import PARENT_SLOT, slot_name
+from .slot_cache import ENTRIES, STATE, changed, remember, touched
 
 __all__ = ["IMAGE_CONTAINERS", "ImageList", "ImageMapping", "UvmObject", "check_slot_name", "find_slot",
            "label", "register_method_type", "set_slot_guard", "storable", "storable_item",
            "write_slot"]
 
 _MISSING = object()
-# Single-parent chains are followed without bookkeeping up to this depth;
+# Single-parent chains are followed without a visited set up to this depth;
 # past it (or at the first list of parents) lookup switches to the general,
 # cycle-safe search.
 _FAST_DEPTH = 64
+# Persistence's own attribute read (loads a ghost, keeps the LRU), without the
+# detour through ``UvmObject.__getattribute__``.
+_pga = Persistent.__getattribute__
+_psa = Persistent.__setattr__
 
 
 class UvmObject(Persistent):
@@ -68,22 +83,25 @@ class UvmObject(Persistent):
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_"):
-            Persistent.__setattr__(self, name, value)
+            _psa(self, name, value)
+            # ``_slots`` replaced (become:), or marked changed after an in-place edit
+            if name == "_slots" or (name == "_p_changed" and value is not False and value != 0):
+                changed(self)
         else:
             write_slot(self, name, value)
 
-    def __getattr__(self, name: str) -> Any:
-        # Only reached when normal lookup failed: never treat machinery
-        # names (pickle and copy probe dunders, _p_/_v_) as slots.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        _holder, value = find_slot(self, slot_name(name))
-        bind = getattr(value, "bind", None)
-        return bind(self) if bind is not None else value
+    def __getattribute__(self, name: str) -> Any:
+        if not name or name[0] == "_":
+            # machinery (pickle and copy probe dunders, _p_/_v_, _slots): never a slot
+            return _pga(self, name)
+        _holder, value = find_slot(self, slot_name(name) if ":" in name else name)
+        return value.bind(self) if type(value) is _method_type else value
 
     def __delattr__(self, name: str) -> None:
         if name.startswith("_"):
             Persistent.__delattr__(self, name)
+            if name in ("_slots", "_p_changed"):
+                changed(self)
             return
         slots = self._slots
         if name not in slots:
@@ -94,9 +112,17 @@ class UvmObject(Persistent):
         if _slot_guard is not None:
             _slot_guard(self, name, "remove")
         old = slots.pop(name)
-        self._p_changed = True
+        _psa(self, "_p_changed", True)
+        changed(self)
         if _on_dropped is not None and _is_method(type(old)):
             _on_dropped(self, name, old)
+
+    def _p_invalidate(self) -> None:
+        # persistence: another connection's commit, an abort, a savepoint rolled back
+        try:
+            changed(self)
+        finally:
+            Persistent._p_invalidate(self)
 
     def __repr__(self) -> str:
         try:
@@ -136,22 +162,41 @@ def label(obj: UvmObject) -> str:
 
 def find_slot(obj: UvmObject, name: str) -> tuple[UvmObject, Any]:
     """Return ``(holder, value)`` for the first slot ``name`` on ``obj``'s chain."""
-    slots = obj._slots
+    slots = _pga(obj, "_slots")
     value = slots.get(name, _MISSING)
     if value is not _MISSING:
         return obj, value
+    try:
+        holder, token = _pga(obj, ENTRIES)[name]
+    except (AttributeError, KeyError):
+        pass
+    else:
+        if token is STATE.token:
+            value = _pga(holder, "_slots").get(name, _MISSING)
+            if value is not _MISSING:
+                return holder, value
+    return _resolve(obj, slots, name)
+
+
+def _resolve(obj: UvmObject, slots: dict[str, Any], name: str) -> tuple[UvmObject, Any]:
+    """The search behind a cache miss; the answer is remembered when it may be."""
+    token = STATE.token  # read before the search: a bump during it voids the answer
     parent = slots.get(PARENT_SLOT)
-    depth = 0
-    while isinstance(parent, UvmObject) and depth < _FAST_DEPTH:
-        slots = parent._slots
+    seen: list[Any] = []
+    while isinstance(parent, UvmObject) and len(seen) < _FAST_DEPTH:
+        seen.append(parent)
+        slots = _pga(parent, "_slots")
         value = slots.get(name, _MISSING)
         if value is not _MISSING:
+            remember(obj, name, parent, seen, token)
             return parent, value
         parent = slots.get(PARENT_SLOT)
-        depth += 1
     if parent is not None:
-        found = _search(obj, name)
+        seen = []
+        found = _search(obj, name, seen)
         if found is not None:
+            if seen[-1] is not _UNWATCHABLE:
+                remember(obj, name, found[0], seen, token)
             return found
     raise DoesNotUnderstand(
         f"{label(obj)} does not understand {name!r}: no slot of that name on it or its parents",
@@ -159,23 +204,39 @@ def find_slot(obj: UvmObject, name: str) -> tuple[UvmObject, Any]:
     )
 
 
-def _search(start: UvmObject, name: str) -> tuple[UvmObject, Any] | None:
-    """Depth-first, parents in order, each object once."""
-    seen: set[int] = set()
+#: ends ``seen`` when a list of parents is not an ``ImageList`` (an older image's
+#: ``PersistentList``, a plain list written below ``write_slot``): its in-place changes
+#: are not seen, so that answer is not remembered
+_UNWATCHABLE = object()
+
+
+def _search(start: UvmObject, name: str, seen: list[Any]) -> tuple[UvmObject, Any] | None:
+    """Depth-first, parents in order, each object once; ``seen`` gets what was looked at
+    (objects past ``start`` and lists of parents)."""
+    visited: set[int] = set()
     stack: list[UvmObject] = [start]
+    watchable = True
     while stack:
         obj = stack.pop()
-        if id(obj) in seen:
+        if id(obj) in visited:
             continue
-        seen.add(id(obj))
-        slots = obj._slots
+        visited.add(id(obj))
+        if obj is not start:
+            seen.append(obj)
+        slots = _pga(obj, "_slots")
         value = slots.get(name, _MISSING)
         if value is not _MISSING:
+            if not watchable:
+                seen.append(_UNWATCHABLE)
             return obj, value
         parents = slots.get(PARENT_SLOT)
         if isinstance(parents, UvmObject):
             stack.append(parents)
         elif parents is not None:
+            if type(parents) is ImageList:
+                seen.append(parents)
+            else:
+                watchable = False
             stack.extend(p for p in reversed(parents) if isinstance(p, UvmObject))
     return None
 
@@ -199,11 +260,14 @@ def write_slot(obj: UvmObject, name: str, value: Any) -> None:
     stored = storable(value)
     if name == PARENT_SLOT:
         _check_parents(obj, stored)
-    old = obj._slots.get(name)
-    obj._slots[name] = stored
-    obj._p_changed = True
-    if _on_dropped is not None and old is not None and old is not stored \
-            and _is_method(type(old)):
+    slots = obj._slots
+    old = slots.get(name, _MISSING)
+    slots[name] = stored
+    _psa(obj, "_p_changed", True)
+    if old is _MISSING or name == PARENT_SLOT:  # its shape changed, not only a value
+        changed(obj)
+    if _on_dropped is not None and old is not _MISSING and old is not None \
+            and old is not stored and _is_method(type(old)):
         _on_dropped(obj, name, old)
 
 
@@ -284,9 +348,21 @@ class ImageMapping(ConvertingMapping):
 
 class ImageList(ConvertingList):
     """A list in the image (``uvm.containers.ConvertingList``): each item written is
-    ``storable``, whoever writes."""
+    ``storable``, whoever writes. As a list of parents, it tells the slot cache when it
+    changes: every in-place change ends by setting ``_p_changed``."""
 
     _store = staticmethod(storable)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "data" or (name == "_p_changed" and value is not False and value != 0):
+            touched(self)
+
+    def _p_invalidate(self) -> None:
+        try:
+            touched(self)
+        finally:
+            Persistent._p_invalidate(self)
 
 
 #: the classes of the image's containers (``PersistentMapping`` is also ZODB's root)
