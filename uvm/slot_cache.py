@@ -78,8 +78,12 @@ def bump() -> None:
     STATE.token = object()
 
 
-def _died(_ref: weakref.ref[Any]) -> None:
-    bump()  # its invalidations can no longer reach it: nothing it answered may stand
+def _died(_ref: weakref.ref[Any], watched: dict[int, Any] = _watched, state: _State = STATE) -> None:
+    # its invalidations can no longer reach it: nothing it answered may stand. A bump
+    # that reads no globals (this may run while the interpreter shuts down); the dead
+    # reference was never a token, so it serves as the new one.
+    watched.clear()
+    state.token = _ref
 
 
 def touched(obj: Any) -> None:
