@@ -25,8 +25,9 @@ their inserts and the kernel retries the rest; and two runs of the *same*
 request id on one shard always conflict (both insert the key), so the loser is
 retried and answers the record. Two runs of the same id at the same time on
 *different* shards are not stopped by the record (neither has committed when the
-other looks); the supervisor never has one id in flight twice (it joins them),
-and routes a resend to the same lane index whenever the lane count is the same.
+other looks; their effects on the same objects usually conflict instead): the
+supervisor never has one id in flight twice (it joins them), and routes a resend
+to the same lane index whenever the lane count is the same.
 
 Retention is bounded by ``prune``, which the incarnation runs in a transaction
 of its own every so often (``Kernel.maintain``): over all shards and the legacy
