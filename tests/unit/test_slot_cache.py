@@ -29,12 +29,15 @@ from typing import Any
 
 import pytest
 import transaction
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from persistent.list import PersistentList
 from transaction.interfaces import NoTransaction
 from ZODB import DB
 from ZODB.MappingStorage import MappingStorage
 
 from tests.integration.zeo_fixtures import kill_and_reap, start_runzeo
+from tests.unit.test_obj import reference_lookup
 from uvm import obj as obj_module
 from uvm import open_db, slot_cache
 from uvm.errors import DoesNotUnderstand
@@ -159,6 +162,56 @@ def test_a_change_on_objects_in_no_connection_is_seen_at_once(scenario: str) -> 
     change(o)
     assert answer(o) == after, scenario
     assert answer(o) == after, scenario
+
+
+def _apply(objs: list[UvmObject], op: tuple[str, int, list[int]]) -> None:
+    kind, i, targets = op
+    o = objs[i]
+    current = o._slots.get(PARENT_SLOT)
+    if kind == "set":
+        o.x = i
+    elif kind == "del" and "x" in o._slots:
+        del o.x
+    elif kind == "parents":
+        if not targets:
+            if current is not None:
+                delattr(o, PARENT_SLOT)
+        else:
+            setattr(o, PARENT_SLOT, objs[targets[0]] if len(targets) == 1 else
+                    [objs[t] for t in targets])
+    elif kind == "insert" and isinstance(current, list | PersistentList) and targets:
+        current.insert(0, objs[targets[0]])
+    elif kind == "pop" and isinstance(current, list | PersistentList) and len(current):
+        current.pop(0)
+
+
+histories = st.integers(min_value=2, max_value=7).flatmap(lambda n: st.tuples(
+    st.just(n),
+    st.lists(st.tuples(st.sampled_from(["set", "del", "parents", "insert", "pop"]),
+                       st.integers(0, n - 1), st.lists(st.integers(0, n - 1), max_size=3)),
+             max_size=40),
+))
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories)
+@example((3, [("set", 0, []), ("parents", 1, [0]), ("parents", 2, [1]), ("parents", 1, [])]))
+@example((3, [("set", 0, []), ("parents", 1, [2, 0]), ("parents", 2, [1]), ("pop", 1, [])]))
+def test_lookups_match_the_rule_after_every_change(history: tuple[int, list[Any]]) -> None:
+    """Random graphs changed step by step (slots, single and list parents, lists in place,
+    cycles as they come): after each step every object answers what the rule says."""
+    n, ops = history
+    objs = [UvmObject() for _ in range(n)]
+    for op in ops:
+        _apply(objs, op)
+        for start in range(n):
+            expected = reference_lookup(objs, start, "x")
+            if expected is None:
+                with pytest.raises(DoesNotUnderstand):
+                    find_slot(objs[start], "x")
+            else:
+                assert find_slot(objs[start], "x")[0] is objs[expected]
+                assert find_slot(objs[start], "x")[0] is objs[expected]  # cached by now
 
 
 class Session:
