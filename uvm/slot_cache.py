@@ -31,8 +31,14 @@ the rules thread-safe without a lock: each connection's objects are used by one
 thread; a bump (from any thread, or from the garbage collector) clears the
 watched set *before* it replaces the token, and an entry is stored with the token
 read *before* its search, so an entry whose search overlapped a bump is never
-valid. Code that mutates ``_slots`` in
-place must then set ``_p_changed`` (as persistence requires anyway).
+valid.
+
+What the cache cannot see it does not remember: an answer found through a list of
+parents that is not an ``ImageList`` (an older image's ``PersistentList``, whose
+in-place changes tell no one) is searched for every time. Code that mutates
+``_slots`` in place must set ``_p_changed`` afterwards (as persistence requires
+anyway), or the cache does not hear of it. Past ``MAX_WATCHED`` watched objects
+the cache starts afresh.
 
 Nothing here knows of slots, objects or transactions: ``uvm.obj`` does the lookup.
 """
