@@ -161,21 +161,24 @@ class Lanes:
         self.on_quarantine = on_quarantine
         self.on_failure = on_failure
         self._stopping = threading.Event()
-        self._attached = threading.Semaphore(0)
+        self._attached = threading.Semaphore(0)  # one release per lane: attached, or failed
+        self._failed: list[int] = []
         self._threads: list[threading.Thread] = []
 
     def start(self, timeout: float) -> None:
         """Start the lanes; returns once each has connected and said ``Attach`` (raises
-        ``ImageError`` if one has not within ``timeout`` seconds)."""
+        ``ImageError`` if one failed, or has not attached within ``timeout`` seconds)."""
         for k in range(self.count):
             thread = threading.Thread(target=self._lane, args=(k,), name=f"batos-lane-{k}",
                                       daemon=True)
             thread.start()
             self._threads.append(thread)
         for _ in range(self.count):
-            if not self._attached.acquire(timeout=timeout):
+            if not self._attached.acquire(timeout=timeout) or self._failed:
                 self.stop()
-                raise ImageError(f"a lane did not attach to {self.backend} within {timeout}s")
+                why = (f"lane(s) {self._failed} could not attach (the log says why)"
+                       if self._failed else f"a lane did not attach within {timeout}s")
+                raise ImageError(f"{why}: backend {self.backend}")
 
     def stop(self) -> None:
         """Serve what is already in each lane's socket, then end (any thread)."""
@@ -190,12 +193,14 @@ class Lanes:
     def _lane(self, k: int) -> None:
         ident = self.serving.ident
         sock = self.context.socket(zmq.DEALER)
+        attached = False
         try:
             sock.setsockopt(zmq.LINGER, self.linger)
             sock.setsockopt(zmq.IDENTITY, f"{ident}#{k}".encode())
             sock.setsockopt(zmq.RCVTIMEO, int(POLL * 1000))
             sock.connect(self.backend)
             sock.send_multipart([CONTROL, encode(Attach(incarnation=ident, lane=k))])
+            attached = True
             self._attached.release()
             shard = str(k)
             while not self._stopping.is_set():
@@ -212,7 +217,10 @@ class Lanes:
                 self._take(sock, frames, shard)
         except BaseException:  # noqa: BLE001 - the incarnation stops: logged
             log.critical("lane %d failed; the incarnation stops", k, exc_info=True)
-            if not self._stopping.is_set():
+            if not attached:
+                self._failed.append(k)
+                self._attached.release()
+            elif not self._stopping.is_set():
                 self.on_failure()
         finally:
             sock.close()
