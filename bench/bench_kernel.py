@@ -116,7 +116,7 @@ def bench_lookup(db: Any, repeats: int, target_s: float) -> dict[str, float]:
             for depth in DEPTHS:
                 env = {"o": chain[depth], "f": find_slot}
                 timers[f"{how} depth {depth}"] = unrolled(stmt, env, target_s)
-        for depth in (1, 5):  # every lookup a miss: the bump (~0.1 us) is in the time
+        for depth in (1, 5):  # every lookup a miss (search + remember), the bump (50 ns) timed too
             env = {"o": chain[depth], "f": find_slot, "b": bump}
             timers[f"find_slot miss depth {depth}"] = unrolled("b(); f(o, 'x')", env, target_s)
         best = dict.fromkeys(timers, float("inf"))

@@ -11,6 +11,8 @@ another state. The rules (enforced by ``uvm.obj``, which calls ``changed``):
 
 * An entry is valid while ``token is STATE.token``; ``bump`` replaces the token,
   so every entry in the process is dropped at once (rare: see the next rule).
+  Watched objects stay watched across bumps (a superset only bumps more often),
+  until one of them dies or there are too many.
 * The objects an entry's answer depends on, other than its receiver (every
   ancestor visited before the holder, the holder, and the lists of parents on
   the way) are *watched*. A structural change to a watched object bumps, and so
@@ -28,17 +30,17 @@ another state. The rules (enforced by ``uvm.obj``, which calls ``changed``):
 
 Holding the token and the watched set in one process-wide place is what makes
 the rules thread-safe without a lock: each connection's objects are used by one
-thread; a bump (from any thread, or from the garbage collector) clears the
+thread; a reset (from any thread, or from the garbage collector) clears the
 watched set *before* it replaces the token, and an entry is stored with the token
-read *before* its search, so an entry whose search overlapped a bump is never
-valid.
+read *before* its search and only after what it looked through is watched, so an
+entry whose search overlapped a bump or a reset is never valid.
 
 What the cache cannot see it does not remember: an answer found through a list of
 parents that is not an ``ImageList`` (an older image's ``PersistentList``, whose
 in-place changes tell no one) is searched for every time. Code that mutates
 ``_slots`` in place must set ``_p_changed`` afterwards (as persistence requires
 anyway), or the cache does not hear of it. Past ``MAX_WATCHED`` watched objects
-the cache starts afresh.
+the cache starts afresh (a reset).
 
 Nothing here knows of slots, objects or transactions: ``uvm.obj`` does the lookup.
 """
@@ -79,15 +81,21 @@ _watched: dict[int, weakref.ref[Any]] = {}
 
 
 def bump() -> None:
-    """Drop every entry: forget what is watched, then make a new token (in that order)."""
+    """Drop every entry (a new token). What is watched stays watched: a later search
+    through the same ancestors then costs no new weak references."""
+    STATE.token = object()
+
+
+def _reset() -> None:
+    """Drop every entry and forget what is watched (in that order: see the docstring)."""
     _watched.clear()
     STATE.token = object()
 
 
 def _died(_ref: weakref.ref[Any], watched: dict[int, Any] = _watched, state: _State = STATE) -> None:
-    # its invalidations can no longer reach it: nothing it answered may stand. A bump
-    # that reads no globals (this may run while the interpreter shuts down); the dead
-    # reference was never a token, so it serves as the new one.
+    # its invalidations can no longer reach it: nothing it answered may stand, and its id
+    # may be reused. A reset that reads no globals (this may run while the interpreter
+    # shuts down); the dead reference was never a token, so it serves as the new one.
     watched.clear()
     state.token = _ref
 
@@ -124,7 +132,7 @@ def remember(receiver: Any, name: str, holder: Any, seen: Iterable[Any], token: 
         if id(obj) not in watched:
             watched[id(obj)] = weakref.ref(obj, _died)
     if len(watched) > MAX_WATCHED:
-        bump()
+        _reset()
         return
     if token is not STATE.token:  # bumped during the search: its answer may be stale
         return
