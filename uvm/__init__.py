@@ -8,6 +8,8 @@ Layers, bottom up (each imports only those below it):
     capabilities, allowlist    timing patterns, decimal and random per message),
                                plus the env's packages whole
     containers                 the image's dicts and lists: every write converted
+    slot_cache                 where delegation found a slot, remembered until the chain
+                               may change
     obj                        UvmObject and delegation lookup; slots' stored forms
     guard_values,              what method code may hold (every guard's last check);
     guard_writes               what its writes may reach, converting into containers
