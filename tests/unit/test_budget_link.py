@@ -1,8 +1,8 @@
 """The incarnation's frame loop and a Quarantine: the mark is committed before the next
 frame is read, so a request for the same method queued behind it runs nothing.
 
-The incarnation's own ``_serve`` and ``_handle``, a real kernel on a real image, and
-``BudgetLink``; the ZMQ socket is replaced at our own seam by a list of frames (the
+The incarnation's own ``_serve`` (its main socket's frame loop; requests run on its main
+executor through ``uvm.lanes.Serving``), a real kernel on a real image, and ``BudgetLink``; the ZMQ socket is replaced at our own seam by a list of frames (the
 same loop against a real supervisor: tests/integration/test_poison.py).
 """
 
@@ -19,8 +19,8 @@ import pytest
 from bridge.codec import encode
 from bridge.messages import Quarantine, SendRequest
 from uvm.budget_link import BudgetLink
-from uvm.front import AsyncKernel
 from uvm.incarnation import Incarnation
+from uvm.lanes import Serving
 
 CRASH = "def crash(self):\n    self.ran = True\n    return 'ran'\n"
 
@@ -75,13 +75,13 @@ def test_a_request_queued_behind_a_quarantine_meets_the_mark(kernel, monkeypatch
         inc._loop = asyncio.get_running_loop()
         inc.sock = sock = FrameSocket(frames)
         inc.link = BudgetLink(inc, kernel)
-        async with AsyncKernel(kernel, workers=2) as front:
-            inc.front = front
-            serving = asyncio.create_task(inc._serve())
-            await asyncio.wait_for(sock.drained.wait(), 30)
-            while inc._tasks or inc.link._tasks:  # the request's task, the list's refresh
-                await asyncio.wait(inc._tasks | inc.link._tasks, timeout=30)
-            serving.cancel()
+        inc.serving = Serving(kernel, inc.ident)
+        serving = asyncio.create_task(inc._serve())
+        await asyncio.wait_for(sock.drained.wait(), 30)
+        while inc._tasks or inc.link._tasks:  # the request's task, the list's refresh
+            await asyncio.wait(inc._tasks | inc.link._tasks, timeout=30)
+        serving.cancel()
+        inc._pool.shutdown()
         return replies(sock)
 
     answered = asyncio.run(serve())
@@ -106,14 +106,14 @@ def test_a_quarantine_that_cannot_be_applied_does_not_end_the_frame_loop(kernel)
         inc._loop = asyncio.get_running_loop()
         inc.sock = sock = FrameSocket(frames)
         inc.link = BudgetLink(inc, kernel)
-        async with AsyncKernel(kernel, workers=1) as front:
-            inc.front = front
-            serving = asyncio.create_task(inc._serve())
-            await asyncio.wait_for(sock.drained.wait(), 30)
-            while inc._tasks:
-                await asyncio.wait(inc._tasks, timeout=30)
-            assert not serving.done()
-            serving.cancel()
+        inc.serving = Serving(kernel, inc.ident)
+        serving = asyncio.create_task(inc._serve())
+        await asyncio.wait_for(sock.drained.wait(), 30)
+        while inc._tasks:
+            await asyncio.wait(inc._tasks, timeout=30)
+        assert not serving.done()
+        serving.cancel()
+        inc._pool.shutdown()
         return replies(sock)
 
     answered = asyncio.run(serve())
