@@ -6,15 +6,19 @@ two differences validation needs: every reference met is collected
 (``refs``), and a class the class factory can only answer with ZODB's quiet
 ``Broken`` stand-in raises ``Unimportable`` (a candidate incarnation must
 import every class its image names). ``load_record`` builds a fresh instance
-with the record's state in one unpickler pass; it never enters the cache.
+with the record's state in one unpickler pass; it never enters the cache. The
+unpickler is zodbpickle's C one with the strict lookup as its ``find_class``
+(ZODB's wrapper adds two Python calls a global; the walk unpickles every record).
 
 Boundary: reads records handed to it; loads nothing itself; writes nothing.
 """
 
 from __future__ import annotations
 
+from io import BytesIO
 from typing import Any
 
+import zodbpickle.pickle
 from ZODB.broken import Broken
 from ZODB.serialize import ObjectReader
 
@@ -23,6 +27,12 @@ __all__ = ["Reader", "Unimportable"]
 
 class Unimportable(Exception):
     """A class named in a record cannot be imported with this env's libraries."""
+
+
+class _Unpickler(zodbpickle.pickle.Unpickler):
+    """zodbpickle's C unpickler; ``find_class`` and ``persistent_load`` are set per
+    instance (ZODB's own ``Unpickler`` reaches its ``find_global`` through two Python
+    calls more per global)."""
 
 
 class Reader(ObjectReader):
@@ -34,10 +44,10 @@ class Reader(ObjectReader):
         factory = conn.db().classFactory
         classes: dict[tuple[str, str], Any] = {}
 
-        def strict(connection: Any, module: str, name: str) -> Any:
+        def strict(module: str, name: str) -> Any:
             cls = classes.get((module, name))
             if cls is None:
-                cls = factory(connection, module, name)
+                cls = factory(conn, module, name)
                 if isinstance(cls, type) and issubclass(cls, Broken):
                     raise Unimportable(f"{module}.{name}")
                 classes[module, name] = cls
@@ -45,20 +55,31 @@ class Reader(ObjectReader):
 
         # conn._cache: references resolve to the connection's own ghosts, exactly as
         # when the connection itself loads the object (ZODB's multi-db code does the same)
-        super().__init__(conn, conn._cache, strict)
+        super().__init__(conn, conn._cache, lambda _conn, module, name: strict(module, name))
+        self._strict = strict
+        self._cached = conn._cache.get
         self.refs: list[bytes] = []
+        self.obj: Any = None
 
     def _persistent_load(self, reference: Any) -> Any:
         # the references referencesf reports: (oid, class) or a bare oid; not weak/multi-db
-        if type(reference) is tuple and type(reference[0]) is bytes:  # the common case
-            self.refs.append(reference[0])
-            return self.load_persistent(*reference)
+        if type(reference) is tuple and len(reference) == 2 and type(reference[0]) is bytes:
+            oid = reference[0]  # the common case: a ghost of a class the pickle named
+            self.refs.append(oid)
+            obj = self._cached(oid)
+            return obj if obj is not None else self.load_persistent(oid, reference[1])
         oid = reference[0] if isinstance(reference, tuple) else reference
         if isinstance(oid, str):
             oid = oid.encode("ascii")
         if isinstance(oid, bytes):
             self.refs.append(oid)
         return super()._persistent_load(reference)
+
+    def _get_unpickler(self, pickle: bytes) -> Any:
+        unpickler = _Unpickler(BytesIO(pickle))
+        unpickler.find_class = self._strict
+        unpickler.persistent_load = self._persistent_load
+        return unpickler
 
     def load_record(self, data: bytes) -> Any:
         """A fresh instance with the record's state: ``getGhost`` + ``setGhostState`` in

@@ -24,10 +24,14 @@ JSON-able record:
                 removal), so noted, not failed
     allowed     the package modules this process lets methods import
     timings     {phase: seconds}; rate: objects unpickled per second (wall)
+    feed        how the walk read the records (``uvm.record_feed``): "zeo" (pipelined
+                loads on the ZEO client's own connection) or "storage"
 
 The walk (``uvm.image_walk``) loads each reachable record once, at the
-snapshot of its own connection, and unpickles it for real with this env's
-libraries; a failure is noted with oid and class and the walk goes on.
+snapshot of its own connection, through the database it is given (the
+incarnation's own ZEO client: never the file behind the server), and
+unpickles it for real with this env's libraries; a failure is noted with oid
+and class and the walk goes on.
 The checks then run one per transaction through
 ``uvm.dispatch.run_message``, each under the message budget ``limits``
 (``uvm.budget.Limits``; default from ``BATOS_BUDGET_*``): a check over it is a
@@ -65,8 +69,6 @@ from .registry import Cycle, Registry, using_cycle
 __all__ = ["MAX_FAILURES", "validate_image"]
 
 CHECKS_NAME = "checks"
-
-
 
 
 def _run_checks(db: Any, limits: Limits) -> dict[str, str]:
@@ -120,10 +122,9 @@ def validate_image(
     import); ``removed_modules``: top-level modules an evolve removed (methods still
     importing them are listed, not failed); ``limit_seconds``: stop the walk there
     and fail, rather than run on. ``walk_db``: where the walk loads the objects
-    from (default ``db``), e.g. the image's FileStorage opened read-only beside
-    the ZEO server: several times faster than loading every record through ZEO
-    (a read-only FileStorage takes no lock and stops before a transaction still
-    being written). Genesis and the checks always run against ``db``.
+    from (default ``db``: the incarnation passes its own ZEO database, through which
+    the walk runs at about 80% of its speed over the file, see ``uvm.image_walk``).
+    Genesis and the checks always run against ``db``.
     ``limits``: each self-check's budget (default ``Limits.from_env()``, the
     incarnation's own).
     """
@@ -176,4 +177,5 @@ def validate_image(
         "allowed": sorted(allowlist.package_modules()),
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "rate": round(walk.count / walk_seconds, 1) if walk_seconds > 0 else 0.0,
+        "feed": walk.feed,
     }
