@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import transaction
 import ZODB
 from persistent.list import PersistentList
+from ZODB._compat import PersistentPickler
+from ZODB.Connection import TransactionMetaData
 from ZODB.FileStorage import FileStorage
 from ZODB.serialize import referencesf
-from ZODB.utils import oid_repr, z64
+from ZODB.utils import oid_repr, p64, z64
 
-from uvm import Kernel, bootstrap, open_db, verify
+from uvm import Kernel, UvmObject, bootstrap, open_db, verify
 from uvm.allowlist import package_modules, set_allowed, top_level_modules
 from uvm.genesis import CHECK_METHODS
 from uvm.methods import Method
@@ -206,6 +210,113 @@ def test_a_method_that_does_not_compile_fails_validation(db):
     assert record["methods_importing_unavailable"] == []
     assert any(f"method 'f' of object {uuid} does not compile" in p and "'os'" in p
                for p in record["genesis"])
+
+
+def test_clones_sharing_a_method_source_are_each_listed(db, kernel, tmp_path, monkeypatch):
+    # the walk checks a source text once (clones copy their prototype's methods); every
+    # method holding it is still listed under its own object
+    name = "batos_shared_lib"
+    (tmp_path / f"{name}.py").write_text("def answer():\n    return 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    set_allowed([name])
+    proto = kernel.send("genesis", "clone")["$ref"]
+    kernel.send(proto, "defineMethod:source:", [
+        "answer", f"def answer(self):\n    import {name}\n    return {name}.answer()\n"])
+    clones = [kernel.send(proto, "clone")["$ref"] for _ in range(3)]
+    owners = sorted(kernel.send(uuid, "uuid") for uuid in [proto, *clones])
+    set_allowed([])
+    record = validate_image(db, removed_modules=[name])
+    assert record["ok"], record["failures"]
+    assert record["methods_importing_removed"] == [
+        {"object": uuid, "slot": "answer", "modules": [name]} for uuid in owners]
+    record = validate_image(db)  # removed earlier: each noted as unavailable
+    assert record["methods_importing_unavailable"] == [
+        {"object": uuid, "slot": "answer", "modules": [name]} for uuid in owners]
+
+
+def test_a_source_that_does_not_compile_fails_each_object_holding_it(db, kernel):
+    proto = kernel.send("genesis", "clone")["$ref"]
+    clones = [kernel.send(proto, "clone")["$ref"] for _ in range(2)]
+    tm = transaction.TransactionManager(explicit=True)
+    tm.begin()
+    conn = db.open(transaction_manager=tm)
+    registry = Registry(conn.root())
+    for uuid in [proto, *clones]:
+        method = Method.__new__(Method)  # as a wider, older policy would have let it in
+        method.versions = PersistentList([{"version": 1, "source": "def f(self):\n    import os\n",
+                                           "author": "old", "timestamp": 0.0, "reason": "",
+                                           "digest": ""}])
+        registry.resolve(uuid)._slots["f"] = method
+        registry.resolve(uuid)._p_changed = True
+    tm.commit()
+    conn.close()
+    record = validate_image(db)
+    assert not record["ok"]
+    for uuid in [proto, *clones]:
+        assert any(f"method 'f' of object {uuid} does not compile" in p for p in record["genesis"])
+
+
+class Dangling:
+    """Pickles as a persistent reference to ``oid``, a record that does not exist."""
+
+    def __init__(self, oid: bytes) -> None:
+        self.oid = oid
+
+
+def raw_record(state: Any) -> bytes:
+    """A UvmObject record as ZODB writes one, a ``Dangling`` as a (oid, class) reference."""
+    out = io.BytesIO()
+    pickler = PersistentPickler(
+        lambda obj: (obj.oid, UvmObject) if isinstance(obj, Dangling) else None, out, 3)
+    pickler.dump(UvmObject)
+    pickler.dump(state)
+    return out.getvalue()
+
+
+def raw_store(db: Any, records: dict[bytes, bytes]) -> None:
+    """Store records below ZODB's connections, through the storage (a foreign client)."""
+    storage = db.storage
+    txn = TransactionMetaData()
+    storage.tpc_begin(txn)
+    for oid, data in records.items():
+        storage.store(oid, storage.load(oid)[1], data, "", txn)
+    storage.tpc_vote(txn)
+    storage.tpc_finish(txn)
+
+
+def test_a_reference_to_a_missing_record_fails_and_the_walk_goes_on(db, kernel, image_path):
+    uuid = kernel.send("genesis", "clone")["$ref"]
+    kernel.send("genesis", "setSlot:value:", ["victim", {"$ref": uuid}])
+    oid = kernel.read(lambda cycle: cycle.registry.resolve(uuid)._p_oid)
+    missing = p64(2**40)  # never allocated
+    raw_store(db, {oid: raw_record({"_uuid": uuid, "_slots": {"gone": Dangling(missing)}})})
+    db.cacheMinimize()
+    record = validate_image(db)
+    assert record["feed"] == "storage"  # a FileStorage: the connection's own loads
+    assert not record["ok"]
+    assert f"object {oid_repr(missing)} is referenced but missing from the storage" in (
+        record["failures"])
+    assert record["objects"] == reachable_existing(db)
+    assert record["digest"]
+
+
+def reachable_existing(db) -> int:
+    """Like ``reachable``, past references to records that do not exist."""
+    from ZODB.POSException import POSKeyError
+
+    seen, todo, found = {z64}, [z64], 0
+    while todo:
+        try:
+            data = db.storage.load(todo.pop())[0]
+        except POSKeyError:
+            continue
+        found += 1
+        for ref in referencesf(data):
+            if ref not in seen:
+                seen.add(ref)
+                todo.append(ref)
+    return found
 
 
 def test_imports_of_the_spec_packages_are_checked(db):
