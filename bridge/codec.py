@@ -22,8 +22,7 @@ routing needs (``Forwarded``); the incarnation validates the request fully once
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import ormsgpack
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -168,8 +167,7 @@ def decode_reply(frame: bytes) -> Reply:
 # --- the fast check of forwarded kinds ------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Forwarded:
+class Forwarded(NamedTuple):
     """A ``send`` or ``describe`` that passed ``check_forwarded``: what routing needs."""
 
     kind: str
@@ -204,6 +202,7 @@ _LIMITS = {"send": _limits(SendRequest), "describe": _limits(DescribeRequest)}
 _FIELDS = {"send": frozenset(SendRequest.model_fields),
            "describe": frozenset(DescribeRequest.model_fields)}
 _MISSING = object()
+_NO_ARGS: list[Any] = []
 
 
 def _string(value: Any, limits: tuple[int, int], *, required: bool = True,
@@ -247,10 +246,35 @@ def _problem(data: dict[str, Any], kind: str) -> tuple[str, str] | None:
     return None
 
 
+_ID, _TARGET, _SELECTOR, _AUTHOR = (_LIMITS["send"][name]
+                                    for name in ("id", "target", "selector", "author"))
+_DESCRIBE_ID, _DESCRIBE_TARGET = (_LIMITS["describe"][name] for name in ("id", "target"))
+
+
 def check_forwarded(data: dict[str, Any]) -> Forwarded:
     """An unpacked ``send`` or ``describe`` map (``data["kind"]`` is one of them) -> what
-    routing needs, or ``InvalidMessage`` as ``validate_request`` would raise it."""
-    kind = data["kind"]
+    routing needs, or ``InvalidMessage`` as ``validate_request`` would raise it.
+
+    The usual message takes the straight path (exact types, every field within its limits,
+    no other key); anything else is judged field by field (``_problem``), which also
+    accepts what pydantic accepts beyond it (a ``str`` subclass, ``v`` absent)."""
+    kind, get = data["kind"], data.get
+    rid, target = get("id"), get("target")
+    if kind == "send":
+        selector, author = get("selector"), get("author")
+        if (rid.__class__ is str and _ID[0] <= len(rid) <= _ID[1]
+                and target.__class__ is str and _TARGET[0] <= len(target) <= _TARGET[1]
+                and selector.__class__ is str and _SELECTOR[0] <= len(selector) <= _SELECTOR[1]
+                and get("args", _NO_ARGS).__class__ is list
+                and (author is None or author.__class__ is str and len(author) <= _AUTHOR[1])
+                and get("v") == PROTOCOL_VERSION and data.keys() <= _FIELDS["send"]):
+            return Forwarded(kind, rid, target, selector)
+    elif (rid.__class__ is str and _DESCRIBE_ID[0] <= len(rid) <= _DESCRIBE_ID[1]
+          and (target is None and "target" not in data
+               or target.__class__ is str
+               and _DESCRIBE_TARGET[0] <= len(target) <= _DESCRIBE_TARGET[1])
+          and get("v") == PROTOCOL_VERSION and data.keys() <= _FIELDS["describe"]):
+        return Forwarded(kind, rid, "genesis" if target is None else target)
     found = _problem(data, kind)
     if found is not None:
         raise InvalidMessage(f"field '{kind}.{found[0]}': {found[1]}", request_id=peek_id(data))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridge.messages import ErrorInfo, Reply
 
@@ -31,9 +31,11 @@ from .zeo import ZeoServer
 __all__ = ["Asked", "Desk"]
 
 
-@dataclass(frozen=True)
-class Asked:
-    #: the validated request (one of ``bridge.messages.Request``)
+class Asked(NamedTuple):
+    """One per client message: a tuple, the cheapest immutable record to make."""
+
+    #: the validated request (one of ``bridge.messages.Request``, or a
+    #: ``bridge.codec.Forwarded`` for ``send`` and ``describe``)
     request: Any
     envelope: Envelope
     payload: bytes

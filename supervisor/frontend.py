@@ -64,6 +64,8 @@ Handler = Callable[[Desk, Asked], None]
 
 #: the most frames a client may put before its payload (echoed back with the reply)
 MAX_ENVELOPE = 4
+#: a frontend's index as the first frame of an envelope (made once, not per message)
+_INDEX = [bytes([index]) for index in range(256)]
 
 HANDLERS: dict[str, Handler] = {
     request_ping.KIND: request_ping.handle,
@@ -110,7 +112,7 @@ class Frontend:
             log.warning("a client message with too many frames: %s", exc)
             sockets.reply((bytes([index]), identity, *routing[:MAX_ENVELOPE]), _refusal(exc))
             return
-        envelope = (bytes([index]), identity, *routing)
+        envelope = (_INDEX[index], identity, *routing)
         try:
             data = unpack(payload, max_size=self.desk.config.max_frame)
         except ProtocolError as exc:

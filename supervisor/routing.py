@@ -70,7 +70,7 @@ class Route(Enum):
     POISONED = "poisoned"  # a poison message's id: answer its PoisonMessage again
 
 
-@dataclass
+@dataclass(slots=True)
 class InFlight:
     request_id: str
     payload: bytes

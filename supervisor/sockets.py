@@ -55,7 +55,6 @@ log = logging.getLogger("batos.supervisor")
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _MORE = int(zmq.SNDMORE) | _NOBLOCK
-_RCVMORE = int(zmq.RCVMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 
@@ -76,11 +75,13 @@ def drain(sock: zmq.Socket[bytes], limit: int) -> Iterator[list[bytes]]:
         if not get(_EVENTS) & _POLLIN:
             return
         try:
-            frames = [recv(_NOBLOCK)]
+            part = recv(_NOBLOCK, copy=False)
         except zmq.Again:  # EVENTS said readable: not expected, but never an error
             return
-        while get(_RCVMORE):
-            frames.append(recv(_NOBLOCK))
+        frames = [part.bytes]
+        while part.more:  # the frame knows: no getsockopt(RCVMORE) per frame
+            part = recv(_NOBLOCK, copy=False)
+            frames.append(part.bytes)
         yield frames
 
 
