@@ -2,10 +2,13 @@
 
 Requests: ``SendRequest`` ``{"kind": "send", "id", "target", "selector", "args",
 "author"}`` and ``DescribeRequest`` ``{"kind": "describe", "id", "target"}``
-(``bridge.messages.FORWARDED_KINDS``).
+(``bridge.messages.FORWARDED_KINDS``). The handler gets them as the frontend's fast check
+left them (``bridge.codec.Forwarded``: kind, id, target, selector), never as models: the
+incarnation validates the client's bytes fully.
 
 The routing table takes it (``RoutingTable.accept``): sent now to the active
-incarnation as the client's own bytes, held in pending until one is ready, joined to
+incarnation as the client's own bytes (to the lane for its target, ``Sockets.forward``),
+held in pending until one is ready, joined to
 the request already pending or in flight with the same id (one execution, every
 waiter answered). The reply is the incarnation's, passed through unchanged. The
 supervisor answers itself only: ``Unavailable`` when degraded, stopping or pending is
