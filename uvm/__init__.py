@@ -46,7 +46,8 @@ Layers, bottom up (each imports only those below it):
     genesis_table              person changes) and its self-checks, as method sources
     genesis                    Genesis bootstrap and verify
     env_imports,               validation's parts: the env's packages import and are
-    record_reader              allowed; one record unpickled strictly (no Broken)
+    record_reader,             allowed; one record unpickled strictly (no Broken); records
+    record_feed                read at one snapshot, pipelined on the ZEO connection
     image_walk                 every reachable object unpickled, digested, methods compiled
     validation                 a candidate incarnation proving itself on the image
     budget_link                the incarnation's side of budgets and quarantine
