@@ -21,7 +21,9 @@ A forwarded request (``forward``) goes to the lane of its incarnation that
 ``routing.lane_for`` picks for its target when that lane has attached, else (no
 lanes, not attached, or the lane cannot take it) to the incarnation's main
 socket; it carries ``routing.newest`` as its ``after`` frame once a reply has
-carried a transaction id (docs/protocol.md section 8).
+carried a transaction id (docs/protocol.md section 8), except a resend after its
+incarnation ended (it may have committed there with no reply to say so): without
+``after``, the incarnation makes the round trip and sees that run's reply record.
 
 What arrives is handled elsewhere: the loop (``server``) drains each readable
 socket (``drain``: at most a batch, without waiting) and hands the frames to
@@ -205,7 +207,9 @@ class Sockets:
         for its target when attached, else (or when the lane cannot take it) to main."""
         ident = entry.incarnation
         assert ident is not None
-        newest = self.routing.newest if self.routing is not None else None
+        # a resend (requeued when its incarnation ended) may have committed there unseen:
+        # no reply carried that tid, so no after frame (the incarnation makes the round trip)
+        newest = self.routing.newest if self.routing is not None and entry.attempts < 2 else None
         frames = [REQUEST, entry.payload] if newest is None else [REQUEST, entry.payload, newest]
         inc = self.incarnations.get(ident)
         if inc is not None and inc.attached:

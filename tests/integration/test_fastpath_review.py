@@ -1,0 +1,65 @@
+"""Review of issue 14's fast path: holes found in review, each pinned.
+
+* A request requeued after its incarnation ended (``RoutingTable.orphan``) may have
+  committed there without its reply ever being read (killed after the commit, or its
+  reply still in a lane's socket when the exit was seen). That commit's tid is in no
+  reply, so ``RoutingTable.newest`` does not cover it: forwarded with ``newest`` as its
+  ``after``, an incarnation that has heard of ``newest`` takes no round trip and may not
+  see the first run's reply record yet, and runs the request again (a resend may land on
+  another shard, where no conflict on the record stops it). A resend therefore goes
+  without an ``after`` frame (the incarnation makes the round trip); a first send keeps it.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import pytest
+
+from lexicon.frames import REPLY, REQUEST
+from tests.unit.test_routing_lanes import Lanes, ok, send, target_on, tid
+
+
+@pytest.fixture
+def lanes(tmp_path: Path) -> typing.Iterator[Lanes]:
+    made = Lanes(tmp_path)
+    try:
+        yield made
+    finally:
+        made.worker.shutdown(wait=True)
+
+
+def requests_for(parts: Lanes, rid: str) -> list[tuple[str, list[bytes]]]:
+    return [(ident, frames) for ident, frames in parts.sent_to()
+            if frames[0] == REQUEST and rid.encode() in frames[1]]
+
+
+def test_a_request_requeued_after_its_incarnation_ended_is_resent_without_after(
+        lanes: Lanes) -> None:
+    first = lanes.ready("inc-1", 2)
+    lanes.attach("inc-1", 0)
+    lanes.attach("inc-1", 1)
+    send(lanes, "r0", target_on(0, 2))
+    lanes.from_("inc-1#0", [REPLY, b"r0", ok("r0"), tid(7)])
+    assert lanes.routing.newest == tid(7)
+    send(lanes, "r1", target_on(1, 2))  # runs (and may commit) on inc-1, never answered
+    [(_, sent)] = requests_for(lanes, "r1")
+    assert sent[2:] == [tid(7)]  # a first send carries the newest tid
+    first.proc.returncode = -9
+    lanes.pool.on_exit(first, now=2.0)  # killed: r1 requeued
+    assert "r1" in lanes.routing.pending
+    second = lanes.ready("inc-2", 2)
+    lanes.attach("inc-2", 0)
+    lanes.attach("inc-2", 1)
+    lanes.pool.send_quarantines()
+    lanes.sockets.forward_all(lanes.routing.release_pending(3.0))
+    resent = requests_for(lanes, "r1")[1:]
+    assert resent, "r1 was not resent to inc-2"
+    for ident, frames in resent:
+        assert ident.startswith("inc-2")
+        assert frames == [REQUEST, frames[1]], "a resend must make the incarnation catch up"
+    assert lanes.routing.inflight["r1"].incarnation == second.id
+    send(lanes, "r2", "fresh")  # a first send still carries newest
+    [(_, fresh)] = requests_for(lanes, "r2")
+    assert fresh[2:] == [tid(7)]
