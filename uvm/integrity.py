@@ -11,8 +11,9 @@ Two defences, both installed by the kernel:
 
 * ``OwnedConnection`` (the database's connection class once ``guard(db)``
   ran): a connection belongs to the thread that opened it, while it is
-  open. A change to one of its objects from any other thread, or while it is
-  closed, is refused with ``ForeignChange`` in the changing thread, and the
+  open. A change to one of its objects from any other thread, while it is
+  closed, or while it is *idle* (held by its thread between two messages:
+  ``idle``), is refused with ``ForeignChange`` in the changing thread, and the
   object is turned back into a ghost so the refused change is not left in
   memory either (it reloads the stored state on next use).
 * ``discard_pending(conn, tm)`` at the start of every message: a connection
@@ -32,7 +33,7 @@ from ZODB.Connection import Connection
 
 from .errors import ForeignChange
 
-__all__ = ["OwnedConnection", "discard_pending", "guard"]
+__all__ = ["OwnedConnection", "discard_pending", "guard", "idle"]
 
 log = logging.getLogger("batos.integrity")
 
@@ -45,10 +46,13 @@ class OwnedConnection(Connection):
     """
 
     _batos_owner: int | None = None
+    #: held open by its thread between messages: no change is taken
+    _batos_idle = False
 
     def open(self, transaction_manager: Any = None, delegate: bool = True) -> None:
         super().open(transaction_manager, delegate)
         self._batos_owner = threading.get_ident()
+        self._batos_idle = False
 
     def close(self, primary: bool = True) -> None:
         super().close(primary)
@@ -56,7 +60,8 @@ class OwnedConnection(Connection):
 
     def register(self, obj: Any) -> None:
         owner = self._batos_owner
-        if self.opened is None or (owner is not None and owner != threading.get_ident()):
+        if self.opened is None or self._batos_idle or (
+                owner is not None and owner != threading.get_ident()):
             # The change is refused; the object goes back to a ghost so the refused
             # change is not left in memory for a later message to read or commit.
             # (register is only asked while the object had no pending change.)
@@ -71,6 +76,12 @@ class OwnedConnection(Connection):
                 "change was discarded"
             )
         super().register(obj)
+
+
+def idle(conn: Any, idle: bool) -> None:
+    """Mark ``conn`` idle (between two messages of the thread holding it: every change
+    refused) or in use again."""
+    conn._batos_idle = idle
 
 
 _owned: dict[type, type] = {}

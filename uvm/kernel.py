@@ -54,8 +54,9 @@ or made, for its sender to pass on as a later message's ``after``. The kernel's
 own transactions (``read``, ``write``, ``maintain``) always make the round trip.
 
 Threading: ``send`` is synchronous and may be called from any number of
-threads at once; each thread has its own transaction manager (reused), each
-call its own connection. An incarnation calls it on its lane threads
+threads at once; each thread has its own transaction manager and connection,
+both held across its messages (``uvm.integrity.idle`` refuses any change through
+the connection between them). An incarnation calls it on its lane threads
 (``uvm.lanes``); ``shard`` names the reply record's shard the caller writes.
 """
 
@@ -86,7 +87,7 @@ from .errors import (
 )
 from .flights import Flights
 from .image import catch_up, last_tid
-from .integrity import discard_pending, guard
+from .integrity import discard_pending, guard, idle
 from .own_transactions import OwnTransactions
 from .registry import Cycle, Registry, using_cycle
 from .replies import ReplyStore
@@ -293,10 +294,12 @@ class Kernel(OwnTransactions):
         aborted). Storage failures become the kernel's errors."""
         stage, conn, result = "begin", None, None
         try:
+            # before the snapshot: a held connection takes it when the attempt begins
+            catch_up(self.db, after)
             with attempt:
                 stage = "open"
-                catch_up(self.db, after)
-                conn = self.db.open(transaction_manager=tm)
+                conn = self._connection(tm)
+                idle(conn, False)
                 stage = "run"
                 discard_pending(conn, tm)
                 root = conn.root()
@@ -342,8 +345,31 @@ class Kernel(OwnTransactions):
             raise error from exc
         finally:
             if conn is not None:
-                try:
-                    conn.close()
-                except Exception:  # still joined (an abort that failed): never reuse its manager
-                    tm.spoiled = True
-                    log.exception("closing a connection after %r failed", selector)
+                idle(conn, True)  # until its next message, nothing changes through it
+                if tm.spoiled or not conn._needs_to_join:
+                    self._drop_connection(tm, selector)
+
+    def _connection(self, tm: Manager) -> Any:
+        """This thread's connection, held across its messages with its transaction manager
+        (opening and closing one per message cost about a third of a read); a new manager
+        gets a new connection. A held connection syncs when the manager begins."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and conn.transaction_manager is tm and conn.opened is not None:
+            return conn
+        if conn is not None:  # the previous manager's, spoiled: let it go
+            self._drop_connection(tm, "a new transaction manager")
+        conn = self._local.conn = self.db.open(transaction_manager=tm)
+        return conn
+
+    def _drop_connection(self, tm: Manager, selector: str) -> None:
+        """Close this thread's connection (its manager was spoiled, or it is still joined
+        after the attempt: an abort that failed); the next message opens another."""
+        conn, self._local.conn = getattr(self._local, "conn", None), None
+        if conn is None:
+            return
+        try:
+            conn.close()
+        except Exception:  # still joined (an abort that failed): never reuse its manager
+            if conn.transaction_manager is tm:
+                tm.spoiled = True
+            log.exception("closing a connection after %r failed", selector)

@@ -28,7 +28,7 @@ outside a message (its socket) calls ``on_failure`` and ends; the incarnation th
 
 Threads: everything here runs on the lane's own thread except ``start``, ``stop``,
 ``join`` and the counters' readers; the counters take a lock. Nothing here touches
-ZODB except through ``Kernel.send`` (one connection per call, on the calling thread).
+ZODB except through ``Kernel.send`` (the calling thread's own connection).
 """
 
 from __future__ import annotations

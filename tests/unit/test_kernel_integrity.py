@@ -185,3 +185,24 @@ def test_the_front_survives_a_signal_that_escaped_the_kernel(db):
             return await front.send("genesis", "printString")
 
     assert asyncio.run(scenario()).startswith("<genesis")
+
+
+def test_a_thread_holds_one_connection_across_its_messages_idle_between(kernel, db, leak):
+    """The kernel keeps a thread's connection open between its messages (no open and
+    close per message), and refuses every change through it while it is idle."""
+    kernel.send("genesis", "defineMethod:source:", ["stash", "def stash(self):\n"
+                                                              "    return test_keep(self)\n"])
+    kernel.send("genesis", "stash")
+    held = kernel._local.conn
+    kernel.send("genesis", "setSlot:value:", ["size", 3])
+    assert kernel._local.conn is held
+    assert held.opened is not None
+    with pytest.raises(ForeignChange):
+        _KEPT[0].colour = "idle"
+    # a spoiled manager lets its connection go: the next message opens another
+    kernel._local.tm.spoiled = True
+    kernel.send("genesis", "size")
+    assert held.opened is None
+    assert kernel._local.conn is not held
+    assert kernel.send("genesis", "size") == 3
+    assert "colour" not in kernel.send("genesis", "slotNames")
