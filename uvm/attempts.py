@@ -37,6 +37,7 @@ import random
 from typing import Any
 
 import transaction
+from transaction.interfaces import NoTransaction
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, POSError
 
@@ -78,6 +79,8 @@ class Manager(transaction.TransactionManager):
         self._skip = False
         try:
             super().abort()
+        except NoTransaction:  # nothing begun (a held connection's database closing)
+            pass
         except BaseException:  # the error being cleaned up after is the one that counts
             self.spoiled = True
             log.exception("aborting a transaction failed; this thread starts over with a "
