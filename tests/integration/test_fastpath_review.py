@@ -8,17 +8,26 @@
   see the first run's reply record yet, and runs the request again (a resend may land on
   another shard, where no conflict on the record stops it). A resend therefore goes
   without an ``after`` frame (the incarnation makes the round trip); a first send keeps it.
+* The validation walk reaches into ZEO's client internals (``uvm.record_feed.ZEOFeed``);
+  a client of another shape is refused by ``ZEOFeed.usable`` and walked through the
+  storage feed (ZODB's prefetch and MVCC load) over the same ZEO server, to the same
+  count and digest.
 """
 
 from __future__ import annotations
 
 import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import uvm.record_feed as record_feed
 from lexicon.frames import REPLY, REQUEST
+from tests.integration.zeo_fixtures import zeo_address_fixture  # noqa: F401
 from tests.unit.test_routing_lanes import Lanes, ok, send, target_on, tid
+from uvm import Kernel, bootstrap, open_db
+from uvm.validation import validate_image
 
 
 @pytest.fixture
@@ -63,3 +72,33 @@ def test_a_request_requeued_after_its_incarnation_ended_is_resent_without_after(
     send(lanes, "r2", "fresh")  # a first send still carries newest
     [(_, fresh)] = requests_for(lanes, "r2")
     assert fresh[2:] == [tid(7)]
+
+
+# --- the validation walk's fallback feed over ZEO ------------------------------------------
+
+
+@pytest.fixture
+def zdb(zeo_address: str) -> typing.Iterator[Any]:
+    db = open_db(zeo=zeo_address, server_sync=False)
+    try:
+        bootstrap(db)
+        kernel = Kernel(db)
+        for i in range(20):
+            kernel.send("genesis", "setSlot:value:", [f"s{i}", list(range(i))])
+        yield db
+    finally:
+        db.close()
+
+
+def test_a_zeo_client_of_another_shape_is_walked_through_the_storage_feed(
+        zdb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    through_zeo = validate_image(zdb)
+    assert through_zeo["ok"], through_zeo["failures"]
+    assert through_zeo["feed"] == "zeo"
+    # a ZEO whose internals moved (usable() checks the shape, not the version)
+    monkeypatch.setattr(record_feed.ZEOFeed, "usable", staticmethod(lambda storage: False))
+    fallback = validate_image(zdb)
+    assert fallback["ok"], fallback["failures"]
+    assert fallback["feed"] == "storage"
+    assert (fallback["objects"], fallback["digest"]) == (through_zeo["objects"],
+                                                         through_zeo["digest"])
