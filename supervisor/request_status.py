@@ -4,9 +4,10 @@ Request: ``StatusRequest`` ``{"kind": "status", "id"}``; answered even when degr
 
 Reply: the supervisor (pid, uptime, home, endpoints, events, curve), its ``state`` and
 why (``reason``), the ``active`` incarnation and every incarnation (pid, env, packages,
-uptime, requests served), the active ``env``, ``routing`` (in flight, pending), the
-recent poison messages (``poisoned``, newest first, with the deaths and where their
-quarantine stands) and the quarantined methods the incarnations report
+uptime, requests served), the active ``env``, ``routing`` (in flight, pending, the
+newest transaction id a reply carried), the recent poison messages (``poisoned``, newest
+first, with the deaths and where their quarantine stands) and the quarantined methods
+the incarnations report
 (``quarantined``: None until one reports), ``restarts`` (recent, total, degraded
 since), the ZEO server, the running ``handover``, requests ``served``, the handover
 log's path and head, ``confinement`` (``[sandbox]`` mode and what is enforced) and the
@@ -44,7 +45,8 @@ def status(desk: Desk, now: float) -> dict[str, Any]:
         "active": routing.active,
         "incarnations": [inc.status(now) for inc in pool.incarnations.values()],
         "env": None if pool.env is None else pool.env.describe(),
-        "routing": {"inflight": len(routing.inflight), "pending": len(routing.pending)},
+        "routing": {"inflight": len(routing.inflight), "pending": len(routing.pending),
+                    "newest": routing.newest.hex() if routing.newest else None},
         "poisoned": routing.poison.recent(now),
         "quarantined": routing.poison.reported(now),
         "restarts": {

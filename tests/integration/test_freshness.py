@@ -119,9 +119,15 @@ def test_a_read_on_another_lane_sees_a_write_at_once(supervisors: Supervisors) -
                 if seen != i:
                     stale.append((mine, i, seen))
 
+    before = sup.status()["routing"]["newest"]
     failures = run_threads(work, THREADS, timeout=600)
     assert not failures, failures
     assert not stale, f"{len(stale)} stale reads of {THREADS * ROUNDS}: {stale[:5]}"
+    # the supervisor followed the writes' transaction ids (what it forwards as `after`)
+    newest = sup.status()["routing"]["newest"]
+    assert newest is not None
+    assert len(newest) == 16
+    assert before is None or int(newest, 16) > int(before, 16)
     for k, uuid in enumerate(writers):  # and the last writes are what the image holds
         assert client.send(readers[k % len(readers)], "peek:", {"$ref": uuid}) == ROUNDS - 1
 
