@@ -26,7 +26,8 @@ incarnation ``[REQUEST, request(, after)]`` or ``[CONTROL, control]``; incarnati
 supervisor ``[REPLY, id, reply(, tid)]`` or ``[CONTROL, control]``. Requests normally
 come to the lanes; the main socket takes them too (handover probes, a lane not yet
 attached): decoded in the loop, run on a small executor (``MAIN_WORKERS`` threads),
-answered on main the same way. Control frames on main are acted on by
+answered on main the same way, the reply recorded in the shard of the lane its target
+belongs to (``uvm.lanes.shard_for``), as if its lane had run it. Control frames on main are acted on by
 ``uvm.control`` (``Stop``, ``Quarantine``, ``Validate``); a lane applies a
 ``Quarantine`` itself.
 
@@ -69,7 +70,7 @@ from .errors import InvalidValue, UVMError
 from .genesis import bootstrap
 from .image import catch_up, open_db
 from .kernel import Kernel
-from .lanes import Lanes, Serving, after_frame
+from .lanes import Lanes, Serving, after_frame, shard_for
 
 __all__ = ["MAIN_WORKERS", "Incarnation", "installed_packages"]
 
@@ -369,8 +370,10 @@ class Incarnation:
             self.track(self._run(request, after_frame(frames)))
 
     async def _run(self, request: Any, after: bytes | None) -> None:
+        # its lane's shard: a resend on the lane meets this run's record (uvm.replies)
+        shard = shard_for(getattr(request, "target", ""), self.workers)
         frames = await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.serving.run, request, after, "main")
+            self._pool, self.serving.run, request, after, shard)
         await self._send(frames)
 
 

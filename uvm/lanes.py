@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -47,12 +48,20 @@ from lexicon.frames import CONTROL, REPLY, REQUEST
 
 from .errors import ImageError, UVMError
 
-__all__ = ["POLL", "Lanes", "Serving", "after_frame"]
+__all__ = ["POLL", "Lanes", "Serving", "after_frame", "shard_for"]
 
 log = logging.getLogger("batos.incarnation")
 
 #: how often (seconds) an idle lane looks whether it is asked to stop
 POLL = 0.1
+
+
+def shard_for(target: str, lanes: int) -> str:
+    """The reply record's shard of a request for ``target`` (``uvm.replies``): the lane the
+    supervisor routes it to (``zlib.crc32(target) % lanes``, ``supervisor.routing``),
+    whichever socket carried it, so a resend meets its first run's record in one shard;
+    ``"main"`` for an incarnation without lanes."""
+    return str(zlib.crc32(target.encode()) % lanes) if lanes > 0 else "main"
 
 
 def after_frame(frames: list[bytes]) -> bytes | None:

@@ -8,8 +8,9 @@ commit-free), which is safe because running them twice has no effect.
 
 Layout: ``root[SHARDS_KEY]`` is an OOBTree of *shards*, ``shard name ->
 OOBTree(request id -> (committed_at, result))``. A writer names its shard
-(the kernel passes the lane the request runs on: ``"0"``, ``"1"``, ...,
-``"main"`` for the incarnation's main socket) and records only there, so two
+(the kernel passes the lane of the request's target: ``"0"``, ``"1"``, ...,
+``uvm.lanes.shard_for``, also when the main socket carried it; ``"main"`` in an
+incarnation without lanes) and records only there, so two
 writers on different shards never write the same object: a BTree split (which
 conflict resolution cannot merge, and which BTrees guard with ``readCurrent`` on
 the interior nodes) stays inside one writer's tree. A shard's tree is created
@@ -26,8 +27,8 @@ request id on one shard always conflict (both insert the key), so the loser is
 retried and answers the record. Two runs of the same id at the same time on
 *different* shards are not stopped by the record (neither has committed when the
 other looks; their effects on the same objects usually conflict instead): the
-supervisor never has one id in flight twice (it joins them), and routes a resend
-to the same lane index whenever the lane count is the same.
+supervisor never has one id in flight twice (it joins them), and a resend has the
+same shard as its first run whenever the lane count is the same.
 
 Retention is bounded by ``prune``, which the incarnation runs in a transaction
 of its own every so often (``Kernel.maintain``): over all shards and the legacy

@@ -12,6 +12,12 @@
   a client of another shape is refused by ``ZEOFeed.usable`` and walked through the
   storage feed (ZODB's prefetch and MVCC load) over the same ZEO server, to the same
   count and digest.
+* The reply record's shard follows the request's target (``crc32(target) % lanes``, the
+  lane the supervisor routes it to), not the socket that carried it: a request run on
+  main (its lane not yet attached, or refusing the send) and resent later to its lane
+  (after a kill) meets its first record in the same shard, where both runs insert the
+  same key and conflict, the last line of defence when the resend's snapshot is older
+  than the first run's commit (a killed process's last bytes still being read by ZEO).
 """
 
 from __future__ import annotations
@@ -24,9 +30,20 @@ import pytest
 
 import uvm.record_feed as record_feed
 from lexicon.frames import REPLY, REQUEST
+from tests.integration.test_lanes import (  # noqa: F401 - fixtures
+    Backend,
+    Incarnation,
+    answer,
+    backend,
+    image,
+    incarnation,
+    ready,
+    request,
+)
 from tests.integration.zeo_fixtures import zeo_address_fixture  # noqa: F401
 from tests.unit.test_routing_lanes import Lanes, ok, send, target_on, tid
 from uvm import Kernel, bootstrap, open_db
+from uvm.replies import ReplyStore
 from uvm.validation import validate_image
 
 
@@ -102,3 +119,29 @@ def test_a_zeo_client_of_another_shape_is_walked_through_the_storage_feed(
     assert fallback["feed"] == "storage"
     assert (fallback["objects"], fallback["digest"]) == (through_zeo["objects"],
                                                          through_zeo["digest"])
+
+
+# --- the record's shard follows the target ---------------------------------------------------
+
+
+def shards_holding(kernel: Kernel, rid: str) -> list[str]:
+    def look(cycle: Any) -> list[str]:
+        store = ReplyStore(cycle.connection.root())
+        return [name for name, tree in store._trees() if name is not None and rid in tree]
+
+    return kernel.read(look)
+
+
+def test_a_write_on_main_records_in_its_targets_shard(
+        ready: Incarnation, backend: Backend, image: Kernel) -> None:  # noqa: F811 - fixtures
+    # genesis: crc32 % 2 == 0, the lane the supervisor routes it to
+    rid, payload = request("setSlot:value:", ["viaMain", 1])
+    backend.send(ready.ident, REQUEST, payload)
+    who, frames = backend.reply(rid)
+    assert (who, answer(frames)["ok"]) == (ready.ident, True), answer(frames)
+    assert shards_holding(image, rid) == ["0"]
+    # resent to its lane: answered from the record, not run again
+    backend.send(ready.lane(0), REQUEST, payload)
+    _who, frames = backend.reply(rid)
+    assert answer(frames)["ok"] is True
+    assert shards_holding(image, rid) == ["0"]
