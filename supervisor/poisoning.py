@@ -57,20 +57,29 @@ class Poisoning:
         for record in self.routing.poison.quarantines_due(inc.id):
             log.info("quarantine sent", extra={"incarnation": inc.id, "request": record.request_id,
                                                "target": record.target, "selector": record.selector})
-            for ident in (inc.id, *self.sockets.lanes(inc)):
-                self._send(ident, record)
+            self._send(inc.id, record)
+            for lane in sorted(inc.attached):
+                self._to_lane(inc, lane, record)
 
     def quarantine_lane(self, inc: Incarnation, lane: int) -> None:
         """Lane ``lane`` of ``inc`` just attached: the quarantines ``inc`` was sent, to it."""
         for record in self.routing.poison.quarantines_sent(inc.id):
-            self._send(f"{inc.id}#{lane}", record)
+            self._to_lane(inc, lane, record)
 
-    def _send(self, ident: str, record: Poisoned) -> None:
+    def _to_lane(self, inc: Incarnation, lane: int, record: Poisoned) -> None:
+        """A lane that cannot take the Quarantine (its queue full, gone) is detached: its
+        targets' requests go to main, where the Quarantine is ahead of them."""
+        if not self._send(f"{inc.id}#{lane}", record):
+            inc.attached.discard(lane)
+            _send_log.warning("lane %d of %s detached: its requests go to main", lane, inc.id)
+
+    def _send(self, ident: str, record: Poisoned) -> bool:
         error = self.sockets.control(ident, Quarantine(
             request=record.request_id, target=record.target, selector=record.selector,
             reason=record.reason[:2000]))
         if error is not None:
             _send_log.warning("could not send to %s: %s", ident, error)
+        return error is None
 
     def judge(self, inc: Incarnation, now: float, *, why: str = "") -> Judgement:
         """Judge what ``inc`` had in flight and answer its poison messages; ``why`` is the

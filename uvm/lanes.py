@@ -41,7 +41,7 @@ from typing import Any
 
 import zmq
 
-from bridge.codec import decode_control, decode_request, encode
+from bridge.codec import MAX_FRAME, decode_control, decode_request, encode
 from bridge.errors import ProtocolError
 from bridge.messages import Attach, ErrorInfo, Quarantine, Reply
 from lexicon.frames import CONTROL, REPLY, REQUEST
@@ -88,7 +88,9 @@ class Serving:
         """``(request, None)``, or ``(None, the error reply's frames)`` for a frame that
         is not a valid request."""
         try:
-            return decode_request(frame), None
+            # the supervisor enforced its own max_frame (which may be over the codec's
+            # default): a frame it forwarded is never refused here for its size
+            return decode_request(frame, max_size=max(len(frame), MAX_FRAME)), None
         except ProtocolError as exc:
             log.warning("bad request from the supervisor: %s", exc)
             with self._lock:

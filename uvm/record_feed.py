@@ -112,6 +112,7 @@ class ZEOFeed:
         protocol = getattr(io, "protocol", None)
         return (type(storage).__module__ == "ZEO.ClientStorage"
                 and callable(getattr(getattr(runner, "loop", None), "call_soon_threadsafe", None))
+                and isinstance(getattr(io, "operational", None), bool)
                 and callable(getattr(protocol, "call_sync", None))
                 and isinstance(getattr(protocol, "futures", None), dict))
 

@@ -133,3 +133,16 @@ def test_the_inquiry_loop_is_touched_by_each_request(kernel):
     serving = Serving(Recording(kernel), "inc-7-1", inquiry=Inquiry())
     serving.answer([REQUEST, encode(DescribeRequest(id="r-7"))], "0")
     assert touched == [1]
+
+
+def test_a_frame_over_the_codecs_default_size_is_decoded_the_supervisor_judged_it(kernel):
+    """An operator's max_frame may exceed the codec's default (1 MiB): a request the
+    supervisor forwarded is never refused for its size here (its reply would carry id ""
+    and never reach the client)."""
+    big = "x" * (1 << 20)
+    payload = encode(SendRequest(id="r-big", target="genesis", selector="printString",
+                                 args=[big]))
+    assert len(payload) > 1 << 20
+    request, error = Serving(Recording(kernel), "inc-7-1").decode(payload)
+    assert error is None
+    assert request.id == "r-big"

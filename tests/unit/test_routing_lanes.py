@@ -251,3 +251,19 @@ def test_quarantines_due_go_to_every_attached_lane_at_once(lanes: Lanes) -> None
     lanes.pool.send_quarantines()
     assert lanes.quarantines() == [("inc-1", "bad"), ("inc-1#0", "bad"), ("inc-1#1", "bad")]
     assert inc.attached == {0, 1}
+
+
+def test_a_lane_that_cannot_take_a_quarantine_is_detached(lanes: Lanes) -> None:
+    """Its targets' requests then go to main, behind the Quarantine main took."""
+    inc = lanes.ready("inc-1", 2)
+    lanes.attach("inc-1", 0)
+    lanes.attach("inc-1", 1)
+    send(lanes, "bad", "victim")
+    entry = lanes.routing.inflight.pop("bad")
+    lanes.routing.poison._poison(entry, (), 2.0)
+    lanes.unreachable.add("inc-1#1")
+    lanes.pool.send_quarantines()
+    assert lanes.quarantines() == [("inc-1", "bad"), ("inc-1#0", "bad")]
+    assert inc.attached == {0}
+    send(lanes, "next", target_on(1, 2))
+    assert lanes.sent_to()[-1][0] == "inc-1"
