@@ -33,7 +33,11 @@ here, none keeps a copy.
   (read-your-writes across incarnations, docs/protocol.md section 8).
 * ``lane_for`` picks an incarnation's lane for a target: the same target always
   the same lane index (``zlib.crc32``, stable across processes), None (main)
-  when that lane has not attached.
+  when that lane has not attached. ``place`` passes it over when the oldest request
+  on it has run ``LANE_HELD`` seconds (a lane runs one request at a time: a long
+  one would hold up every other object of the lane): then the least busy lane not
+  held up, or main when every lane is. The incarnation records the reply in the
+  target's shard whichever lane ran it (``uvm.lanes.shard_for``).
 """
 
 from __future__ import annotations
@@ -46,11 +50,13 @@ from enum import Enum
 
 from .poison import Judgement, PoisonLedger
 
-__all__ = ["TID_SIZE", "InFlight", "Route", "RoutingTable", "lane_for"]
+__all__ = ["LANE_HELD", "TID_SIZE", "InFlight", "Route", "RoutingTable", "lane_for"]
 
 Envelope = tuple[bytes, ...]
 #: a transaction id's size on the backend (ZODB's 8-byte tid)
 TID_SIZE = 8
+#: seconds a lane's oldest request may run before new requests pass the lane over
+LANE_HELD = 0.25
 
 
 def lane_for(target: str, lanes: int, attached: Container[int]) -> int | None:
@@ -82,6 +88,8 @@ class InFlight:
     #: what the request asks, for a PoisonMessage and the Quarantine that follows it
     target: str = ""
     selector: str = ""
+    #: the lane of its incarnation it was sent to (None: main, or not sent)
+    on_lane: int | None = None
 
 
 class RoutingTable:
@@ -95,6 +103,8 @@ class RoutingTable:
         self.lane: str | None = None
         #: the newest transaction id a reply carried (None: none yet)
         self.newest: bytes | None = None
+        #: (incarnation, lane) -> {request id: sent_at} in flight there, oldest first
+        self._lanes: dict[tuple[str, int], dict[str, float]] = {}
 
     def saw(self, tid: bytes) -> None:
         """A reply's transaction id: ``newest`` is the largest seen (other sizes ignored)."""
@@ -148,16 +158,50 @@ class RoutingTable:
                 released.append(entry)
         return released
 
+    def place(self, entry: InFlight, lanes: int, attached: Container[int]) -> int | None:
+        """The lane of ``entry``'s incarnation to send it to (None: main), remembered until
+        it leaves: its target's (``lane_for``) unless the oldest request there has run
+        ``LANE_HELD`` seconds, then the attached lane with the fewest requests in flight
+        of those not held up, or main when every one is."""
+        lane = lane_for(entry.target, lanes, attached)
+        inc, now = entry.incarnation, entry.sent_at
+        if lane is None or inc is None:
+            return None
+        if self._held(inc, lane, now):
+            free = [k for k in range(lanes) if k in attached and not self._held(inc, k, now)]
+            if not free:
+                return None
+            lane = min(free, key=lambda k: len(self._lanes.get((inc, k), ())))
+        self._lanes.setdefault((inc, lane), {})[entry.request_id] = now
+        entry.on_lane = lane
+        return lane
+
+    def _held(self, inc: str, lane: int, now: float) -> bool:
+        held = self._lanes.get((inc, lane))
+        return bool(held) and now - next(iter(held.values())) >= LANE_HELD
+
+    def unplace(self, entry: InFlight) -> None:
+        """``entry`` did not go to the lane ``place`` gave it (it goes to main)."""
+        if entry.on_lane is not None and entry.incarnation is not None:
+            key = (entry.incarnation, entry.on_lane)
+            held = self._lanes.get(key)
+            if held is not None:
+                held.pop(entry.request_id, None)
+                if not held:
+                    del self._lanes[key]
+        entry.on_lane = None
+
     def complete(self, request_id: str) -> InFlight | None:
         entry = self.inflight.pop(request_id, None)
         if entry is not None:
-            self._left(request_id)
+            self._left(entry)
             self.poison.completed(request_id)
         return entry
 
-    def _left(self, request_id: str) -> None:
-        if self.lane == request_id:
+    def _left(self, entry: InFlight) -> None:
+        if self.lane == entry.request_id:
             self.lane = None
+        self.unplace(entry)
 
     def died(self, incarnation: str, cause: str | None,
              now: float) -> tuple[Judgement, list[InFlight]]:
@@ -168,7 +212,7 @@ class RoutingTable:
         judgement = self.poison.judge(incarnation, lost, cause, now)
         poisoned = [self.inflight.pop(record.request_id) for record in judgement.poisoned]
         for entry in poisoned:
-            self._left(entry.request_id)
+            self._left(entry)
         return judgement, poisoned
 
     def orphan(self, incarnation: str) -> list[InFlight]:
@@ -176,7 +220,7 @@ class RoutingTable:
         lost = [e for e in self.inflight.values() if e.incarnation == incarnation]
         for entry in lost:
             del self.inflight[entry.request_id]
-            self._left(entry.request_id)
+            self._left(entry)
             entry.incarnation = None
         requeued: OrderedDict[str, InFlight] = OrderedDict((e.request_id, e) for e in lost)
         requeued.update(self.pending)

@@ -18,9 +18,9 @@ Before ``open`` (and after ``close``) ``publish`` is a no-op, so collaborators
 built around an unopened ``Sockets`` (unit tests) still run.
 
 A forwarded request (``forward``) goes to the lane of its incarnation that
-``routing.lane_for`` picks for its target when that lane has attached, else (no
-lanes, not attached, or the lane cannot take it) to the incarnation's main
-socket; it carries ``routing.newest`` as its ``after`` frame once a reply has
+``RoutingTable.place`` picks (its target's lane when attached and not held up by a
+long request), else (no lanes, none attached or free, or the lane cannot take it)
+to the incarnation's main socket; it carries ``routing.newest`` as its ``after`` frame once a reply has
 carried a transaction id (docs/protocol.md section 8), except a resend after its
 incarnation ended (it may have committed there with no reply to say so): without
 ``after``, the incarnation makes the round trip and sees that run's reply record.
@@ -209,13 +209,18 @@ class Sockets:
         assert ident is not None
         # a resend (requeued when its incarnation ended) may have committed there unseen:
         # no reply carried that tid, so no after frame (the incarnation makes the round trip)
-        newest = self.routing.newest if self.routing is not None and entry.attempts < 2 else None
+        routing = self.routing
+        newest = routing.newest if routing is not None and entry.attempts < 2 else None
         frames = [REQUEST, entry.payload] if newest is None else [REQUEST, entry.payload, newest]
         inc = self.incarnations.get(ident)
         if inc is not None and inc.attached:
-            lane = lane_for(entry.target, inc.lanes, inc.attached)
-            if lane is not None and self.send(f"{ident}#{lane}", frames) is None:
-                return
+            lane = (lane_for(entry.target, inc.lanes, inc.attached) if routing is None
+                    else routing.place(entry, inc.lanes, inc.attached))
+            if lane is not None:
+                if self.send(f"{ident}#{lane}", frames) is None:
+                    return
+                if routing is not None:
+                    routing.unplace(entry)
         error = self.send(ident, frames)
         if error is not None:  # it just went away: its exit will requeue the request
             log.warning("could not forward to %s: %s", ident, error)

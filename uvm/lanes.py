@@ -98,11 +98,15 @@ class Serving:
             return None, self._frames(exc.request_id, self._error(
                 exc.request_id, type(exc).__name__, str(exc)))
 
-    def answer(self, frames: list[bytes], shard: str) -> list[bytes]:
-        """The reply frames to ``[REQUEST, request(, after)]``, run on this thread."""
+    def answer(self, frames: list[bytes], shard: str, lanes: int = 0) -> list[bytes]:
+        """The reply frames to ``[REQUEST, request(, after)]``, run on this thread; with
+        ``lanes``, the record goes to the target's shard (``shard_for``) whichever lane
+        carried it (the supervisor passes a lane held up by a long request over)."""
         request, error = self.decode(frames[1])
         if error is not None:
             return error
+        if lanes:
+            shard = shard_for(getattr(request, "target", ""), lanes)
         return self.run(request, after_frame(frames), shard)
 
     def run(self, request: Any, after: bytes | None, shard: str) -> list[bytes]:
@@ -239,7 +243,7 @@ class Lanes:
     def _take(self, sock: zmq.Socket[Any], frames: list[bytes], shard: str) -> None:
         tag = frames[0] if frames else b""
         if tag == REQUEST and len(frames) >= 2:
-            sock.send_multipart(self.serving.answer(frames, shard))
+            sock.send_multipart(self.serving.answer(frames, shard, self.count))
         elif tag == CONTROL and len(frames) >= 2:
             self._control(frames[1])
         else:
