@@ -81,14 +81,22 @@ def _members(status: dict[str, Any]) -> list[str]:
     incarnations = status.get("incarnations") or []
     if not incarnations:
         return ["incarnations: none"]
-    rows = [["ID", "ROLE", "STATE", "PID", "ENV", "SERVED", "BUSY", "UP"]]
+    rows = [["ID", "ROLE", "STATE", "PID", "ENV", "SERVED", "BUSY", "LANES", "UP"]]
     for inc in incarnations:
         mark = "*" if inc.get("id") == status.get("active") else ""
         rows.append([f"{inc.get('id', '?')}{mark}", str(inc.get("role", "?")),
                      str(inc.get("state", "?")), str(inc.get("pid", "?")),
                      str(inc.get("env_id", "?"))[:16], str(inc.get("served", "?")),
-                     str(inc.get("busy", "?")), duration(inc.get("uptime"))])
+                     str(inc.get("busy", "?")), _lanes(inc), duration(inc.get("uptime"))])
     return ["incarnations: (* serves new requests)", *_table(rows)]
+
+
+def _lanes(inc: dict[str, Any]) -> str:
+    """Attached lanes of all (``4/4``), ``-`` for none (requests go to main), ``?`` unknown."""
+    lanes, attached = inc.get("lanes"), inc.get("attached")
+    if not isinstance(lanes, int) or not isinstance(attached, list):
+        return "?"
+    return f"{len(attached)}/{lanes}" if lanes else "-"
 
 
 def _troubles(status: dict[str, Any]) -> list[str]:

@@ -111,7 +111,8 @@ STATUS = {
         {"id": "inc-1-41", "role": "old", "state": "ready", "pid": 50, "env_id": "aaaa1111bbbb2222",
          "uptime": 600.0, "served": 12, "busy": 1, "packages": {"six": "1.16.0"}},
         {"id": "inc-2-41", "role": "active", "state": "ready", "pid": 60,
-         "env_id": "cccc3333dddd4444", "uptime": 5.5, "served": 3, "busy": 0, "packages": {}},
+         "env_id": "cccc3333dddd4444", "uptime": 5.5, "served": 3, "busy": 0, "packages": {},
+         "lanes": 4, "attached": [0, 1, 3]},
     ],
     "env": {"id": "cccc3333dddd4444", "python": "3.11.7", "path": "/envs/c",
             "spec": {}, "packages": {"six": "1.17.0", "zodb": "6.0"}},
@@ -135,10 +136,17 @@ def test_the_short_status_says_what_matters_in_a_few_lines():
     assert "pid 41, up 1h 02m, home /srv/batos" in text
     assert "env:         cccc3333dddd4444 (2 packages)" in text
     header = next(line for line in lines if "SERVED" in line).split()
-    assert header == ["ID", "ROLE", "STATE", "PID", "ENV", "SERVED", "BUSY", "UP"]
+    assert header == ["ID", "ROLE", "STATE", "PID", "ENV", "SERVED", "BUSY", "LANES", "UP"]
     active = next(line for line in lines if "inc-2-41*" in line).split()
-    assert active == ["inc-2-41*", "active", "ready", "60", "cccc3333dddd4444", "3", "0", "5s"]
-    assert next(line for line in lines if "inc-1-41 " in line).split()[1:3] == ["old", "ready"]
+    assert active == ["inc-2-41*", "active", "ready", "60", "cccc3333dddd4444", "3", "0", "3/4",
+                      "5s"]
+    old = next(line for line in lines if "inc-1-41 " in line).split()
+    assert old[1:3] == ["old", "ready"]
+    assert old[7] == "?"  # an incarnation listed without lanes (an older supervisor)
+    no_lanes = {**STATUS["incarnations"][1], "lanes": 0, "attached": []}
+    row = next(line for line in status_view.short_status(
+        {**STATUS, "incarnations": [no_lanes]}).splitlines() if "inc-2-41*" in line)
+    assert row.split()[7] == "-"  # no lanes: requests go to its main socket
     assert "restarts:    1 recent, 4 total" in text
     assert "handover:    h-12ab (evolve) in phase probation for 1m 15s, asked by ann@box" in text
     assert f"handover log: seq 7, sha256 {'f' * 16}" in text
