@@ -4,9 +4,10 @@ A method slot holds a persistent ``Method``. What the image stores is the
 source of one Python function whose first parameter is the receiver, plus
 every earlier version of it (source, author, timestamp, reason). Code objects
 are never pickled: each process compiles a source the first time it runs it,
-and caches the function twice, on the ``Method`` (``_v_function``, dropped
-whenever ZODB ghosts the object) and process-wide by the source's digest
-(``cached_function``). Both caches are keyed by the import policy's version
+and caches the function twice, on the ``Method`` (``_v_function``, with the source
+it was compiled from: ``versions`` is a persistent list of its own, so a define
+committed by another connection, or aborted, reaches the list and not the
+``Method``) and process-wide by the source's digest (``cached_function``). Both caches are keyed by the import policy's version
 too: a function compiled while an env package was allowed does not survive
 ``allowlist.set_allowed`` removing it.
 
@@ -320,12 +321,15 @@ class Method(Persistent):
         return [dict(v) for v in self.versions]
 
     def function(self) -> Callable[..., Any]:
-        policy = allowlist.version()
+        # keyed by the source too: ``define`` changes ``versions`` (a persistent object of
+        # its own), so another connection's commit or an abort never ghosts this object
+        # and its ``_v_function`` would outlive the source it was compiled from
+        policy, source = allowlist.version(), self.source
         cached = getattr(self, "_v_function", None)
-        if cached is not None and cached[0] == policy:
-            return cached[1]
-        func = cached_function(self.source)
-        self._v_function = (policy, func)
+        if cached is not None and cached[0] == policy and cached[1] == source:
+            return cached[2]
+        func = cached_function(source)
+        self._v_function = (policy, source, func)
         return func
 
     def bind(self, receiver: UvmObject) -> BoundMethod:

@@ -8,7 +8,10 @@ lane. What this proves, with real processes:
   on that lane are answered at once (on another lane) while it still runs; every write
   runs once (the bumps answer 1..N), a write resent by its id after the long request
   ended (now on its own lane) is answered from its record, not run again, and the long
-  request's answer is the right one.
+  request's answer is the right one;
+* a method redefined (and a data slot set) on a shared parent is what every lane runs
+  and reads at once, though each lane's thread holds its ZODB connection (and the
+  compiled function it cached) across messages.
 """
 
 from __future__ import annotations
@@ -78,3 +81,26 @@ def test_a_long_request_does_not_hold_up_the_other_objects_of_its_lane(
     assert still_running, f"the long request ended before the reads ({results})"
     assert bumps == [1, 2, 3, 4, 5] * 2
     assert results["long-1"] == ("ok", sum(range(spins)))
+
+
+def test_a_redefined_inherited_method_is_run_at_once_on_every_lane(
+        supervisors: Supervisors) -> None:
+    sup = supervisors.start(config={"workers": WORKERS})
+    names = [f"heir{i}" for i in range(16)]
+    make_recorders(sup.client, names)  # clones of genesis: parent* -> traits
+    assert {_lane(n) for n in names} == set(range(WORKERS))
+    writer, reader = sup.new_client(timeout=30), sup.new_client(timeout=30)
+    stale: list[tuple[str, int, object, object]] = []
+    try:
+        for version in range(1, 6):
+            writer.send("traits", "setSlot:value:", "r2value", version)
+            writer.send("traits", "defineMethod:source:", "r2probe",
+                        f"def r2probe(self):\n    return {version}\n")
+            for name in names:
+                got = (reader.send(name, "r2value"), reader.send(name, "r2probe"))
+                if got != (version, version):
+                    stale.append((name, version, *got))
+    finally:
+        writer.close()
+        reader.close()
+    assert not stale, f"(object, version, slot read, method answer) not current: {stale}"
