@@ -20,7 +20,8 @@ first, then the other shards, then the legacy single tree ``root[REPLIES_KEY]``
 of older images (read only; ``prune`` empties it and then drops it).
 
 Shards are bounded by the lane count, not by incarnations: in a handover, or a
-pool of incarnations, lane k of every incarnation writes shard ``"k"``. That is
+pool of incarnations, every incarnation writes a target's record into the shard
+of that target's lane (``crc32(target) % lanes``), whichever lane ran it. That is
 acceptable: those writers are few, BTree conflict resolution merges most of
 their inserts and the kernel retries the rest; and two runs of the *same*
 request id on one shard always conflict (both insert the key), so the loser is
