@@ -1,11 +1,10 @@
 """What the image's records may name: one class allowlist, checked on every load and store.
 
-A ZODB record is two pickles (the class, then the state), and unpickling a
-pickle runs whatever its globals name: ``os.system`` reduced with an argument,
-``builtins.eval``, ``copyreg._reconstructor`` on a class whose ``__setstate__``
-does something. So every database batos opens (``uvm.image.open_db``, which
-the incarnation, the CLI, validation and the crucible's trial worker use) is
-an ``ImageDB``:
+A ZODB record is two pickles (the class, then the state), and unpickling a pickle runs
+whatever its globals name: ``os.system`` reduced with an argument, ``builtins.eval``,
+``copyreg._reconstructor`` on a class whose ``__setstate__`` does something. So every
+database batos opens (``uvm.image.open_db``: the incarnation, the CLI, validation and
+the crucible's trial worker) is an ``ImageDB``:
 
 * **load**: its ``classFactory`` answers only the classes in ``ALLOWED`` (the
   ones batos stores) and raises ``ForbiddenClass`` for any other global,
@@ -25,15 +24,14 @@ an ``ImageDB``:
   what a method put into a persistent list or mapping in place. So the
   image never holds a record that the load side would refuse.
 
-No builtin global is allowed: plain data (None, bool, int, float, str, bytes,
-tuples, lists, dicts) pickles without any. The allowed classes construct
-nothing but plain state when a pickle calls them (``Method`` needs keyword
-arguments a pickle cannot give; ``UvmObject`` checks its slots).
+No builtin global is allowed: plain data (None, bool, int, float, str, bytes, tuples,
+lists, dicts) pickles without any. The allowed classes construct nothing but plain
+state when a pickle calls them (``Method`` needs keyword arguments a pickle cannot
+give; ``UvmObject`` checks its slots).
 
-Not covered here: ZODB's conflict resolution unpickles old and committed
-states with its own resolver (``ZODB.ConflictResolution.find_global``), in
-the storage server's process for ZEO. Those states were written by an
-``ImageConnection``, so they name only allowed classes.
+Not covered here: ZODB's conflict resolution unpickles states with its own resolver
+(``ZODB.ConflictResolution.find_global``, in the ZEO server's process); those states
+were written by an ``ImageConnection``, so they name only allowed classes.
 """
 
 from __future__ import annotations
@@ -169,6 +167,9 @@ def _not_loaded(oid: Any, found: ForbiddenClass) -> ForbiddenClass:
     )
 
 
+_PLAIN = frozenset({str, bytes, int, float, bool, type(None), tuple, list, dict})  # never refs
+
+
 class _CheckedWriter:
     """ZODB's ``ObjectWriter``, with each pickle checked before it is stored."""
 
@@ -177,6 +178,8 @@ class _CheckedWriter:
         named = writer.persistent_id
 
         def persistent_id(obj: Any) -> Any:
+            if type(obj) in _PLAIN:  # most of a record: a quick exit
+                return None
             # a reference to a refused ghost keeps naming the class its record names,
             # as a plain (module, name) pair: the referrer can still be written
             if isinstance(obj, _Refused) and obj._p_oid is not None:
