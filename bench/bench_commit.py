@@ -25,7 +25,6 @@ Run ``python bench/bench_commit.py [--quick]``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import inspect
 import logging
 import os
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import transaction
+from bench_bridge import machine as bridge_machine
 from ZODB.POSException import ConflictError
 
 from uvm import Kernel, bootstrap, open_db
@@ -71,16 +71,7 @@ main(sys.argv[1:])
 
 
 def machine() -> list[str]:
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
-    return [
-        f"date:     {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"cpu:      {cpu}; {os.cpu_count()} logical cores",
-        f"python:   {sys.version.split()[0]}; ZODB {version('ZODB')}, ZEO {version('ZEO')}, "
-        f"BTrees {version('BTrees')}",
-        "load:     {:.2f} {:.2f} {:.2f} (1/5/15 min load average at start)".format(*os.getloadavg()),
-    ]
+    return [*bridge_machine(), f"BTrees:   {version('BTrees')}"]
 
 
 class Counter(logging.Handler):
