@@ -38,6 +38,7 @@ from .errors import DoesNotUnderstand, NeedsSynthesis, SynthesisFailed, UVMError
 from .facets import facet_for
 from .methods import Method
 from .obj import UvmObject, find_slot, write_slot
+from .object_primitives import plain_copy
 from .protection import MIND_AUTHOR, check_slot
 from .records import SynthesisLog, new_record_id
 from .registry import Cycle
@@ -280,7 +281,8 @@ class Synthesizer:
                 return None
             name = facet_for(weaver, self.facet)
             adapters = weaver._slots.get("adapters") or {}
-            return dict(adapters[name]) if name and name in adapters else None
+            # a deep plain copy: nothing of the image outlives the read's connection
+            return plain_copy(adapters[name]) if name and name in adapters else None
 
         info = kernel.read(lookup)
         if info is None:
