@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import typing
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,19 +40,17 @@ from tests.integration.test_lanes import (  # noqa: F401 - fixtures
     request,
 )
 from tests.integration.zeo_fixtures import zeo_address_fixture  # noqa: F401
-from tests.unit.test_routing_lanes import Lanes, ok, send, target_on, tid
+from tests.unit.test_routing_lanes import (  # noqa: F401 - the lanes fixture
+    Lanes,
+    lanes_fixture,
+    ok,
+    send,
+    target_on,
+    tid,
+)
 from uvm import Kernel, bootstrap, open_db
 from uvm.replies import ReplyStore
 from uvm.validation import validate_image
-
-
-@pytest.fixture
-def lanes(tmp_path: Path) -> typing.Iterator[Lanes]:
-    made = Lanes(tmp_path)
-    try:
-        yield made
-    finally:
-        made.worker.shutdown(wait=True)
 
 
 def requests_for(parts: Lanes, rid: str) -> list[tuple[str, list[bytes]]]:

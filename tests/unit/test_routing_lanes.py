@@ -115,13 +115,13 @@ class Lanes(Parts):
                 if frames[0] == CONTROL and unpack(frames[1])["kind"] == "quarantine"]
 
 
-@pytest.fixture
-def lanes(tmp_path: Path) -> typing.Iterator[Lanes]:
+@pytest.fixture(name="lanes")
+def lanes_fixture(tmp_path: Path) -> typing.Iterator[Lanes]:
     made = Lanes(tmp_path)
     try:
         yield made
     finally:
-        made.worker.shutdown(wait=True)
+        made.close()
 
 
 def target_on(lane: int, lanes: int = 4) -> str:

@@ -98,6 +98,10 @@ class Parts:
         assert envelope == (b"\x00", *CLIENT)
         return reply
 
+    def close(self) -> None:
+        self.hlog.close()
+        self.worker.shutdown(wait=True)
+
     def incarnation(self, ident: str, *, state: str = "ready") -> Incarnation:
         proc = SimpleNamespace(pid=4242, returncode=None, poll=lambda: None)
         inc = Incarnation(id=ident, proc=proc, env=EnvInfo(id="e1", python="python"),  # type: ignore[arg-type]
@@ -118,8 +122,7 @@ def parts(tmp_path: Path) -> typing.Iterator[Parts]:
     try:
         yield made
     finally:
-        made.hlog.close()
-        made.worker.shutdown(wait=True)
+        made.close()
 
 
 # --- the shape ----------------------------------------------------------------------------
